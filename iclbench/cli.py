@@ -1,0 +1,214 @@
+"""The `iclbench` command line: evaluate, leaderboard, list, plugins.
+
+Exit codes: 0 success, 2 usage error (bad option, unknown name, invalid config), 1 run failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tomllib
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iclbench import leaderboard
+from iclbench.config import ConfigError, parse_assignments, parse_spec, split_top_level
+from iclbench.plugins import make_plugin_manager
+from iclbench.registry import Catalog, DuplicateNameError, UnknownNameError, build_catalog
+from iclbench.runner import Evaluation, LearnerSpec, Plan
+from iclbench.seeding import resolve_device
+from iclbench.store import ResultStore, read_all
+from iclbench.suite import Suite, SuiteError
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2."""
+
+
+USAGE_ERRORS = (UsageError, ConfigError, SuiteError, UnknownNameError, DuplicateNameError)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def load_catalog(args: argparse.Namespace) -> Catalog:
+    try:
+        return build_catalog(make_plugin_manager(files=tuple(args.plugin or ())))
+    except FileNotFoundError as err:
+        raise UsageError(f"--plugin: {err}") from None
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"{option} expects comma-separated integers, got {text!r}") from None
+
+
+def learner_defaults(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`--learner-config` values: `name:key=value,...` or a TOML file of `[name]` tables."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if item.endswith(".toml"):
+            path = Path(item)
+            if not path.is_file():
+                raise UsageError(f"--learner-config: no such file {item!r}")
+            for name, table in tomllib.loads(path.read_text()).items():
+                out.setdefault(name, {}).update(table)
+        elif ":" in item:
+            name, body = item.split(":", 1)
+            out.setdefault(name.strip(), {}).update(parse_assignments(body))
+        else:
+            raise UsageError(f"--learner-config expects NAME:key=value[,...] or a .toml file, got {item!r}")
+    return out
+
+
+def learner_specs(text: str, defaults: dict[str, dict[str, Any]], catalog: Catalog) -> list[LearnerSpec]:
+    specs, labels = [], set()
+    for item in split_top_level(text):
+        name, overrides = parse_spec(item)
+        catalog.learners[name]  # unknown names fail here, with a suggestion
+        spec = LearnerSpec(name, {**defaults.get(name, {}), **overrides})
+        label = spec.build(catalog).label
+        if label not in labels:
+            labels.add(label)
+            specs.append(spec)
+    for name in defaults:
+        catalog.learners[name]
+    if not specs:
+        raise UsageError("--learners names no learner")
+    return specs
+
+
+def build_suite(args: argparse.Namespace, catalog: Catalog) -> Suite:
+    if args.task and args.suite:
+        raise UsageError("give either --suite or --task, not both")
+    if args.task:
+        overrides = parse_assignments(args.task_config) if args.task_config else {}
+        return Suite.single(catalog.tasks[args.task](overrides))
+    if args.task_config:
+        raise UsageError("--task-config needs --task")
+    return catalog.suites.load(args.suite or "linear", catalog)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    defaults = learner_defaults(args.learner_config or [])
+    align = None
+    if args.align_to:
+        name, overrides = parse_spec(args.align_to)
+        catalog.learners[name]
+        align = LearnerSpec(name, {**defaults.get(name, {}), **overrides})
+    if args.n_tasks < 2:
+        raise UsageError(f"--n-tasks must be at least 2, got {args.n_tasks}")
+    plan = Plan(
+        learners=learner_specs(args.learners, defaults, catalog), suite=build_suite(args, catalog),
+        seeds=parse_int_list(args.seeds, "--seeds"), n_tasks=args.n_tasks, device=device,
+        dtype=DTYPES[args.dtype], batch_size=args.batch_size, align_to=align, force=args.force,
+    )
+    store = ResultStore(args.out)
+    say = (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else None
+    records = Evaluation(catalog, plan, store, progress=say).run()
+    print(leaderboard.markdown(leaderboard.aggregate(leaderboard.to_frame(records))))
+    print(f"{len(records)} records in {store.path}", file=sys.stderr)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    bad = [f for f in formats if f not in leaderboard.FORMATS]
+    if bad:
+        raise UsageError(f"--format: unknown {', '.join(bad)}; choose from {', '.join(leaderboard.FORMATS)}")
+    try:
+        records = read_all(args.results)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    if args.suite:
+        records = [r for r in records if r["suite"] == args.suite]
+    if not records:
+        raise UsageError("no records to render" + (f" for suite {args.suite!r}" if args.suite else ""))
+    for path in leaderboard.render(records, args.out, formats, plots=not args.no_plots):
+        print(path)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args)
+    registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites}[args.what]
+    for name in registry:
+        print(f"{name:20s} {registry.owner(name)}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args)
+    for p in catalog.plugins.info():
+        print(f"{p.name:20s} {p.source:28s} {', '.join(p.hooks)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", metavar="FILE.py", help="load a single-file plugin (repeatable)")
+    p = argparse.ArgumentParser(prog="iclbench", description="Benchmark in-context learners on synthetic regression.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("evaluate", parents=[common], help="fit learners on a suite's training tasks and score them")
+    e.add_argument("--learners", required=True, help="comma-separated, e.g. gd,gd[steps=2],least-squares")
+    e.add_argument("--suite", help="suite name (default: linear)")
+    e.add_argument("--task", help="train and evaluate on one task family instead of a suite")
+    e.add_argument("--task-config", help="key=value,... for --task")
+    e.add_argument("--learner-config", action="append", metavar="NAME:K=V,...|FILE.toml", help="learner options (repeatable)")
+    e.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    e.add_argument("--n-tasks", type=int, default=10000, help="evaluation tasks per (task, seed)")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    e.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    e.add_argument("--batch-size", type=int, default=20000, help="tasks per predict call")
+    e.add_argument("--align-to", metavar="LEARNER", help="also report alignment against this learner")
+    e.add_argument("--out", default="results", help="folder for results.jsonl (default results/)")
+    e.add_argument("--force", action="store_true", help="recompute records already stored")
+    e.add_argument("--quiet", action="store_true", help="no progress messages")
+    e.set_defaults(func=cmd_evaluate)
+
+    lb = sub.add_parser("leaderboard", help="render stored results as tables and plots")
+    lb.add_argument("results", nargs="+", help="results folders or results.jsonl files")
+    lb.add_argument("--out", default="leaderboard", help="output folder (default leaderboard/)")
+    lb.add_argument("--format", default="md,csv,json", help="comma-separated: md, csv, json")
+    lb.add_argument("--suite", help="only this suite's records")
+    lb.add_argument("--no-plots", action="store_true")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    ls = sub.add_parser("list", parents=[common], help="list registered learners, tasks or suites")
+    ls.add_argument("what", choices=["learners", "tasks", "suites"])
+    ls.set_defaults(func=cmd_list)
+
+    pl = sub.add_parser("plugins", parents=[common], help="list loaded plugins with their versions and hooks")
+    pl.set_defaults(func=cmd_plugins)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)  # argparse exits with 2 on its own usage errors
+    try:
+        return args.func(args)
+    except USAGE_ERRORS as err:
+        print(f"iclbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("iclbench: interrupted; finished records are kept", file=sys.stderr)
+        return 1
+    except Exception as err:  # a run failure: say what, keep the traceback behind a switch
+        if os.environ.get("ICLBENCH_DEBUG"):
+            traceback.print_exc()
+        print(f"iclbench: run failed: {type(err).__name__}: {err} (ICLBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The batch every learner sees: B independent in-context regression tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass(frozen=True)
+class Episode:
+    """B tasks, each N context pairs (x_i, y_i) and one query x whose y is to be predicted.
+
+    context_x: (B, N, dx), context_y: (B, N, dy), query_x: (B, dx), query_y: (B, dy).
+    """
+
+    context_x: torch.Tensor
+    context_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        cx, cy, qx, qy = self.context_x, self.context_y, self.query_x, self.query_y
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), torch.Tensor):
+                raise TypeError(f"Episode.{f.name} must be a torch.Tensor")
+        expected = {
+            "context_x": (3, "(B, N, dx)"),
+            "context_y": (3, "(B, N, dy)"),
+            "query_x": (2, "(B, dx)"),
+            "query_y": (2, "(B, dy)"),
+        }
+        for name, (ndim, shape) in expected.items():
+            t = getattr(self, name)
+            if t.ndim != ndim:
+                raise ValueError(f"Episode.{name} must have shape {shape}, got {tuple(t.shape)}")
+        B, N, dx = cx.shape
+        checks = [
+            ("context_y", cy.shape[:2] == (B, N), f"(B={B}, N={N}, dy)"),
+            ("query_x", qx.shape == (B, dx), f"(B={B}, dx={dx})"),
+            ("query_y", qy.shape == (B, cy.shape[2]), f"(B={B}, dy={cy.shape[2]})"),
+        ]
+        for name, ok, shape in checks:
+            if not ok:
+                raise ValueError(
+                    f"Episode.{name} must have shape {shape}, got {tuple(getattr(self, name).shape)}"
+                )
+        devices = {t.device for t in (cx, cy, qx, qy)}
+        if len(devices) > 1:
+            raise ValueError(f"Episode tensors must share one device, got {sorted(map(str, devices))}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.context_x.shape[0]
+
+    @property
+    def n_context(self) -> int:
+        return self.context_x.shape[1]
+
+    @property
+    def dx(self) -> int:
+        return self.context_x.shape[2]
+
+    @property
+    def dy(self) -> int:
+        return self.context_y.shape[2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.context_x.device
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Episode:
+        """A copy on `device` and/or in floating `dtype`."""
+        return Episode(**{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)})
+
+    def slice(self, start: int, stop: int) -> Episode:
+        """Tasks start..stop-1 of the batch (a view, no copy)."""
+        return Episode(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+
+    def with_query_x(self, query_x: torch.Tensor) -> Episode:
+        """The same tasks with another query input (used for sensitivities)."""
+        return Episode(self.context_x, self.context_y, query_x, self.query_y)

@@ -1,0 +1,110 @@
+"""The plugin manager: entry-point plugins, single-file plugins, and hook tracing.
+
+Environment:
+  ICLBENCH_LOAD_PLUGINS   comma-separated entry-point names to load (empty: none); unset: all.
+  ICLBENCH_TRACE_PLUGINS  if set, print every registration hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import importlib.util
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import pluggy
+
+from iclbench import hookspecs
+
+ENTRY_POINT_GROUP = "iclbench"
+
+
+@dataclass
+class PluginInfo:
+    """What `iclbench plugins` shows for one loaded plugin."""
+
+    name: str
+    source: str  # distribution name and version, or the file it was loaded from
+    hooks: list[str] = field(default_factory=list)
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager with iclbench's hook specs and a record of where plugins came from."""
+
+    def __init__(self) -> None:
+        super().__init__("iclbench")
+        self.add_hookspecs(hookspecs)
+        self.sources: dict[str, str] = {}
+
+    def add(self, plugin: object, name: str, source: str) -> None:
+        """Register `plugin` under `name`; misspelt hook implementations are rejected."""
+        self.register(plugin, name=name)
+        self.sources[name] = source
+        self.check_pending()
+
+    def info(self) -> list[PluginInfo]:
+        out = []
+        for name, plugin in self.list_name_plugin():
+            hooks = sorted(c.name for c in self.get_hookcallers(plugin) or [])
+            out.append(PluginInfo(name, self.sources.get(name, "?"), hooks))
+        return sorted(out, key=lambda p: p.name)
+
+
+def load_entry_points(pm: PluginManager) -> None:
+    """Load every plugin in the `iclbench` entry-point group; a broken one is warned about and skipped."""
+    wanted = os.environ.get("ICLBENCH_LOAD_PLUGINS")
+    allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            dist = ep.dist
+            source = f"{dist.name} {dist.version}" if dist else ep.value
+            pm.add(plugin, ep.name, source)
+        except Exception as err:  # a broken plugin must not take the others down
+            warnings.warn(f"skipping plugin {ep.name!r} ({ep.value}): {type(err).__name__}: {err}", stacklevel=2)
+
+
+def load_plugin_file(pm: PluginManager, path: str | Path) -> ModuleType:
+    """Import a single `.py` file as a plugin (the `--plugin` option)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"plugin file not found: {path}")
+    mod_name = f"iclbench_local_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    pm.add(module, path.stem, str(path))
+    return module
+
+
+def make_plugin_manager(*, entry_points: bool = True, files: tuple[str | Path, ...] = ()) -> PluginManager:
+    """A fresh manager; tests build their own and register small plugin classes in it."""
+    pm = PluginManager()
+    if entry_points:
+        load_entry_points(pm)
+    for f in files:
+        load_plugin_file(pm, f)
+    return pm
+
+
+def call_register_hook(pm: PluginManager, hook: str, register) -> None:
+    """Call `hook` on each plugin with a `register` bound to that plugin's name.
+
+    Knowing which plugin registered what lets duplicate names be reported with both owners.
+    """
+    trace = os.environ.get("ICLBENCH_TRACE_PLUGINS")
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        if trace:
+            print(f"[iclbench] {hook} -> {impl.plugin_name}", file=sys.stderr)
+        impl.function(register=lambda obj, _p=impl.plugin_name: register(obj, _p))

@@ -1,0 +1,158 @@
+"""evaluate(learners x suite x seeds) -> result records.
+
+For each seed every learner is fitted on the suite's training distribution, then all
+learners are scored on the *same* evaluation tasks (paired comparisons, alignment), each
+drawn from its own seeded stream. Records are stored as soon as they exist.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import torch
+
+from iclbench.config import format_spec
+from iclbench.episode import Episode
+from iclbench.learner import Learner
+from iclbench.metrics import alignment, mean_ci95, sensitivities, task_losses
+from iclbench.registry import Catalog
+from iclbench.seeding import generator
+from iclbench.store import ResultStore, git_commit, record_key, versions
+from iclbench.suite import EvalTask, Suite
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """A learner name with config overrides, e.g. `gd[steps=2]`."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, catalog: Catalog) -> Learner:
+        return catalog.learners[self.name](self.overrides)
+
+
+@dataclass
+class Plan:
+    learners: list[LearnerSpec]
+    suite: Suite
+    seeds: list[int]
+    n_tasks: int = 10000
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    batch_size: int = 20000
+    align_to: LearnerSpec | None = None
+    force: bool = False
+
+
+def predict_chunked(learner: Learner, episode: Episode, batch_size: int) -> torch.Tensor:
+    """(B, dy) predictions, `batch_size` tasks at a time to bound memory."""
+    with torch.no_grad():
+        parts = [learner.predict(episode.slice(i, i + batch_size)) for i in range(0, episode.batch_size, batch_size)]
+    return torch.cat(parts)
+
+
+def sensitivities_chunked(learner: Learner, episode: Episode, batch_size: int) -> torch.Tensor:
+    """(B, dy, dx) query sensitivities, chunked like predictions."""
+    parts = [sensitivities(learner.predict, episode.slice(i, i + batch_size)) for i in range(0, episode.batch_size, batch_size)]
+    return torch.cat(parts)
+
+
+class Evaluation:
+    """One `iclbench evaluate` run; `run()` returns every record it produced or found stored."""
+
+    def __init__(self, catalog: Catalog, plan: Plan, store: ResultStore,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.catalog, self.plan, self.store = catalog, plan, store
+        self.learners = [s.build(catalog) for s in plan.learners]  # validates every config up front
+        self.reference = plan.align_to.build(catalog) if plan.align_to else None
+        self.progress = progress or (lambda msg: None)
+        self.stored = {record_key(r): r for r in store.records()}
+
+    def run(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for seed in self.plan.seeds:
+            out.extend(self.run_seed(seed))
+        return out
+
+    def base_record(self, learner: Learner, ev: EvalTask, seed: int) -> dict[str, Any]:
+        p = self.plan
+        return {
+            "learner": learner.name, "label": learner.label, "learner_config": learner.config.model_dump(),
+            "suite": p.suite.name, "task": ev.task.name, "task_label": ev.label,
+            "task_config": ev.task.config.model_dump(), "group": ev.group, "value": ev.value,
+            "in_distribution": ev.in_distribution, "seed": seed, "n_tasks": p.n_tasks,
+            "dtype": str(p.dtype).removeprefix("torch."), "device_type": p.device.type,
+            "align_to": self.reference.label if self.reference else None,
+            "versions": versions(),
+        }
+
+    def run_seed(self, seed: int) -> list[dict[str, Any]]:
+        p = self.plan
+        pending = {}  # learner index -> {eval label: base record}, the records still to measure
+        found = []
+        for i, learner in enumerate(self.learners):
+            for ev in p.suite.evals:
+                rec = self.base_record(learner, ev, seed)
+                key = record_key(rec)
+                if key in self.stored and not p.force:
+                    found.append(self.stored[key])
+                else:
+                    pending.setdefault(i, {})[ev.label] = rec
+        if found:
+            self.progress(f"seed {seed}: {len(found)} records already in {self.store.path}, reused (--force recomputes)")
+        if not pending:
+            return found
+        fit_seconds = {i: self.fit(self.learners[i], seed) for i in pending}
+        if self.reference is not None:
+            self.fit(self.reference, seed)
+        out = list(found)
+        for ev in p.suite.evals:
+            todo = [i for i in pending if ev.label in pending[i]]
+            if not todo:
+                continue
+            gen = generator(p.device, seed, "eval", p.suite.name, ev.label)
+            episode = ev.task.sample(p.n_tasks, generator=gen, device=p.device).to(dtype=p.dtype)
+            ref = self.reference_outputs(episode)
+            for i in todo:
+                rec = pending[i][ev.label]
+                rec.update(self.measure(self.learners[i], episode, ref))
+                rec.update(fit_seconds=fit_seconds[i], git_commit=git_commit(),
+                           created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                self.store.append(rec)
+                self.stored[record_key(rec)] = rec
+                out.append(rec)
+                self.progress(f"seed {seed} {rec['label']} on {ev.label}: loss {rec['metrics']['loss']:.4g}")
+        return out
+
+    def fit(self, learner: Learner, seed: int) -> float:
+        start = time.perf_counter()
+        learner.fit(self.plan.suite.train, generator=generator(self.plan.device, seed, "train"), device=self.plan.device)
+        return time.perf_counter() - start
+
+    def reference_outputs(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.reference is None:
+            return None
+        bs = self.plan.batch_size
+        return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs)
+
+    def measure(self, learner: Learner, episode: Episode, ref) -> dict[str, Any]:
+        start = time.perf_counter()
+        pred = predict_chunked(learner, episode, self.plan.batch_size)
+        if episode.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        loss, ci = mean_ci95(task_losses(pred, episode.query_y))
+        metrics: dict[str, float] = {"loss": loss, "loss_ci95": ci}
+        if ref is not None:
+            sens = sensitivities_chunked(learner, episode, self.plan.batch_size)
+            for name, values in alignment(pred, ref[0], sens, ref[1]).items():
+                metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
+        return {"metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters()}
+
+
+def spec_label(spec: LearnerSpec) -> str:
+    return format_spec(spec.name, spec.overrides)

@@ -1,0 +1,167 @@
+"""Suites: which task distribution a learner is fitted on and which tasks it is evaluated on.
+
+A suite is a TOML file (data, not code):
+
+    name = "linear-ood"
+    include = "linear"                 # optional: start from another suite's train and evals
+    [train]
+    task = "linear-regression"
+    config = {}
+    [[eval]]
+    label = "input-range=2"            # the leaderboard column
+    task = "linear-regression"
+    config = { input_low = -1.0, input_high = 1.0 }
+    group = "input range"              # optional: plotted as loss against `value`
+    value = 2.0
+    in_distribution = false
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from iclbench.config import ConfigError
+from iclbench.registry import DuplicateNameError, unknown
+from iclbench.task import Task
+
+if TYPE_CHECKING:
+    from iclbench.registry import Catalog
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvalSpec(TaskSpec):
+    label: str | None = None
+    group: str | None = None
+    value: float | None = None
+    in_distribution: bool = False
+
+
+class SuiteFile(BaseModel):
+    """The schema of one suite file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    include: str | None = None
+    train: TaskSpec | None = None
+    eval: list[EvalSpec] = Field(default_factory=list)
+
+
+@dataclass
+class EvalTask:
+    """One evaluation column: a configured task with its label and plot coordinates."""
+
+    label: str
+    task: Task
+    group: str | None = None
+    value: float | None = None
+    in_distribution: bool = False
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    train: Task
+    evals: list[EvalTask]
+
+    @classmethod
+    def single(cls, task: Task) -> "Suite":
+        """Train and evaluate on one task's distribution (`--task`)."""
+        return cls(task.label, "", task, [EvalTask(task.label, task, in_distribution=True)])
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message names the file and field."""
+
+
+def read_suite_file(path: Any) -> SuiteFile:
+    try:
+        data = tomllib.loads(path.read_text())
+        return SuiteFile(**data)
+    except tomllib.TOMLDecodeError as err:
+        raise SuiteError(f"suite file {path}: {err}") from None
+    except ValidationError as err:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise SuiteError(f"suite file {path}: {msgs}") from None
+
+
+class SuiteRegistry:
+    """Suite name -> file, filled by the `register_suites` hook."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[Any, str]] = {}
+
+    def add_path(self, path: Any, plugin: str) -> None:
+        path = Path(path) if isinstance(path, str) else path
+        files = sorted((p for p in path.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name) if path.is_dir() else [path]
+        for f in files:
+            name = read_suite_file(f).name
+            if name in self._files:
+                other = self._files[name][1]
+                raise DuplicateNameError(
+                    f"suite {name!r} is registered twice: by plugin {other!r} and by plugin {plugin!r}"
+                )
+            self._files[name] = (f, plugin)
+
+    def __iter__(self):
+        return iter(sorted(self._files))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._files
+
+    def owner(self, name: str) -> str:
+        return self._file(name)[1]
+
+    def _file(self, name: str) -> tuple[Any, str]:
+        if name not in self._files:
+            raise unknown("suite", name, list(self._files))
+        return self._files[name]
+
+    def spec(self, name: str, _seen: tuple[str, ...] = ()) -> SuiteFile:
+        """The suite's file with `include` chains resolved (train inherited, evals prepended)."""
+        if name in _seen:
+            raise SuiteError(f"suite {name!r} includes itself: {' -> '.join(_seen + (name,))}")
+        spec = read_suite_file(self._file(name)[0])
+        if spec.include:
+            base = self.spec(spec.include, _seen + (name,))
+            spec = spec.model_copy(update={"train": spec.train or base.train, "eval": base.eval + spec.eval})
+        if spec.train is None:
+            raise SuiteError(f"suite {name!r} has no [train] table")
+        return spec
+
+    def load(self, name: str, catalog: "Catalog") -> Suite:
+        """Build the suite's tasks, validating every task name and config."""
+        spec = self.spec(name)
+        where = f"suite {name!r}"
+        train = _build_task(catalog, spec.train, f"{where} [train]")
+        evals = []
+        for i, e in enumerate(spec.eval):
+            task = _build_task(catalog, e, f"{where} eval[{i}]")
+            evals.append(EvalTask(e.label or task.label, task, e.group, e.value, e.in_distribution))
+        labels = [e.label for e in evals]
+        dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if dupes:
+            raise SuiteError(f"{where} has repeated eval labels: {', '.join(dupes)}")
+        if not evals:
+            raise SuiteError(f"{where} has no [[eval]] entries")
+        return Suite(name, spec.description, train, evals)
+
+
+def _build_task(catalog: "Catalog", spec: TaskSpec, where: str) -> Task:
+    try:
+        return catalog.tasks[spec.task](spec.config)
+    except ConfigError as err:
+        raise SuiteError(f"{where}: {err}") from None
+    except LookupError as err:
+        raise SuiteError(f"{where}: {err}") from None

@@ -1,0 +1,29 @@
+"""Task interface: a distribution over in-context regression tasks."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from iclbench.component import Configurable
+from iclbench.config import StrictConfig
+from iclbench.episode import Episode
+
+
+class TaskConfig(StrictConfig):
+    """Base of every task family's config."""
+
+
+class Task(Configurable):
+    """A task family; `sample` draws B fresh tasks as one Episode.
+
+    Subclasses set `name`, a nested `Config(TaskConfig)` and implement `sample`.
+    """
+
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    kind: ClassVar[str] = "task"
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> Episode:
+        """Draw `n` independent tasks on `device`, using only `generator` for randomness."""
+        raise NotImplementedError(f"task {self.name!r} does not implement sample()")

@@ -1,0 +1,134 @@
+"""Gradient descent and GD++ as in-context learners (von Oswald et al. 2023, Sec. 2-3).
+
+`gd`: K steps on L(W) = 1/(2N) sum_i ||W x_i - y_i||^2 from W0 = 0, applied to the query.
+`gd++`: before each step's inputs move on, they are transformed x <- (I - gamma X^T X / N) x
+(context and query alike), a curvature correction that trained recurrent LSA layers learn.
+Learning rates (and gammas) are tuned on training tasks by L-BFGS, shared or one per step.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field, model_validator
+
+import iclbench
+from iclbench.metrics import task_losses
+from iclbench.tuning import lbfgs, training_sample
+
+Rate = float | list[float] | None
+
+
+def gd_predict(episode: iclbench.Episode, etas: torch.Tensor, gammas: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, dy) query prediction after len(etas) GD (or GD++ if `gammas`) steps.
+
+    Runs in the token view that LSA layers implement: every label y_j (the query's starts
+    at 0) becomes the residual y_j - W_k x_j, and the prediction is minus the query's entry.
+    """
+    X, R, q = episode.context_x, episode.context_y, episode.query_x  # (B,N,d), (B,N,dy), (B,d)
+    N = episode.n_context
+    rq = torch.zeros_like(episode.query_y)  # (B, dy) query's label entry
+    for k in range(etas.shape[0]):
+        dW = (etas[k] / N) * torch.einsum("bno,bnd->bod", R, X)  # (B, dy, d) = -eta grad L(W_k)
+        R = R - torch.einsum("bod,bnd->bno", dW, X)
+        rq = rq - torch.einsum("bod,bd->bo", dW, q)
+        if gammas is not None:
+            S = X.transpose(1, 2) @ X / N  # (B, d, d) input covariance of the current inputs
+            X = X - gammas[k] * (X @ S)
+            q = q - gammas[k] * torch.einsum("bde,be->bd", S, q)
+    return -rq
+
+
+def _per_step(value: Rate, steps: int) -> list[float] | None:
+    if value is None:
+        return None
+    return [float(value)] * steps if isinstance(value, (int, float)) else [float(v) for v in value]
+
+
+class GradientDescent(iclbench.Learner):
+    name = "gd"
+
+    class Config(iclbench.LearnerConfig):
+        steps: int = Field(1, ge=1, description="K, the number of GD steps")
+        per_step: bool = Field(False, description="tune one learning rate per step instead of one shared")
+        eta: Rate = Field(None, description="fixed learning rate(s); None: tuned on training tasks")
+        tune_tasks: int = Field(10000, ge=1, description="training tasks the rates are tuned on")
+
+        @model_validator(mode="after")
+        def _check_lengths(self):
+            for field in ("eta", "gamma"):
+                v = getattr(self, field, None)
+                if isinstance(v, list) and len(v) != self.steps:
+                    raise ValueError(f"{field} has {len(v)} values but steps is {self.steps}")
+            return self
+
+    curvature_correction = False
+
+    def __init__(self, config=None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.etas = _per_step(self.config.eta, self.config.steps)
+        self.gammas = _per_step(getattr(self.config, "gamma", None), self.config.steps)
+
+    @property
+    def tuned(self) -> bool:
+        return self.etas is not None and (self.gammas is not None or not self.curvature_correction)
+
+    def fit(self, task, *, generator, device) -> None:
+        if self.tuned:
+            return
+        ep = training_sample(task, self.config.tune_tasks, generator, device)
+        K, n_rates = self.config.steps, self.config.steps if self.config.per_step else 1
+        S = ep.context_x.transpose(1, 2) @ ep.context_x / ep.n_context  # (B, d, d)
+        eta0 = 1.0 / float(torch.linalg.eigvalsh(S)[:, -1].mean())  # stable start: eta * lambda_max ~ 1
+        opts = {}
+        eta = torch.full((n_rates,), eta0, dtype=torch.float64, device=device, requires_grad=self.etas is None)
+        if self.etas is not None:
+            eta = torch.tensor(self.etas, dtype=torch.float64, device=device)
+        else:
+            opts["eta"] = eta
+        gamma = None
+        if self.curvature_correction:
+            gamma = torch.zeros(n_rates, dtype=torch.float64, device=device, requires_grad=self.gammas is None)
+            if self.gammas is not None:
+                gamma = torch.tensor(self.gammas, dtype=torch.float64, device=device)
+            else:
+                opts["gamma"] = gamma
+
+        def loss() -> torch.Tensor:
+            e = eta.expand(K)
+            g = None if gamma is None else gamma.expand(K)
+            return task_losses(gd_predict(ep, e, g), ep.query_y).mean()
+
+        lbfgs(list(opts.values()), loss)
+        self.etas = eta.detach().expand(K).tolist()
+        if gamma is not None:
+            self.gammas = gamma.detach().expand(K).tolist()
+
+    def rates(self) -> tuple[list[float], list[float] | None]:
+        """Per-step learning rates and (GD++) gammas, after `fit` or as configured."""
+        if not self.tuned:
+            raise RuntimeError(f"{self.name}: rates are not set; call fit() or pass them in the config")
+        return list(self.etas), None if self.gammas is None else list(self.gammas)
+
+    def hyperparameters(self) -> dict:
+        etas, gammas = self.rates()
+        return {"eta": etas} if gammas is None else {"eta": etas, "gamma": gammas}
+
+    def predict(self, episode: iclbench.Episode) -> torch.Tensor:
+        etas, gammas = self.rates()
+        t = lambda v: torch.tensor(v, dtype=episode.context_x.dtype, device=episode.device)  # noqa: E731
+        return gd_predict(episode, t(etas), None if gammas is None else t(gammas))
+
+
+class GDPlusPlus(GradientDescent):
+    name = "gd++"
+
+    class Config(GradientDescent.Config):
+        gamma: Rate = Field(None, description="fixed curvature correction(s); None: tuned")
+
+    curvature_correction = True
+
+
+@iclbench.hookimpl
+def register_learners(register) -> None:
+    register(GradientDescent)
+    register(GDPlusPlus)

@@ -1,0 +1,126 @@
+"""Kernel learners on the context: RBF kernel ridge regression and the Nadaraya-Watson smoother.
+
+Bandwidth (and ridge lambda) are picked by grid search on training tasks; the bandwidth grid
+is relative to the median pairwise distance of training inputs, so it adapts to the task scale.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from pydantic import Field
+
+import iclbench
+from iclbench.metrics import task_losses
+from iclbench.tuning import grid_search, training_sample
+
+BANDWIDTH_FACTORS = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+
+
+def sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, n, m) squared Euclidean distances between rows of a (B, n, d) and b (B, m, d)."""
+    return (a[:, :, None] - b[:, None]).pow(2).sum(-1)
+
+
+def median_distance(episode: iclbench.Episode) -> float:
+    """Median distance between context inputs, the scale the bandwidth grid is relative to."""
+    d2 = sq_dists(episode.context_x, episode.context_x)  # (B, N, N)
+    off = ~torch.eye(episode.n_context, dtype=torch.bool, device=episode.device)
+    return float(d2[:, off].sqrt().median())
+
+
+def kernel_ridge_predict(episode: iclbench.Episode, bandwidth: float, lam: float) -> torch.Tensor:
+    """k_q^T (K + lam I)^-1 Y, in float64: wide bandwidths make K nearly singular."""
+    X, Y, q = (t.double() for t in (episode.context_x, episode.context_y, episode.query_x))
+    K = torch.exp(-sq_dists(X, X) / (2 * bandwidth**2))  # (B, N, N)
+    K = K + lam * torch.eye(episode.n_context, dtype=X.dtype, device=X.device)
+    alpha = torch.linalg.solve(K, Y)  # (B, N, dy)
+    kq = torch.exp(-sq_dists(q[:, None], X)[:, 0] / (2 * bandwidth**2))  # (B, N)
+    return torch.einsum("bn,bno->bo", kq, alpha).to(episode.query_x.dtype)
+
+
+def smoother_predict(episode: iclbench.Episode, bandwidth: float) -> torch.Tensor:
+    X, Y, q = episode.context_x, episode.context_y, episode.query_x
+    w = torch.softmax(-sq_dists(q[:, None], X)[:, 0] / (2 * bandwidth**2), dim=-1)  # (B, N)
+    return torch.einsum("bn,bno->bo", w, Y)
+
+
+class KernelRidge(iclbench.Learner):
+    """RBF kernel ridge regression: k_q^T (K + lam I)^-1 y."""
+
+    name = "kernel-ridge"
+
+    class Config(iclbench.LearnerConfig):
+        bandwidth: float | None = Field(None, gt=0, description="fixed RBF bandwidth; None: tuned")
+        lam: float | None = Field(None, gt=0, description="fixed ridge lambda; None: tuned")
+        lam_grid: list[float] = Field(default_factory=lambda: [10.0**e for e in range(-10, 2)])
+        tune_tasks: int = Field(4096, ge=1)
+
+    def __init__(self, config=None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.bandwidth, self.lam = self.config.bandwidth, self.config.lam
+
+    def fit(self, task, *, generator, device) -> None:
+        c = self.config
+        if c.bandwidth is not None and c.lam is not None:
+            return
+        ep = training_sample(task, c.tune_tasks, generator, device)
+        med = median_distance(ep)
+        bws = [c.bandwidth] if c.bandwidth else [f * med for f in BANDWIDTH_FACTORS]
+        lams = [c.lam] if c.lam else c.lam_grid
+        best = grid_search(
+            ({"bandwidth": b, "lam": lam} for b, lam in itertools.product(bws, lams)),
+            lambda p: float(task_losses(kernel_ridge_predict(ep, **p), ep.query_y).mean()),
+        )
+        self.bandwidth, self.lam = best["bandwidth"], best["lam"]
+
+    def hyperparameters(self) -> dict:
+        return {"bandwidth": self.bandwidth, "lam": self.lam}
+
+    def predict(self, episode: iclbench.Episode) -> torch.Tensor:
+        _require(self, self.bandwidth, self.lam)
+        return kernel_ridge_predict(episode, self.bandwidth, self.lam)
+
+
+def _require(learner: iclbench.Learner, *values: float | None) -> None:
+    if any(v is None for v in values):
+        raise RuntimeError(f"{learner.name}: hyperparameters are not set; call fit() or pass them in the config")
+
+
+class KernelSmoother(iclbench.Learner):
+    """Nadaraya-Watson: softmax(-||x_q - x_i||^2 / (2 h^2)) weighted mean of the labels."""
+
+    name = "kernel-smoother"
+
+    class Config(iclbench.LearnerConfig):
+        bandwidth: float | None = Field(None, gt=0, description="fixed RBF bandwidth; None: tuned")
+        tune_tasks: int = Field(4096, ge=1)
+
+    def __init__(self, config=None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.bandwidth = self.config.bandwidth
+
+    def fit(self, task, *, generator, device) -> None:
+        if self.config.bandwidth is not None:
+            return
+        ep = training_sample(task, self.config.tune_tasks, generator, device)
+        med = median_distance(ep)
+        best = grid_search(
+            ({"bandwidth": f * med} for f in BANDWIDTH_FACTORS),
+            lambda p: float(task_losses(smoother_predict(ep, **p), ep.query_y).mean()),
+        )
+        self.bandwidth = best["bandwidth"]
+
+    def hyperparameters(self) -> dict:
+        return {"bandwidth": self.bandwidth}
+
+    def predict(self, episode: iclbench.Episode) -> torch.Tensor:
+        _require(self, self.bandwidth)
+        return smoother_predict(episode, self.bandwidth)
+
+
+@iclbench.hookimpl
+def register_learners(register) -> None:
+    register(KernelRidge)
+    register(KernelSmoother)
