@@ -34,6 +34,10 @@ class Learner(Configurable):
         """Values `fit` chose (tuned rates, lambdas); stored with every result. JSON-able."""
         return {}
 
+    def fit_info(self) -> dict:
+        """What `fit` produced beyond hyperparameters (a training curve, timings); JSON-able."""
+        return {}
+
     def predict(self, episode: Episode) -> torch.Tensor:
         """(B, dy) prediction for each task's query."""
         raise NotImplementedError(f"learner {self.name!r} does not implement predict()")

@@ -151,7 +151,8 @@ class Evaluation:
             sens = sensitivities_chunked(learner, episode, self.plan.batch_size)
             for name, values in alignment(pred, ref[0], sens, ref[1]).items():
                 metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
-        return {"metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters()}
+        return {"metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
+                "fit_info": learner.fit_info()}
 
 
 def spec_label(spec: LearnerSpec) -> str:

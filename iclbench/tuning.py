@@ -28,7 +28,7 @@ def lbfgs(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], max_i
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
-        return loss
+        return loss.detach()
 
     opt.step(closure)
     with torch.no_grad():

@@ -76,32 +76,40 @@ class GradientDescent(iclbench.Learner):
         if self.tuned:
             return
         ep = training_sample(task, self.config.tune_tasks, generator, device)
-        K, n_rates = self.config.steps, self.config.steps if self.config.per_step else 1
+        K = self.config.steps
         S = ep.context_x.transpose(1, 2) @ ep.context_x / ep.n_context  # (B, d, d)
         eta0 = 1.0 / float(torch.linalg.eigvalsh(S)[:, -1].mean())  # stable start: eta * lambda_max ~ 1
-        opts = {}
-        eta = torch.full((n_rates,), eta0, dtype=torch.float64, device=device, requires_grad=self.etas is None)
-        if self.etas is not None:
-            eta = torch.tensor(self.etas, dtype=torch.float64, device=device)
-        else:
-            opts["eta"] = eta
-        gamma = None
-        if self.curvature_correction:
-            gamma = torch.zeros(n_rates, dtype=torch.float64, device=device, requires_grad=self.gammas is None)
-            if self.gammas is not None:
-                gamma = torch.tensor(self.gammas, dtype=torch.float64, device=device)
-            else:
-                opts["gamma"] = gamma
+        f64 = dict(dtype=torch.float64, device=device)
+        eta = torch.tensor(self.etas or [eta0], **f64)
+        gamma = torch.tensor(self.gammas or [0.0], **f64) if self.curvature_correction else None
+        eta, gamma = self._tune(ep, eta, gamma)  # one shared rate first
+        if self.config.per_step and K > 1:
+            # GD's prediction is symmetric in the per-step rates: start off the diagonal
+            spread = torch.logspace(0.1, -0.1, K, **f64)
+            cand = self._tune(ep, eta.expand(K) * (spread if self.etas is None else 1),
+                              None if gamma is None else gamma.expand(K) * (spread if self.gammas is None else 1))
+            # non-convex, and large per-step rates can overfit the tuning tasks: keep the
+            # per-step rates only if they also win on fresh validation tasks
+            val = training_sample(task, self.config.tune_tasks, generator, device)
+            if self._loss(val, *cand) < self._loss(val, eta, gamma):
+                eta, gamma = cand
+        self.etas = eta.expand(K).tolist()
+        self.gammas = None if gamma is None else gamma.expand(K).tolist()
 
-        def loss() -> torch.Tensor:
-            e = eta.expand(K)
-            g = None if gamma is None else gamma.expand(K)
-            return task_losses(gd_predict(ep, e, g), ep.query_y).mean()
+    def _loss(self, ep: iclbench.Episode, eta: torch.Tensor, gamma: torch.Tensor | None) -> torch.Tensor:
+        K = self.config.steps
+        g = None if gamma is None else gamma.expand(K)
+        return task_losses(gd_predict(ep, eta.expand(K), g), ep.query_y).mean()
 
-        lbfgs(list(opts.values()), loss)
-        self.etas = eta.detach().expand(K).tolist()
-        if gamma is not None:
-            self.gammas = gamma.detach().expand(K).tolist()
+    def _tune(self, ep: iclbench.Episode, eta: torch.Tensor, gamma: torch.Tensor | None):
+        """L-BFGS over whichever of eta / gamma the config leaves free; returns (eta, gamma)."""
+        free = []
+        if self.etas is None:
+            free.append(eta := eta.clone().requires_grad_(True))
+        if gamma is not None and self.gammas is None:
+            free.append(gamma := gamma.clone().requires_grad_(True))
+        lbfgs(free, lambda: self._loss(ep, eta, gamma))
+        return eta.detach(), None if gamma is None else gamma.detach()
 
     def rates(self) -> tuple[list[float], list[float] | None]:
         """Per-step learning rates and (GD++) gammas, after `fit` or as configured."""

@@ -1,0 +1,143 @@
+"""The meta-training loop shared by every trainable learner.
+
+Fresh tasks every step from the training distribution, Adam with the reference code's
+defaults (lr 1e-3, 5e-4 beyond 3 layers, beta2 0.98), batch 2048, global-norm gradient
+clipping, a fixed held-out set evaluated every `eval_every` steps, a progress bar, and a
+checkpoint every `checkpoint_every` steps from which an interrupted run resumes exactly
+(the task generator's state is saved with the weights).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from pydantic import Field, model_validator
+from tqdm.auto import tqdm
+
+from iclbench.checkpoints import Checkpoint
+from iclbench.config import StrictConfig
+from iclbench.episode import Episode
+from iclbench.seeding import derive_seed
+from iclbench.task import Task
+
+LossFn = Callable[[torch.nn.Module, Episode], torch.Tensor]
+Monitor = Callable[[torch.nn.Module, Episode], float]
+
+
+class TrainConfig(StrictConfig):
+    """Meta-training hyperparameters (defaults from the paper's reference code)."""
+
+    steps: int = Field(5000, ge=0, description="optimiser steps, each on fresh tasks")
+    batch_size: int = Field(2048, ge=1, description="tasks per step")
+    lr: float | None = Field(None, gt=0, description="Adam learning rate; None: 1e-3, or 5e-4 beyond 3 layers")
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.98, ge=0, lt=1)
+    grad_clip: float | None = Field(10.0, gt=0, description="global gradient-norm clip; None: off")
+    eval_every: int = Field(100, ge=1, description="held-out evaluation period in steps")
+    eval_tasks: int = Field(4096, ge=1, description="size of the fixed held-out set")
+    checkpoint_every: int = Field(500, ge=1, description="checkpoint period in steps, a multiple of eval_every")
+
+    @model_validator(mode="after")
+    def _check_periods(self):
+        if self.checkpoint_every % self.eval_every:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval_every ({self.eval_every})")
+        return self
+
+
+def default_lr(layers: int) -> float:
+    return 1e-3 if layers <= 3 else 5e-4
+
+
+@dataclass
+class TrainResult:
+    """The training curve: one row per evaluation (step, train loss, held-out loss, monitors)."""
+
+    curve: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    from_cache: bool = False
+    resumed_at: int | None = None
+
+
+def held_out_set(task: Task, cfg: TrainConfig, generator: torch.Generator, device, dtype) -> Episode:
+    """A fixed evaluation batch, from a stream seeded apart from the training tasks."""
+    gen = torch.Generator(device=device).manual_seed(derive_seed(generator.initial_seed(), "held-out"))
+    return task.sample(cfg.eval_tasks, generator=gen, device=device).to(dtype=dtype)
+
+
+def meta_train(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    task: Task,
+    cfg: TrainConfig,
+    *,
+    generator: torch.Generator,
+    device: torch.device | str,
+    lr: float,
+    dtype: torch.dtype = torch.float32,
+    checkpoint: Checkpoint | None = None,
+    monitors: dict[str, Monitor] | None = None,
+    desc: str = "training",
+) -> TrainResult:
+    """Train `model` in place to minimise `loss_fn` on fresh tasks; resume or reuse `checkpoint`."""
+    model.to(device=device, dtype=dtype)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
+    held_out = held_out_set(task, cfg, generator, device, dtype)
+    result, step = TrainResult(), 0
+    state = checkpoint.load() if checkpoint else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        result.curve = list(state["curve"])
+        if state["done"]:
+            result.from_cache, result.seconds = True, float(state["seconds"])
+            return result
+        opt.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step = result.resumed_at = int(state["step"])
+    start, elapsed = time.perf_counter(), float(state["seconds"]) if state else 0.0
+
+    def save(done: bool) -> None:
+        if checkpoint:
+            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                             "curve": result.curve, "generator": generator.get_state().cpu(), "done": done,
+                             "seconds": elapsed + time.perf_counter() - start})
+
+    running = torch.zeros((), device=device, dtype=dtype)  # summed train loss since the last evaluation
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True)
+    try:
+        while step < cfg.steps:
+            episode = task.sample(cfg.batch_size, generator=generator, device=device).to(dtype=dtype)
+            loss = loss_fn(model, episode)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            running += loss.detach()
+            step += 1
+            bar.update(1)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                n = step % cfg.eval_every or cfg.eval_every
+                row = evaluate_row(model, loss_fn, held_out, monitors or {}, step, float(running) / n)
+                result.curve.append(row)
+                running.zero_()
+                bar.set_postfix(loss=f"{row['train_loss']:.4f}", held_out=f"{row['eval_loss']:.4f}")
+            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                save(done=False)
+    finally:
+        bar.close()
+    result.seconds = elapsed + time.perf_counter() - start
+    save(done=True)
+    return result
+
+
+def evaluate_row(model, loss_fn: LossFn, held_out: Episode, monitors: dict[str, Monitor],
+                 step: int, train_loss: float) -> dict[str, float]:
+    """One curve row: the held-out loss and every monitor's value at `step`."""
+    with torch.no_grad():
+        row: dict[str, Any] = {"step": step, "train_loss": train_loss, "eval_loss": float(loss_fn(model, held_out))}
+    for name, monitor in monitors.items():
+        row[name] = float(monitor(model, held_out))
+    return row

@@ -1,0 +1,136 @@
+"""Transformer learners: trained `lsa`, `softmax-tf`, `layernorm-tf`, and the GD constructions.
+
+`lsa-gd` sets LSA weights by Proposition 1 so that K layers are K steps of `gd` (same tuned
+learning rates); `lsa-gd++` does the same for `gd++`. Trained learners use the core
+meta-training loop and its checkpoint cache.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+import iclbench
+from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
+from iclbench.metrics import task_losses
+from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
+from iclbench_plugins.gradient_descent import GDPlusPlus, GradientDescent
+from iclbench_plugins.transformer.constructions import set_gd_weights
+from iclbench_plugins.transformer.model import InContextTransformer, tokens
+
+
+def predict_with(model: InContextTransformer, episode: iclbench.Episode, steps: int | None = None) -> torch.Tensor:
+    """(B, dy) prediction of `model` on `episode`, run in the episode's device and dtype."""
+    model.to(device=episode.device, dtype=episode.context_x.dtype)
+    z = tokens(episode.context_x, episode.context_y, episode.query_x)  # (B, N+1, D)
+    return model(z, episode.n_context, steps)
+
+
+class TransformerLearner(iclbench.Learner):
+    """A meta-trained in-context Transformer (the `lsa` preset: linear attention, no LayerNorm)."""
+
+    name = "lsa"
+
+    class Config(iclbench.LearnerConfig):
+        layers: int = Field(1, ge=1, description="K, the number of attention layers")
+        heads: int = Field(1, ge=1, description="attention heads per layer")
+        attention: Literal["linear", "softmax"] = "linear"
+        recurrent: bool = Field(False, description="one layer applied K times (tied weights)")
+        mlp: bool = Field(False, description="a residual GELU MLP (width 4 D) after each attention")
+        layernorm: bool = Field(False, description="LayerNorm before each attention")
+        clip: float | None = Field(None, gt=0, description="clip token values to [-clip, clip] after each layer")
+        init_scale: float | None = Field(None, gt=0, description="fan-in init variance scale; None: 0.002 / K")
+        train: TrainConfig = Field(default_factory=TrainConfig)
+
+    model: InContextTransformer | None = None
+    training: TrainResult | None = None
+
+    def build_model(self, dx: int, dy: int) -> InContextTransformer:
+        c = self.config
+        return InContextTransformer(dx, dy, c.layers, c.heads, c.attention, c.recurrent, c.layernorm,
+                                    c.mlp, c.clip, c.init_scale or 0.002 / c.layers)
+
+    def loss(self, model: InContextTransformer, episode: iclbench.Episode) -> torch.Tensor:
+        return task_losses(predict_with(model, episode), episode.query_y).mean()
+
+    def fit(self, task, *, generator, device) -> None:
+        probe = task.sample(1, generator=torch.Generator(device=device).manual_seed(0), device=device)
+        torch.manual_seed(generator.initial_seed())  # the init draws from torch's global stream
+        self.model = self.build_model(probe.dx, probe.dy)
+        folder = current_cache_dir()
+        key = cache_key(learner=self.name, config=self.config.model_dump(), task=task.name,
+                        task_config=task.config.model_dump(), seed=generator.initial_seed())
+        cfg = self.config.train
+        self.training = meta_train(
+            self.model, self.loss, task, cfg, generator=generator, device=device,
+            lr=cfg.lr or default_lr(self.config.layers),
+            checkpoint=Checkpoint(folder, key) if folder else None, desc=self.label,
+        )
+
+    def fit_info(self) -> dict:
+        t = self.training
+        if t is None:
+            return {}
+        return {"curve": t.curve, "train_seconds": t.seconds, "from_cache": t.from_cache, "resumed_at": t.resumed_at}
+
+    def predict(self, episode: iclbench.Episode) -> torch.Tensor:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: not trained; call fit() first")
+        return predict_with(self.model, episode)
+
+
+class SoftmaxTransformer(TransformerLearner):
+    name = "softmax-tf"
+
+    class Config(TransformerLearner.Config):
+        attention: Literal["linear", "softmax"] = "softmax"
+
+
+class LayerNormTransformer(TransformerLearner):
+    name = "layernorm-tf"
+
+    class Config(TransformerLearner.Config):
+        layernorm: bool = True
+
+
+class LSAGD(iclbench.Learner):
+    """LSA with the Proposition 1 weights: K layers = K steps of `gd` with its tuned rates."""
+
+    name = "lsa-gd"
+    Config = GradientDescent.Config
+    reference = GradientDescent
+
+    def __init__(self, config=None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.gd = self.reference(self.config)
+
+    def fit(self, task, *, generator, device) -> None:
+        self.gd.fit(task, generator=generator, device=device)
+
+    def hyperparameters(self) -> dict:
+        return self.gd.hyperparameters()
+
+    def constructed(self, dx: int, dy: int) -> InContextTransformer:
+        etas, gammas = self.gd.rates()
+        model = InContextTransformer(dx, dy, len(etas), 1, "linear", False, False, False, None, 1.0).double()
+        set_gd_weights(model, etas, gammas)
+        return model
+
+    def predict(self, episode: iclbench.Episode) -> torch.Tensor:
+        return predict_with(self.constructed(episode.dx, episode.dy), episode)
+
+
+class LSAGDPlusPlus(LSAGD):
+    """LSA weights that carry out `gd++`: GD on y plus x <- (I - gamma X^T X / N) x per layer."""
+
+    name = "lsa-gd++"
+    Config = GDPlusPlus.Config
+    reference = GDPlusPlus
+
+
+@iclbench.hookimpl
+def register_learners(register) -> None:
+    for cls in (TransformerLearner, SoftmaxTransformer, LayerNormTransformer, LSAGD, LSAGDPlusPlus):
+        register(cls)

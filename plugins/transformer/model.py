@@ -1,0 +1,110 @@
+"""The in-context Transformer: tokens e_j = (x_j, y_j), query (x, 0), residual attention layers.
+
+Keys and values come from the N context tokens only; queries from every token that is
+updated; the prediction is minus the query's y-entry after the last layer. Linear self-
+attention (LSA) averages over the N keys, so one layer with the Proposition 1 weights is
+one GD step for any context size. Since only the query is read out, the last layer updates
+the query token alone: exact, and it saves most of a one-layer model's work.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+def tokens(context_x: torch.Tensor, context_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+    """(B, N+1, dx+dy) token matrix: context (x_j, y_j), then the query (x, 0)."""
+    B, _, dy = context_y.shape
+    ctx = torch.cat([context_x, context_y], dim=-1)  # (B, N, D)
+    query = torch.cat([query_x, query_x.new_zeros(B, dy)], dim=-1)  # (B, D)
+    return torch.cat([ctx, query[:, None]], dim=1)
+
+
+def variance_scaling_(w: torch.Tensor, scale: float, fan_in: int) -> torch.Tensor:
+    """Fan-in truncated-normal init (variance scale/fan_in, cut at 2 std), as Haiku's VarianceScaling."""
+    std = math.sqrt(scale / fan_in) / 0.87962566103423978  # undo the truncation's variance loss
+    with torch.no_grad():
+        return nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+
+
+class Attention(nn.Module):
+    """H heads with square W_Q, W_K, W_V and projection P, all (H, D, D)."""
+
+    def __init__(self, dim: int, heads: int, kind: Literal["linear", "softmax"], init_scale: float) -> None:
+        super().__init__()
+        self.kind, self.heads, self.dim = kind, heads, dim
+        self.W_Q, self.W_K, self.W_V, self.P = (nn.Parameter(torch.empty(heads, dim, dim)) for _ in range(4))
+        for w in (self.W_Q, self.W_K, self.W_V, self.P):
+            variance_scaling_(w, init_scale, dim)
+
+    def forward(self, ctx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Update for `targets` (B, T, D) attending to context tokens `ctx` (B, N, D)."""
+        q = torch.einsum("btd,hed->bhte", targets, self.W_Q)  # (B, H, T, D)
+        k = torch.einsum("bnd,hed->bhne", ctx, self.W_K)  # (B, H, N, D)
+        v = torch.einsum("bnd,hed->bhne", ctx, self.W_V)  # (B, H, N, D)
+        scores = q @ k.transpose(-1, -2)  # (B, H, T, N)
+        if self.kind == "linear":
+            weights = scores / ctx.shape[1]
+        else:
+            weights = torch.softmax(scores / math.sqrt(self.dim), dim=-1)
+        out = weights @ v  # (B, H, T, D)
+        return torch.einsum("bhte,hde->btd", out, self.P)
+
+
+class MLP(nn.Module):
+    """Residual-branch GELU MLP of width 4 D."""
+
+    def __init__(self, dim: int, init_scale: float) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        for lin in (self.fc1, self.fc2):
+            variance_scaling_(lin.weight, init_scale, lin.in_features)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc2(nn.functional.gelu(self.fc1(z)))
+
+
+class Block(nn.Module):
+    """Optional pre-attention LayerNorm, residual attention, optional residual MLP."""
+
+    def __init__(self, dim: int, heads: int, kind: str, layernorm: bool, mlp: bool, init_scale: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim) if layernorm else None
+        self.attn = Attention(dim, heads, kind, init_scale)
+        self.mlp = MLP(dim, init_scale) if mlp else None
+
+    def forward(self, z: torch.Tensor, n_context: int, query_only: bool) -> torch.Tensor:
+        h = self.norm(z) if self.norm is not None else z
+        targets = h[:, -1:] if query_only else h  # (B, T, D), T = 1 or N+1
+        z = (z[:, -1:] if query_only else z) + self.attn(h[:, :n_context], targets)
+        if self.mlp is not None:
+            z = z + self.mlp(z)
+        return z
+
+
+class InContextTransformer(nn.Module):
+    """K blocks (or one block applied K times if `recurrent`) on the token matrix."""
+
+    def __init__(self, dx: int, dy: int, layers: int, heads: int, kind: str, recurrent: bool,
+                 layernorm: bool, mlp: bool, clip: float | None, init_scale: float) -> None:
+        super().__init__()
+        self.dx, self.dy, self.layers, self.clip = dx, dy, layers, clip
+        n_blocks = 1 if recurrent else layers
+        self.blocks = nn.ModuleList(Block(dx + dy, heads, kind, layernorm, mlp, init_scale) for _ in range(n_blocks))
+
+    def block(self, k: int) -> Block:
+        return self.blocks[k % len(self.blocks)]
+
+    def forward(self, z: torch.Tensor, n_context: int, steps: int | None = None) -> torch.Tensor:
+        """Run `steps` (default K) layers on tokens `z` (B, N+1, D); returns the (B, dy) prediction."""
+        steps = self.layers if steps is None else steps
+        for k in range(steps):
+            z = self.block(k)(z, n_context, query_only=k == steps - 1)
+            if self.clip is not None:
+                z = z.clamp(-self.clip, self.clip)
+        return -z[:, -1, self.dx:]
