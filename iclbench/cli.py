@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 usage error (bad option, unknown name, invalid config),
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tomllib
@@ -16,12 +17,14 @@ from typing import Any
 import torch
 
 from iclbench import leaderboard
-from iclbench.config import ConfigError, parse_assignments, parse_spec, split_top_level
+from iclbench.analysis import AnalysisContext
+from iclbench.checkpoints import cache_dir
+from iclbench.config import ConfigError, merge, parse_assignments, parse_spec, split_top_level
 from iclbench.plugins import make_plugin_manager
 from iclbench.registry import Catalog, DuplicateNameError, UnknownNameError, build_catalog
 from iclbench.runner import Evaluation, LearnerSpec, Plan
 from iclbench.seeding import resolve_device
-from iclbench.store import ResultStore, read_all
+from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, read_all, versions
 from iclbench.suite import Suite, SuiteError
 
 
@@ -56,10 +59,10 @@ def learner_defaults(items: list[str]) -> dict[str, dict[str, Any]]:
             if not path.is_file():
                 raise UsageError(f"--learner-config: no such file {item!r}")
             for name, table in tomllib.loads(path.read_text()).items():
-                out.setdefault(name, {}).update(table)
+                out[name] = merge(out.get(name, {}), table)
         elif ":" in item:
             name, body = item.split(":", 1)
-            out.setdefault(name.strip(), {}).update(parse_assignments(body))
+            out[name.strip()] = merge(out.get(name.strip(), {}), parse_assignments(body))
         else:
             raise UsageError(f"--learner-config expects NAME:key=value[,...] or a .toml file, got {item!r}")
     return out
@@ -70,7 +73,7 @@ def learner_specs(text: str, defaults: dict[str, dict[str, Any]], catalog: Catal
     for item in split_top_level(text):
         name, overrides = parse_spec(item)
         catalog.learners[name]  # unknown names fail here, with a suggestion
-        spec = LearnerSpec(name, {**defaults.get(name, {}), **overrides})
+        spec = LearnerSpec(name, merge(defaults.get(name, {}), overrides))
         label = spec.build(catalog).label
         if label not in labels:
             labels.add(label)
@@ -104,7 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.align_to:
         name, overrides = parse_spec(args.align_to)
         catalog.learners[name]
-        align = LearnerSpec(name, {**defaults.get(name, {}), **overrides})
+        align = LearnerSpec(name, merge(defaults.get(name, {}), overrides))
     if args.n_tasks < 2:
         raise UsageError(f"--n-tasks must be at least 2, got {args.n_tasks}")
     plan = Plan(
@@ -114,9 +117,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     store = ResultStore(args.out)
     say = (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else None
-    records = Evaluation(catalog, plan, store, progress=say).run()
+    with cache_dir(None if args.no_cache else Path(args.cache or Path(args.out) / "checkpoints")):
+        records = Evaluation(catalog, plan, store, progress=say).run()
     print(leaderboard.markdown(leaderboard.aggregate(leaderboard.to_frame(records))))
     print(f"{len(records)} records in {store.path}", file=sys.stderr)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    analysis = catalog.analyses[args.name](parse_assignments(args.analysis_config) if args.analysis_config else {})
+    suite = build_suite(args, catalog)
+    out = Path(args.out)
+    results = []
+    with cache_dir(None if args.no_cache else Path(args.cache or out / "checkpoints")):
+        for seed in parse_int_list(args.seeds, "--seeds"):
+            ctx = AnalysisContext(catalog, suite, seed, device, args.n_tasks, out / "figures")
+            result = {"analysis": analysis.name, "config": analysis.config.model_dump(), "suite": suite.name,
+                      "seed": seed, "n_tasks": args.n_tasks, "device_type": device.type, "versions": versions(),
+                      "git_commit": git_commit(), "result": analysis.run(ctx)}
+            ResultStore(out, ANALYSES_FILE).append(result)
+            results.append(result)
+            print(json.dumps(result["result"], indent=1))
+    print(f"{len(results)} results appended to {out / ANALYSES_FILE}", file=sys.stderr)
     return 0
 
 
@@ -140,7 +167,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(args)
-    registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites}[args.what]
+    registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites,
+                "analyses": catalog.analyses}[args.what]
     for name in registry:
         print(f"{name:20s} {registry.owner(name)}")
     return 0
@@ -173,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--align-to", metavar="LEARNER", help="also report alignment against this learner")
     e.add_argument("--out", default="results", help="folder for results.jsonl (default results/)")
     e.add_argument("--force", action="store_true", help="recompute records already stored")
+    e.add_argument("--cache", help="checkpoint cache for trained learners (default OUT/checkpoints)")
+    e.add_argument("--no-cache", action="store_true", help="train from scratch, store no checkpoints")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
     e.set_defaults(func=cmd_evaluate)
 
@@ -184,8 +214,22 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--no-plots", action="store_true")
     lb.set_defaults(func=cmd_leaderboard)
 
+    an = sub.add_parser("analyze", parents=[common], help="run an analysis (interpolation, repeated, weights, ...)")
+    an.add_argument("name", help="analysis name (see: iclbench list analyses)")
+    an.add_argument("--analysis-config", help="key=value,... for the analysis")
+    an.add_argument("--suite", help="suite name (default: linear)")
+    an.add_argument("--task", help="one task family instead of a suite")
+    an.add_argument("--task-config", help="key=value,... for --task")
+    an.add_argument("--seeds", default="0")
+    an.add_argument("--n-tasks", type=int, default=10000)
+    an.add_argument("--device", default="auto")
+    an.add_argument("--out", default="results")
+    an.add_argument("--cache", help="checkpoint cache folder (default OUT/checkpoints)")
+    an.add_argument("--no-cache", action="store_true")
+    an.set_defaults(func=cmd_analyze)
+
     ls = sub.add_parser("list", parents=[common], help="list registered learners, tasks or suites")
-    ls.add_argument("what", choices=["learners", "tasks", "suites"])
+    ls.add_argument("what", choices=["learners", "tasks", "suites", "analyses"])
     ls.set_defaults(func=cmd_list)
 
     pl = sub.add_parser("plugins", parents=[common], help="list loaded plugins with their versions and hooks")

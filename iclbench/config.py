@@ -17,11 +17,17 @@ class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     def overrides(self) -> dict[str, Any]:
-        """Fields that differ from the class defaults, in declaration order."""
+        """Fields that differ from the class defaults, in declaration order; nested configs
+        contribute dotted keys (`train.steps`)."""
         defaults = type(self)()
-        return {
-            k: v for k, v in self.model_dump().items() if getattr(defaults, k) != getattr(self, k)
-        }
+        out: dict[str, Any] = {}
+        for k in type(self).model_fields:
+            mine, default = getattr(self, k), getattr(defaults, k)
+            if isinstance(mine, StrictConfig) and type(mine) is type(default):
+                out.update({f"{k}.{sub}": v for sub, v in mine.overrides().items()})
+            elif mine != default:
+                out[k] = mine.model_dump() if isinstance(mine, BaseModel) else mine
+        return out
 
 
 class ConfigError(ValueError):
@@ -66,13 +72,31 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
 
 
 def parse_assignments(text: str) -> dict[str, Any]:
-    """Parse `a=1,b=true` into `{"a": 1, "b": True}`."""
+    """Parse `a=1,b=true,train.steps=50` into `{"a": 1, "b": True, "train": {"steps": 50}}`."""
     out: dict[str, Any] = {}
     for item in split_top_level(text):
         if "=" not in item:
             raise ConfigError(f"expected key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = parse_value(value.strip())
+        set_dotted(out, key.strip(), parse_value(value.strip()))
+    return out
+
+
+def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    """`target["a"]["b"] = value` for key `a.b`, creating nested dicts on the way."""
+    *parents, last = key.split(".")
+    for p in parents:
+        target = target.setdefault(p, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{key!r}: {p!r} is already set to a value, not a table")
+    target[last] = value
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of nested override dicts; `extra` wins."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

@@ -31,3 +31,8 @@ def register_suites(register: Callable[[object], None]) -> None:
     `path` may be a `pathlib.Path` or an `importlib.resources` Traversable, so suites
     shipped inside an installed package work.
     """
+
+
+@hookspec
+def register_analyses(register: Callable[[type], None]) -> None:
+    """Register analyses: call `register(AnalysisClass)` once per `iclbench.analysis.Analysis` subclass."""

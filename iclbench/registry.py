@@ -86,11 +86,13 @@ class Catalog:
     learners: Registry[type[Learner]]
     tasks: Registry[type[Task]]
     suites: "SuiteRegistry"
+    analyses: Registry[type]
     plugins: PluginManager
 
 
 def build_catalog(pm: PluginManager) -> Catalog:
     """Call the registration hooks of every plugin in `pm`."""
+    from iclbench.analysis import Analysis
     from iclbench.suite import SuiteRegistry
 
     learners: Registry[type[Learner]] = Registry("learner")
@@ -107,5 +109,12 @@ def build_catalog(pm: PluginManager) -> Catalog:
 
     call_register_hook(pm, "register_learners", reg_learner)
     call_register_hook(pm, "register_tasks", reg_task)
+    analyses: Registry[type] = Registry("analysis")
+
+    def reg_analysis(cls: object, plugin: str) -> None:
+        cls = _checked_class("analysis", Analysis, cls, plugin)
+        analyses.add(cls.name, cls, plugin)
+
     call_register_hook(pm, "register_suites", suites.add_path)
-    return Catalog(learners, tasks, suites, pm)
+    call_register_hook(pm, "register_analyses", reg_analysis)
+    return Catalog(learners, tasks, suites, analyses, pm)

@@ -20,6 +20,7 @@ import torch
 import iclbench
 
 RESULTS_FILE = "results.jsonl"
+ANALYSES_FILE = "analyses.jsonl"
 
 
 def record_key(r: dict[str, Any]) -> str:
@@ -32,11 +33,11 @@ def record_key(r: dict[str, Any]) -> str:
 
 
 class ResultStore:
-    """An append-only `results.jsonl` in `root`."""
+    """An append-only JSON-lines file (`results.jsonl` by default) in `root`."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, filename: str = RESULTS_FILE) -> None:
         self.root = Path(root)
-        self.path = self.root / RESULTS_FILE
+        self.path = self.root / filename
 
     def append(self, record: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

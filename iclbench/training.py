@@ -105,7 +105,7 @@ def meta_train(
                              "seconds": elapsed + time.perf_counter() - start})
 
     running = torch.zeros((), device=device, dtype=dtype)  # summed train loss since the last evaluation
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     try:
         while step < cfg.steps:
             episode = task.sample(cfg.batch_size, generator=generator, device=device).to(dtype=dtype)

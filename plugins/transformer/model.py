@@ -18,10 +18,12 @@ from torch import nn
 
 def tokens(context_x: torch.Tensor, context_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
     """(B, N+1, dx+dy) token matrix: context (x_j, y_j), then the query (x, 0)."""
-    B, _, dy = context_y.shape
-    ctx = torch.cat([context_x, context_y], dim=-1)  # (B, N, D)
-    query = torch.cat([query_x, query_x.new_zeros(B, dy)], dim=-1)  # (B, D)
-    return torch.cat([ctx, query[:, None]], dim=1)
+    B, N, dx = context_x.shape
+    z = context_x.new_zeros(B, N + 1, dx + context_y.shape[-1])  # filled in place: cheaper than cat
+    z[:, :N, :dx] = context_x
+    z[:, :N, dx:] = context_y
+    z[:, N, :dx] = query_x
+    return z
 
 
 def variance_scaling_(w: torch.Tensor, scale: float, fan_in: int) -> torch.Tensor:
@@ -43,16 +45,29 @@ class Attention(nn.Module):
 
     def forward(self, ctx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Update for `targets` (B, T, D) attending to context tokens `ctx` (B, N, D)."""
+        if self.kind == "linear":
+            return self.linear(ctx, targets)
         q = torch.einsum("btd,hed->bhte", targets, self.W_Q)  # (B, H, T, D)
         k = torch.einsum("bnd,hed->bhne", ctx, self.W_K)  # (B, H, N, D)
         v = torch.einsum("bnd,hed->bhne", ctx, self.W_V)  # (B, H, N, D)
-        scores = q @ k.transpose(-1, -2)  # (B, H, T, N)
-        if self.kind == "linear":
-            weights = scores / ctx.shape[1]
-        else:
-            weights = torch.softmax(scores / math.sqrt(self.dim), dim=-1)
-        out = weights @ v  # (B, H, T, D)
-        return torch.einsum("bhte,hde->btd", out, self.P)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dim), dim=-1)  # (B, H, T, N)
+        return torch.einsum("bhte,hde->btd", weights @ v, self.P)
+
+    def linear(self, ctx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Linear attention, reassociated: (1/N) sum_j (q . k_j) v_j = P W_V C W_K^T W_Q e.
+
+        C = sum_j e_j e_j^T is the context tokens' second moment (B, D, D): one batched
+        product with the data per layer; the weights act through plain matrix products over
+        the flattened batch (heads as block-diagonal matrices), which keeps training fast.
+        """
+        B, T, D = targets.shape
+        H = self.heads
+        C = ctx.transpose(1, 2) @ ctx  # (B, D, D)
+        q = targets @ self.W_Q.reshape(H * D, D).T  # (B, T, H*D), head h = W_Q[h] e
+        r = q @ torch.block_diag(*self.W_K) / ctx.shape[1]  # (B, T, H*D), head h = W_K[h]^T q_h / N
+        s = (r.reshape(B, T * H, D) @ C).reshape(B, T, H * D)  # head h = C r_h (C symmetric)
+        o = s @ torch.block_diag(*self.W_V).T  # (B, T, H*D), head h = W_V[h] s_h
+        return o @ self.P.permute(1, 0, 2).reshape(D, H * D).T  # (B, T, D) = sum_h P[h] o_h
 
 
 class MLP(nn.Module):

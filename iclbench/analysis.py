@@ -1,0 +1,73 @@
+"""Analyses: studies of fitted learners beyond the leaderboard loss (interpolation, repeated
+application, weight pictures, ...). Plugins register `Analysis` subclasses; `iclbench analyze`
+runs one per seed, appends its JSON result to `analyses.jsonl` and saves its figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from iclbench.component import Configurable
+from iclbench.config import StrictConfig, parse_spec
+from iclbench.episode import Episode
+from iclbench.learner import Learner
+from iclbench.seeding import generator
+from iclbench.suite import EvalTask, Suite
+
+
+class AnalysisConfig(StrictConfig):
+    """Base of every analysis's config."""
+
+
+@dataclass
+class AnalysisContext:
+    """What an analysis may use: fitted learners and evaluation tasks, seeded as `evaluate` does,
+    so trained learners come from the same checkpoint cache and tasks match the leaderboard's."""
+
+    catalog: Any
+    suite: Suite
+    seed: int
+    device: torch.device
+    n_tasks: int
+    out: Path
+    dtype: torch.dtype = torch.float32
+
+    def learner(self, spec: str) -> Learner:
+        """Build `name[key=value,...]` and fit it on the suite's training distribution."""
+        name, overrides = parse_spec(spec)
+        learner = self.catalog.learners[name](overrides)
+        learner.fit(self.suite.train, generator=generator(self.device, self.seed, "train"), device=self.device)
+        return learner
+
+    def eval_task(self, label: str | None = None) -> EvalTask:
+        """The named evaluation task, or the first in-distribution one."""
+        evals = self.suite.evals
+        if label is None:
+            return next((e for e in evals if e.in_distribution), evals[0])
+        for e in evals:
+            if e.label == label:
+                return e
+        raise LookupError(f"suite {self.suite.name!r} has no eval task {label!r}")
+
+    def episode(self, ev: EvalTask | None = None) -> Episode:
+        ev = ev or self.eval_task()
+        gen = generator(self.device, self.seed, "eval", self.suite.name, ev.label)
+        return ev.task.sample(self.n_tasks, generator=gen, device=self.device).to(dtype=self.dtype)
+
+    def figure_path(self, name: str) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self.out / f"{name}-seed{self.seed}.png"
+
+
+class Analysis(Configurable):
+    """A study run by `iclbench analyze NAME`; `run` returns JSON-able results."""
+
+    Config: ClassVar[type[AnalysisConfig]] = AnalysisConfig
+    kind: ClassVar[str] = "analysis"
+
+    def run(self, ctx: AnalysisContext) -> dict[str, Any]:
+        raise NotImplementedError(f"analysis {self.name!r} does not implement run()")
