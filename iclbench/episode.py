@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -18,12 +18,18 @@ class Episode:
     context_y: torch.Tensor
     query_x: torch.Tensor
     query_y: torch.Tensor
+    tokens: torch.Tensor | None = None  # (B, T, D) a task-made token sequence, query last
+    token_format: str | None = None  # what `tokens` holds, e.g. "alternating"; None: plain pairs only
 
     def __post_init__(self) -> None:
         cx, cy, qx, qy = self.context_x, self.context_y, self.query_x, self.query_y
-        for f in fields(self):
-            if not isinstance(getattr(self, f.name), torch.Tensor):
-                raise TypeError(f"Episode.{f.name} must be a torch.Tensor")
+        for name in ("context_x", "context_y", "query_x", "query_y"):
+            if not isinstance(getattr(self, name), torch.Tensor):
+                raise TypeError(f"Episode.{name} must be a torch.Tensor")
+        if (self.tokens is None) != (self.token_format is None):
+            raise ValueError("Episode.tokens and Episode.token_format must be given together")
+        if self.tokens is not None and (self.tokens.ndim != 3 or self.tokens.shape[0] != cx.shape[0]):
+            raise ValueError(f"Episode.tokens must have shape (B={cx.shape[0]}, T, D), got {tuple(self.tokens.shape)}")
         expected = {
             "context_x": (3, "(B, N, dx)"),
             "context_y": (3, "(B, N, dy)"),
@@ -45,7 +51,7 @@ class Episode:
                 raise ValueError(
                     f"Episode.{name} must have shape {shape}, got {tuple(getattr(self, name).shape)}"
                 )
-        devices = {t.device for t in (cx, cy, qx, qy)}
+        devices = {t.device for t in (cx, cy, qx, qy, self.tokens) if t is not None}
         if len(devices) > 1:
             raise ValueError(f"Episode tensors must share one device, got {sorted(map(str, devices))}")
 
@@ -69,14 +75,22 @@ class Episode:
     def device(self) -> torch.device:
         return self.context_x.device
 
+    def _map(self, fn) -> Episode:
+        """Apply `fn` to every tensor field."""
+        return replace(self, **{f.name: fn(getattr(self, f.name)) for f in fields(self)
+                                if isinstance(getattr(self, f.name), torch.Tensor)})
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Episode:
         """A copy on `device` and/or in floating `dtype`."""
-        return Episode(**{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in fields(self)})
+        return self._map(lambda t: t.to(device=device, dtype=dtype))
 
     def slice(self, start: int, stop: int) -> Episode:
         """Tasks start..stop-1 of the batch (a view, no copy)."""
-        return Episode(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+        return self._map(lambda t: t[start:stop])
 
     def with_query_x(self, query_x: torch.Tensor) -> Episode:
         """The same tasks with another query input (used for sensitivities)."""
-        return Episode(self.context_x, self.context_y, query_x, self.query_y)
+        tokens = self.tokens
+        if tokens is not None:  # the query token's first dx entries are the query input
+            tokens = torch.cat([tokens[:, :-1], torch.cat([query_x[:, None], tokens[:, -1:, self.dx:]], -1)], 1)
+        return replace(self, query_x=query_x, tokens=tokens)

@@ -90,6 +90,21 @@ class Catalog:
     plugins: PluginManager
 
 
+_DEFAULT: list[Catalog] = []
+
+
+def default_catalog() -> Catalog:
+    """The catalog of the installed entry-point plugins, built once per process.
+
+    For plugins that refer to other registered names at run time (a task wrapping a task).
+    """
+    if not _DEFAULT:
+        from iclbench.plugins import make_plugin_manager
+
+        _DEFAULT.append(build_catalog(make_plugin_manager()))
+    return _DEFAULT[0]
+
+
 def build_catalog(pm: PluginManager) -> Catalog:
     """Call the registration hooks of every plugin in `pm`."""
     from iclbench.analysis import Analysis

@@ -71,6 +71,7 @@ class Evaluation:
         self.reference = plan.align_to.build(catalog) if plan.align_to else None
         self.progress = progress or (lambda msg: None)
         self.stored = {record_key(r): r for r in store.records()}
+        self.reference_seed: int | None = None  # the seed the reference learner is fitted for
 
     def run(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -91,42 +92,49 @@ class Evaluation:
         }
 
     def run_seed(self, seed: int) -> list[dict[str, Any]]:
+        """Fit and score one learner after the other, so each record is stored as soon as it exists."""
         p = self.plan
-        pending = {}  # learner index -> {eval label: base record}, the records still to measure
-        found = []
-        for i, learner in enumerate(self.learners):
+        out, reused = [], 0
+        episodes: dict[str, tuple[Episode, Any]] = {}  # eval label -> (tasks, reference outputs), shared by learners
+        for learner in self.learners:
+            todo = []
             for ev in p.suite.evals:
                 rec = self.base_record(learner, ev, seed)
-                key = record_key(rec)
-                if key in self.stored and not p.force:
-                    found.append(self.stored[key])
+                stored = None if p.force else self.stored.get(record_key(rec))
+                if stored is not None:
+                    out.append(stored)
+                    reused += 1
                 else:
-                    pending.setdefault(i, {})[ev.label] = rec
-        if found:
-            self.progress(f"seed {seed}: {len(found)} records already in {self.store.path}, reused (--force recomputes)")
-        if not pending:
-            return found
-        fit_seconds = {i: self.fit(self.learners[i], seed) for i in pending}
-        if self.reference is not None:
-            self.fit(self.reference, seed)
-        out = list(found)
-        for ev in p.suite.evals:
-            todo = [i for i in pending if ev.label in pending[i]]
+                    todo.append((ev, rec))
             if not todo:
                 continue
-            gen = generator(p.device, seed, "eval", p.suite.name, ev.label)
-            episode = ev.task.sample(p.n_tasks, generator=gen, device=p.device).to(dtype=p.dtype)
-            ref = self.reference_outputs(episode)
-            for i in todo:
-                rec = pending[i][ev.label]
-                rec.update(self.measure(self.learners[i], episode, ref))
-                rec.update(fit_seconds=fit_seconds[i], git_commit=git_commit(),
+            fit_seconds = self.fit(learner, seed)
+            for ev, rec in todo:
+                if ev.label not in episodes:
+                    episodes[ev.label] = self.eval_tasks(ev, seed)
+                episode, ref = episodes[ev.label]
+                rec.update(self.measure(learner, episode, ref))
+                rec.update(fit_seconds=fit_seconds, git_commit=git_commit(),
                            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
                 self.store.append(rec)
                 self.stored[record_key(rec)] = rec
                 out.append(rec)
                 self.progress(f"seed {seed} {rec['label']} on {ev.label}: loss {rec['metrics']['loss']:.4g}")
+        if reused:
+            self.progress(f"seed {seed}: reused {reused} records stored in {self.store.path} (--force recomputes)")
         return out
+
+    def eval_tasks(self, ev: EvalTask, seed: int) -> tuple[Episode, Any]:
+        """The evaluation tasks of `ev` for `seed` (own stream) and the reference learner's outputs on them."""
+        p = self.plan
+        gen = generator(p.device, seed, "eval", p.suite.name, ev.label)
+        episode = ev.task.sample(p.n_tasks, generator=gen, device=p.device).to(dtype=p.dtype)
+        if self.reference is None:
+            return episode, None
+        if self.reference_seed != seed:
+            self.fit(self.reference, seed)
+            self.reference_seed = seed
+        return episode, self.reference_outputs(episode)
 
     def fit(self, learner: Learner, seed: int) -> float:
         start = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
@@ -18,14 +18,16 @@ from iclbench.metrics import task_losses
 from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
 from iclbench_plugins.gradient_descent import GDPlusPlus, GradientDescent
 from iclbench_plugins.transformer.constructions import set_gd_weights
-from iclbench_plugins.transformer.model import InContextTransformer, tokens
+from iclbench_plugins.transformer.model import InContextTransformer
 
 
-def predict_with(model: InContextTransformer, episode: iclbench.Episode, steps: int | None = None) -> torch.Tensor:
+def predict_with(model: torch.nn.Module, episode: iclbench.Episode, steps: int | None = None) -> torch.Tensor:
     """(B, dy) prediction of `model` on `episode`, run in the episode's device and dtype."""
     model.to(device=episode.device, dtype=episode.context_x.dtype)
-    z = tokens(episode.context_x, episode.context_y, episode.query_x)  # (B, N+1, D)
-    return model(z, episode.n_context, steps)
+    return model.predict(episode) if steps is None else model.predict(episode, steps)
+
+
+Kind = Literal["linear", "softmax"]
 
 
 class TransformerLearner(iclbench.Learner):
@@ -36,7 +38,7 @@ class TransformerLearner(iclbench.Learner):
     class Config(iclbench.LearnerConfig):
         layers: int = Field(1, ge=1, description="K, the number of attention layers")
         heads: int = Field(1, ge=1, description="attention heads per layer")
-        attention: Literal["linear", "softmax"] = "linear"
+        attention: Kind | list[Kind] = Field("linear", description="one kind for all layers, or one per layer")
         recurrent: bool = Field(False, description="one layer applied K times (tied weights)")
         mlp: bool = Field(False, description="a residual GELU MLP (width 4 D) after each attention")
         layernorm: bool = Field(False, description="LayerNorm before each attention")
@@ -44,13 +46,22 @@ class TransformerLearner(iclbench.Learner):
         init_scale: float | None = Field(None, gt=0, description="fan-in init variance scale; None: 0.002 / K")
         train: TrainConfig = Field(default_factory=TrainConfig)
 
+        @model_validator(mode="after")
+        def _kinds(self):
+            if isinstance(self.attention, list):
+                n = 1 if self.recurrent else self.layers
+                if len(self.attention) != n:
+                    raise ValueError(f"attention lists {len(self.attention)} kinds for {n} distinct layers")
+            return self
+
+    token_format = "pairs"
     model: InContextTransformer | None = None
     training: TrainResult | None = None
 
-    def build_model(self, dx: int, dy: int) -> InContextTransformer:
+    def build_model(self, dx: int, dy: int, extra_dim: int = 0) -> InContextTransformer:
         c = self.config
         return InContextTransformer(dx, dy, c.layers, c.heads, c.attention, c.recurrent, c.layernorm,
-                                    c.mlp, c.clip, c.init_scale or 0.002 / c.layers)
+                                    c.mlp, c.clip, c.init_scale or 0.002 / c.layers, self.token_format, extra_dim)
 
     def loss(self, model: InContextTransformer, episode: iclbench.Episode) -> torch.Tensor:
         return task_losses(predict_with(model, episode), episode.query_y).mean()
@@ -58,16 +69,21 @@ class TransformerLearner(iclbench.Learner):
     def fit(self, task, *, generator, device) -> None:
         probe = task.sample(1, generator=torch.Generator(device=device).manual_seed(0), device=device)
         torch.manual_seed(generator.initial_seed())  # the init draws from torch's global stream
-        self.model = self.build_model(probe.dx, probe.dy)
+        extra = 0 if self.token_format == "pairs" else probe.tokens.shape[-1] - probe.dx - probe.dy
+        self.model = self.build_model(probe.dx, probe.dy, extra)
         folder = current_cache_dir()
         key = cache_key(learner=self.name, config=self.config.model_dump(), task=task.name,
                         task_config=task.config.model_dump(), seed=generator.initial_seed())
         cfg = self.config.train
         self.training = meta_train(
             self.model, self.loss, task, cfg, generator=generator, device=device,
-            lr=cfg.lr or default_lr(self.config.layers),
-            checkpoint=Checkpoint(folder, key) if folder else None, desc=self.label,
+            lr=cfg.lr or default_lr(getattr(self.config, "layers", 1)),
+            checkpoint=Checkpoint(folder, key) if folder else None, desc=self.label, monitors=self.monitors(),
         )
+
+    def monitors(self) -> dict:
+        """Extra curves recorded at every held-out evaluation (none by default)."""
+        return {}
 
     def fit_info(self) -> dict:
         t = self.training
@@ -85,7 +101,7 @@ class SoftmaxTransformer(TransformerLearner):
     name = "softmax-tf"
 
     class Config(TransformerLearner.Config):
-        attention: Literal["linear", "softmax"] = "softmax"
+        attention: Kind | list[Kind] = "softmax"
 
 
 class LayerNormTransformer(TransformerLearner):

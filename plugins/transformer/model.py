@@ -103,14 +103,25 @@ class Block(nn.Module):
 
 
 class InContextTransformer(nn.Module):
-    """K blocks (or one block applied K times if `recurrent`) on the token matrix."""
+    """K blocks (or one block applied K times if `recurrent`) on the token matrix.
 
-    def __init__(self, dx: int, dy: int, layers: int, heads: int, kind: str, recurrent: bool,
-                 layernorm: bool, mlp: bool, clip: float | None, init_scale: float) -> None:
+    `token_format` "pairs": tokens (x_j, y_j), keys from the N context tokens.
+    `token_format` "alternating": the task's alternating tokens (x-slot, y-slot, position),
+    every token a key, so a label token can be attended to by the x token before it.
+    `kind` is one attention kind for every layer or a list with one per layer.
+    """
+
+    def __init__(self, dx: int, dy: int, layers: int, heads: int, kind: str | list[str], recurrent: bool,
+                 layernorm: bool, mlp: bool, clip: float | None, init_scale: float,
+                 token_format: str = "pairs", extra_dim: int = 0) -> None:
         super().__init__()
-        self.dx, self.dy, self.layers, self.clip = dx, dy, layers, clip
+        self.dx, self.dy, self.layers, self.clip, self.token_format = dx, dy, layers, clip, token_format
         n_blocks = 1 if recurrent else layers
-        self.blocks = nn.ModuleList(Block(dx + dy, heads, kind, layernorm, mlp, init_scale) for _ in range(n_blocks))
+        kinds = [kind] * n_blocks if isinstance(kind, str) else list(kind)
+        if len(kinds) != n_blocks:
+            raise ValueError(f"{len(kinds)} attention kinds given for {n_blocks} layers")
+        dim = dx + dy + extra_dim
+        self.blocks = nn.ModuleList(Block(dim, heads, k, layernorm, mlp, init_scale) for k in kinds)
 
     def block(self, k: int) -> Block:
         return self.blocks[k % len(self.blocks)]
@@ -122,4 +133,18 @@ class InContextTransformer(nn.Module):
             z = self.block(k)(z, n_context, query_only=k == steps - 1)
             if self.clip is not None:
                 z = z.clamp(-self.clip, self.clip)
-        return -z[:, -1, self.dx:]
+        return -z[:, -1, self.dx:self.dx + self.dy]
+
+    def token_sequence(self, episode) -> tuple[torch.Tensor, int]:
+        """The (B, T, D) tokens this model reads from `episode`, and how many of them are keys."""
+        if self.token_format == "pairs":
+            return tokens(episode.context_x, episode.context_y, episode.query_x), episode.n_context
+        if episode.token_format != self.token_format:
+            raise ValueError(f"this model reads {self.token_format!r} tokens, but the episode has "
+                             f"{episode.token_format or 'plain pairs'}; use a task such as 'alternating'")
+        return episode.tokens, episode.tokens.shape[1]
+
+    def predict(self, episode, steps: int | None = None) -> torch.Tensor:
+        """(B, dy) prediction for an Episode."""
+        z, n_keys = self.token_sequence(episode)
+        return self(z, n_keys, steps)
