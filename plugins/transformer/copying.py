@@ -118,17 +118,21 @@ class CopyTransformer(TransformerLearner):
 def copy_dependence(model: InContextTransformer, episode: iclbench.Episode) -> tuple[float, float]:
     """Mean norm of d(layer-1 output at x token j) / d e_{j+1}, and / d e_k for the other k != j.
 
-    One Jacobian of the batch-summed first layer (tasks are independent) gives every task's
-    token-to-token blocks at once: (T, D) outputs x (B, T, D) inputs.
+    The whole Jacobian in one backward pass: tasks are independent, so the batch is repeated
+    once per output coordinate (T*D copies) and each copy back-propagates one one-hot cotangent.
     """
     z = episode.tokens.detach()
-    T = z.shape[1]
-    block = model.blocks[0]
-    J = torch.autograd.functional.jacobian(lambda t: block(t, T, query_only=False).sum(0), z, vectorize=True)
+    B, T, D = z.shape
+    zr = z.repeat(T * D, 1, 1).requires_grad_(True)  # (T*D*B, T, D), copy c = rows c*B..(c+1)*B-1
+    out = model.blocks[0](zr, T, query_only=False)  # (T*D*B, T, D)
+    cot = torch.eye(T * D, dtype=z.dtype, device=z.device).reshape(T * D, 1, T, D).expand(-1, B, -1, -1)
+    (g,) = torch.autograd.grad((out * cot.reshape(-1, T, D)).sum(), zr)
+    J = g.reshape(T, D, B, T, D)  # J[j, a, b, k, c] = d out_b[j, a] / d z_b[k, c]
     norms = J.pow(2).sum(dim=(1, 4)).sqrt().permute(1, 0, 2)  # (B, T_out, T_in)
     j = torch.arange(0, T - 1, 2, device=z.device)  # the context's x tokens
     rows = norms[:, j]  # (B, N, T_in)
-    nxt, own = rows[:, torch.arange(len(j)), j + 1], rows[:, torch.arange(len(j)), j]  # (B, N) each
+    i = torch.arange(len(j), device=z.device)
+    nxt, own = rows[:, i, j + 1], rows[:, i, j]  # (B, N) each
     other = (rows.sum(-1) - nxt - own) / (T - 2)
     return float(nxt.mean()), float(other.mean())
 

@@ -47,11 +47,14 @@ class Attention(nn.Module):
         """Update for `targets` (B, T, D) attending to context tokens `ctx` (B, N, D)."""
         if self.kind == "linear":
             return self.linear(ctx, targets)
-        q = torch.einsum("btd,hed->bhte", targets, self.W_Q)  # (B, H, T, D)
-        k = torch.einsum("bnd,hed->bhne", ctx, self.W_K)  # (B, H, N, D)
-        v = torch.einsum("bnd,hed->bhne", ctx, self.W_V)  # (B, H, N, D)
-        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dim), dim=-1)  # (B, H, T, N)
-        return torch.einsum("bhte,hde->btd", weights @ v, self.P)
+        B, T, D = targets.shape
+        H, N = self.heads, ctx.shape[1]
+        q = (targets @ self.W_Q.reshape(H * D, D).T).reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = (ctx @ self.W_K.reshape(H * D, D).T).reshape(B, N, H, D).transpose(1, 2)  # (B, H, N, D)
+        v = (ctx @ self.W_V.reshape(H * D, D).T).reshape(B, N, H, D).transpose(1, 2)  # (B, H, N, D)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D), dim=-1)  # (B, H, T, N)
+        o = (weights @ v).transpose(1, 2).reshape(B, T, H * D)  # (B, T, H*D)
+        return o @ self.P.permute(1, 0, 2).reshape(D, H * D).T  # (B, T, D) = sum_h P[h] o_h
 
     def linear(self, ctx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Linear attention, reassociated: (1/N) sum_j (q . k_j) v_j = P W_V C W_K^T W_Q e.

@@ -1,0 +1,79 @@
+"""Sine-wave tasks and deep-feature learners (MLP before LSA / GD)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from iclbench.metrics import task_losses
+from iclbench.plugins import make_plugin_manager
+from iclbench.registry import build_catalog
+from iclbench_plugins.gradient_descent import gd_predict
+from iclbench_plugins.transformer.constructions import set_gd_weights
+
+QUICK = {"steps": 300, "batch_size": 256, "lr": 0.01, "eval_every": 100, "checkpoint_every": 100, "eval_tasks": 512}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return build_catalog(make_plugin_manager())
+
+
+def test_sine_ranges_and_law(catalog):
+    ep = catalog.tasks["sine"]().sample(500, generator=torch.Generator().manual_seed(0), device="cpu").to(dtype=torch.float64)
+    x = torch.cat([ep.context_x[..., 0], ep.query_x], 1)  # (B, N+1)
+    y = torch.cat([ep.context_y[..., 0], ep.query_y], 1)
+    assert ep.context_x.shape == (500, 10, 1) and x.min() >= -5 and x.max() <= 5
+    # y = a sin(x + phase) = (a cos phase) sin x + (a sin phase) cos x: recover a and phase exactly
+    basis = torch.stack([torch.sin(x), torch.cos(x)], -1)  # (B, N+1, 2)
+    coef = torch.linalg.lstsq(basis, y[..., None]).solution[..., 0]  # (B, 2)
+    assert torch.allclose((basis @ coef[..., None])[..., 0], y, atol=1e-5)  # sampled in float32
+    amp, phase = coef.norm(dim=1), torch.atan2(coef[:, 1], coef[:, 0])
+    assert amp.min() >= 0.1 and amp.max() <= 5 and phase.min() >= 0 and phase.max() <= math.pi
+    assert amp.max() > 4.5 and amp.min() < 0.6  # the whole range is used
+
+
+def trained(catalog, name, task, steps=QUICK["steps"]):
+    learner = catalog.learners[name](train={**QUICK, "steps": steps})
+    learner.fit(task, generator=torch.Generator().manual_seed(1), device="cpu")
+    return learner
+
+
+def test_mlp_gd_is_one_gd_step_on_its_features(catalog):
+    task = catalog.tasks["sine"]()
+    learner = trained(catalog, "mlp-gd", task, steps=20)
+    model = learner.model.double()
+    ep = task.sample(100, generator=torch.Generator().manual_seed(4), device="cpu").to(dtype=torch.float64)
+    with torch.no_grad():
+        z = model.features(ep)
+        W = model.width
+        import iclbench
+
+        feats = iclbench.Episode(z[:, :-1, :W], z[:, :-1, W:], z[:, -1, :W], ep.query_y)
+        expected = model.initial(ep) + gd_predict(feats, model.eta.reshape(1))
+        assert torch.allclose(model.predict(ep), expected, atol=1e-12)
+
+
+def test_mlp_lsa_with_gd_weights_equals_mlp_gd(catalog):
+    task = catalog.tasks["sine"]()
+    gd = trained(catalog, "mlp-gd", task, steps=20).model.double()
+    lsa = catalog.learners["mlp-lsa"]().build_model(1, 1).double()
+    lsa.embed.load_state_dict(gd.embed.state_dict())
+    lsa.mlp.load_state_dict(gd.mlp.state_dict())
+    set_gd_weights(lsa.lsa, [float(gd.eta.detach())])
+    ep = task.sample(100, generator=torch.Generator().manual_seed(4), device="cpu").to(dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(lsa.predict(ep), gd.predict(ep), atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["mlp-lsa", "mlp-gd"])
+def test_short_training_on_sines_beats_zero(catalog, name):
+    task = catalog.tasks["sine"]()
+    learner = trained(catalog, name, task)
+    ep = task.sample(2000, generator=torch.Generator().manual_seed(9), device="cpu")
+    with torch.no_grad():
+        loss = float(task_losses(learner.predict(ep), ep.query_y).mean())
+    zero = float(task_losses(torch.zeros_like(ep.query_y), ep.query_y).mean())
+    assert loss < 0.7 * zero
