@@ -82,6 +82,11 @@ def meta_train(
     desc: str = "training",
 ) -> TrainResult:
     """Train `model` in place to minimise `loss_fn` on fresh tasks; resume or reuse `checkpoint`."""
+    with torch.enable_grad():  # callers may sit inside no_grad (analyses, evaluation)
+        return _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors, desc)
+
+
+def _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors, desc) -> TrainResult:
     model.to(device=device, dtype=dtype)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
     held_out = held_out_set(task, cfg, generator, device, dtype)

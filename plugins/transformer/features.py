@@ -15,6 +15,7 @@ from pydantic import Field
 from torch import nn
 
 import iclbench
+from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
 from iclbench.training import TrainConfig
 from iclbench_plugins.transformer.learners import TransformerLearner
 from iclbench_plugins.transformer.model import MLP, InContextTransformer, tokens
@@ -79,3 +80,74 @@ class MLPGD(MLPLSA):
 def register_learners(register) -> None:
     register(MLPLSA)
     register(MLPGD)
+
+
+class SineFunctions(Analysis):
+    """The initial (before attention) and final functions of deep-feature learners on a few sine
+    tasks, over a grid of query inputs, beside the true sine (recovered exactly from the context)."""
+
+    name = "sine-functions"
+
+    class Config(AnalysisConfig):
+        learners: list[str] = Field(default_factory=lambda: ["mlp-lsa", "mlp-gd"])
+        tasks: int = Field(4, ge=1, le=12, description="how many tasks to plot")
+        grid: int = Field(200, ge=10, description="query inputs per task")
+
+    def run(self, ctx: AnalysisContext) -> dict:
+        ep = ctx.episode().slice(0, self.config.tasks)
+        lo, hi = float(ep.context_x.min()), float(ep.context_x.max())
+        xs = torch.linspace(lo, hi, self.config.grid, device=ep.device, dtype=ep.context_x.dtype)
+        grid = on_grid(ep, xs)  # (tasks * grid) tasks sharing each context
+        curves = {"truth": true_sine(ep, xs)}
+        for spec in self.config.learners:
+            learner = ctx.learner(spec)
+            model = learner.model.to(device=ep.device, dtype=ep.context_x.dtype)
+            with torch.no_grad():
+                curves[f"{learner.label} initial"] = model.initial(grid).reshape(self.config.tasks, -1)
+                curves[f"{learner.label} final"] = model.predict(grid).reshape(self.config.tasks, -1)
+        path = ctx.figure_path("sine-functions")
+        plot_functions(ep, xs, curves, path)
+        return {"figure": str(path), "learners": self.config.learners,
+                "mse_final": {k: float((v - curves["truth"]).pow(2).mean()) for k, v in curves.items() if k.endswith("final")}}
+
+
+def on_grid(ep: iclbench.Episode, xs: torch.Tensor) -> iclbench.Episode:
+    """One task per (task, grid point): the task's context with query x = grid point."""
+    G = xs.shape[0]
+    rep = lambda t: t.repeat_interleave(G, dim=0)  # noqa: E731  (B*G, ...)
+    qx = xs.repeat(ep.batch_size)[:, None]  # (B*G, 1)
+    return iclbench.Episode(rep(ep.context_x), rep(ep.context_y), qx, torch.zeros_like(qx))
+
+
+def true_sine(ep: iclbench.Episode, xs: torch.Tensor) -> torch.Tensor:
+    """(B, G) a sin(x + phase) on the grid, with (a cos phase, a sin phase) fitted exactly to the context."""
+    x = ep.context_x[..., 0].double()
+    basis = torch.stack([torch.sin(x), torch.cos(x)], -1)  # (B, N, 2)
+    coef = torch.linalg.lstsq(basis, ep.context_y.double()).solution[..., 0]  # (B, 2)
+    g = xs.double()
+    return (coef[:, :1] * torch.sin(g) + coef[:, 1:] * torch.cos(g)).to(xs.dtype)  # (B, G)
+
+
+def plot_functions(ep: iclbench.Episode, xs: torch.Tensor, curves: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    B = ep.batch_size
+    fig, axes = plt.subplots(1, B, figsize=(3.2 * B, 3), squeeze=False)
+    for b, ax in enumerate(axes[0]):
+        for label, ys in curves.items():
+            style = {"color": "k", "lw": 2} if label == "truth" else {"ls": "--" if "initial" in label else "-"}
+            ax.plot(xs.cpu(), ys[b].cpu(), label=label, **style)
+        ax.scatter(ep.context_x[b, :, 0].cpu(), ep.context_y[b, :, 0].cpu(), c="k", s=12, zorder=5)
+        ax.set_title(f"task {b + 1}", fontsize=9)
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+@iclbench.hookimpl
+def register_analyses(register) -> None:
+    register(SineFunctions)
