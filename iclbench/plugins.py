@@ -104,7 +104,7 @@ def call_register_hook(pm: PluginManager, hook: str, register) -> None:
     Knowing which plugin registered what lets duplicate names be reported with both owners.
     """
     trace = os.environ.get("ICLBENCH_TRACE_PLUGINS")
-    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+    for impl in getattr(pm.hook, hook).get_hookimpls():  # in registration order
         if trace:
             print(f"[iclbench] {hook} -> {impl.plugin_name}", file=sys.stderr)
         impl.function(register=lambda obj, _p=impl.plugin_name: register(obj, _p))

@@ -1,0 +1,134 @@
+"""The plugin manager: entry points, broken and misspelt plugins, plugin files, env controls."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+
+import pluggy
+import pytest
+import torch
+
+import iclbench
+import iclbench.plugins
+from iclbench.plugins import load_plugin_file, make_plugin_manager
+from iclbench.registry import build_catalog
+
+BUILTIN = {"alternating", "baselines", "gradient-descent", "kernels", "least-squares", "linear-regression",
+           "sine", "suites", "transformer"}
+
+
+def test_builtins_are_entry_point_plugins():
+    pm = make_plugin_manager()
+    info = {p.name: p for p in pm.info()}
+    assert BUILTIN <= set(info)
+    assert info["baselines"].source == f"iclbench {iclbench.__version__}"
+    assert info["baselines"].hooks == ["register_learners"]
+    assert info["suites"].hooks == ["register_suites"]
+    assert info["linear-regression"].hooks == ["register_tasks"]
+
+
+def test_misspelt_hook_is_rejected():
+    class Typo:
+        @iclbench.hookimpl
+        def register_learner(self, register):  # missing "s"
+            pass
+
+    pm = make_plugin_manager(entry_points=False)
+    with pytest.raises(pluggy.PluginValidationError, match="register_learner"):
+        pm.add(Typo(), "typo", "test")
+
+
+def test_hook_with_unknown_argument_is_rejected():
+    class WrongArgs:
+        @iclbench.hookimpl
+        def register_learners(self, register, extra):
+            pass
+
+    with pytest.raises(pluggy.PluginValidationError, match="extra"):
+        make_plugin_manager(entry_points=False).add(WrongArgs(), "wrong", "test")
+
+
+def fake_entry_points(*eps):
+    return lambda group: [e for e in eps if e.group == group]
+
+
+def test_broken_entry_point_is_warned_about_and_skipped(monkeypatch):
+    good = md.EntryPoint("baselines", "iclbench_plugins.baselines", "iclbench")
+    broken = md.EntryPoint("broken", "iclbench_no_such_module_abc", "iclbench")
+    other_group = md.EntryPoint("elsewhere", "iclbench_plugins.kernels", "not-iclbench")
+    monkeypatch.setattr(iclbench.plugins.md, "entry_points", fake_entry_points(good, broken, other_group))
+    with pytest.warns(UserWarning, match=r"skipping plugin 'broken' \(iclbench_no_such_module_abc\): ModuleNotFoundError"):
+        pm = make_plugin_manager()
+    assert [p.name for p in pm.info()] == ["baselines"]
+    assert set(build_catalog(pm).learners) == {"averaging", "knn", "zero"}
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("baselines,gradient-descent", {"baselines", "gradient-descent"}),
+    (" baselines , suites ,", {"baselines", "suites"}),
+    ("", set()),
+])
+def test_load_plugins_env_restricts_entry_points(monkeypatch, value, expected):
+    monkeypatch.setenv("ICLBENCH_LOAD_PLUGINS", value)
+    pm = make_plugin_manager()
+    assert {p.name for p in pm.info()} == expected
+
+
+def test_load_plugins_env_limits_the_catalog(monkeypatch):
+    monkeypatch.setenv("ICLBENCH_LOAD_PLUGINS", "baselines,gradient-descent")
+    catalog = build_catalog(make_plugin_manager())
+    assert set(catalog.learners) == {"averaging", "gd", "gd++", "knn", "zero"}
+    assert list(catalog.tasks) == [] and list(catalog.suites) == []
+
+
+PLUGIN_FILE = '''
+import torch
+import iclbench
+
+
+class Twice(iclbench.Learner):
+    name = "twice"
+
+    class Config(iclbench.LearnerConfig):
+        factor: float = 2.0
+
+    def predict(self, episode):
+        return self.config.factor * episode.query_x[:, :1]
+
+
+@iclbench.hookimpl
+def register_learners(register):
+    register(Twice)
+'''
+
+
+def test_single_file_plugin(tmp_path):
+    path = tmp_path / "my_twice.py"
+    path.write_text(PLUGIN_FILE)
+    pm = make_plugin_manager(entry_points=False, files=(path,))
+    catalog = build_catalog(pm)
+    assert catalog.learners.owner("twice") == "my_twice"
+    assert pm.sources["my_twice"] == str(path.resolve())
+    q = torch.tensor([[1.5, 7.0]])
+    ep = iclbench.Episode(torch.zeros(1, 2, 2), torch.zeros(1, 2, 1), q, torch.zeros(1, 1))
+    assert float(catalog.learners["twice"]({"factor": 3.0}).predict(ep)) == 4.5
+
+
+def test_plugin_file_that_raises_on_import(tmp_path):
+    path = tmp_path / "exploding.py"
+    path.write_text("raise RuntimeError('boom at import')\n")
+    pm = make_plugin_manager(entry_points=False)
+    with pytest.raises(RuntimeError, match="boom at import"):
+        load_plugin_file(pm, path)
+    assert not pm.has_plugin("exploding")
+    with pytest.raises(FileNotFoundError, match="plugin file not found"):
+        load_plugin_file(pm, tmp_path / "missing.py")
+
+
+def test_trace_plugins_prints_every_registration_call(monkeypatch, capsys):
+    monkeypatch.setenv("ICLBENCH_TRACE_PLUGINS", "1")
+    monkeypatch.setenv("ICLBENCH_LOAD_PLUGINS", "baselines,kernels")
+    build_catalog(make_plugin_manager())
+    err = capsys.readouterr().err
+    assert "[iclbench] register_learners -> baselines" in err
+    assert "[iclbench] register_learners -> kernels" in err
