@@ -38,7 +38,7 @@ def main() -> None:
               "--learner-config", f"lsa:train.steps={args.steps}",
               "--learner-config", f"softmax-tf:train.steps={args.steps}",
               "--learner-config", f"layernorm-tf:train.steps={args.steps}"]
-    for ref in ("gd", "gd++[steps=2]"):
+    for ref in ("gd", "gd[steps=2]", "gd++[steps=2]"):
         code = iclbench(["evaluate", *common, "--align-to", ref])
         if code:
             sys.exit(code)

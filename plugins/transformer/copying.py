@@ -107,6 +107,9 @@ class CopyTransformer(TransformerLearner):
     class Config(TransformerLearner.Config):
         layers: int = Field(2, ge=1)
         attention: list = Field(default_factory=lambda: ["softmax", "linear"])
+        # the copy must break the symmetry of near-uniform softmax attention: from the LSA
+        # default (0.002 / K) training sits on the plateau for thousands of steps
+        init_scale: float | None = Field(1.0, gt=0, description="fan-in init variance scale")
         copy_tasks: int = Field(16, ge=1, description="held-out tasks used for the copy-dependence curve")
 
     def monitors(self) -> dict:
