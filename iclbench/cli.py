@@ -23,7 +23,7 @@ from iclbench.config import ConfigError, merge, parse_assignments, parse_spec, s
 from iclbench.plugins import make_plugin_manager
 from iclbench.registry import Catalog, DuplicateNameError, UnknownNameError, build_catalog
 from iclbench.runner import Evaluation, LearnerSpec, Plan
-from iclbench.seeding import resolve_device
+from iclbench.seeding import device_name, resolve_device
 from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, read_all, versions
 from iclbench.suite import Suite, SuiteError
 
@@ -96,12 +96,21 @@ def build_suite(args: argparse.Namespace, catalog: Catalog) -> Suite:
     return catalog.suites.load(args.suite or "linear", catalog)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    catalog = load_catalog(args)
+def device_option(args: argparse.Namespace) -> torch.device:
     try:
-        device = resolve_device(args.device)
+        return resolve_device(args.device)
     except ValueError as err:
         raise UsageError(str(err)) from None
+
+
+def cache_option(args: argparse.Namespace) -> Path | None:
+    """The checkpoint folder: --cache, else OUT/checkpoints; none with --no-cache."""
+    return None if args.no_cache else Path(args.cache or Path(args.out) / "checkpoints")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args)
+    device = device_option(args)
     defaults = learner_defaults(args.learner_config or [])
     align = None
     if args.align_to:
@@ -117,7 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     store = ResultStore(args.out)
     say = (lambda msg: print(msg, file=sys.stderr)) if not args.quiet else None
-    with cache_dir(None if args.no_cache else Path(args.cache or Path(args.out) / "checkpoints")):
+    with cache_dir(cache_option(args)):
         records = Evaluation(catalog, plan, store, progress=say).run()
     print(leaderboard.markdown(leaderboard.aggregate(leaderboard.to_frame(records))))
     print(f"{len(records)} records in {store.path}", file=sys.stderr)
@@ -126,19 +135,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     catalog = load_catalog(args)
-    try:
-        device = resolve_device(args.device)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    device = device_option(args)
     analysis = catalog.analyses[args.name](parse_assignments(args.analysis_config) if args.analysis_config else {})
     suite = build_suite(args, catalog)
     out = Path(args.out)
     results = []
-    with cache_dir(None if args.no_cache else Path(args.cache or out / "checkpoints")):
+    with cache_dir(cache_option(args)):
         for seed in parse_int_list(args.seeds, "--seeds"):
             ctx = AnalysisContext(catalog, suite, seed, device, args.n_tasks, out / "figures")
             result = {"analysis": analysis.name, "config": analysis.config.model_dump(), "suite": suite.name,
-                      "seed": seed, "n_tasks": args.n_tasks, "device_type": device.type, "versions": versions(),
+                      "seed": seed, "n_tasks": args.n_tasks, "device_type": device.type, "device": device_name(device), "versions": versions(),
                       "git_commit": git_commit(), "result": analysis.run(ctx)}
             ResultStore(out, ANALYSES_FILE).append(result)
             results.append(result)

@@ -19,7 +19,7 @@ from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, sensitivities, task_losses
 from iclbench.registry import Catalog
-from iclbench.seeding import generator
+from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, versions
 from iclbench.suite import EvalTask, Suite
 
@@ -86,7 +86,7 @@ class Evaluation:
             "suite": p.suite.name, "task": ev.task.name, "task_label": ev.label,
             "task_config": ev.task.config.model_dump(), "group": ev.group, "value": ev.value,
             "in_distribution": ev.in_distribution, "seed": seed, "n_tasks": p.n_tasks,
-            "dtype": str(p.dtype).removeprefix("torch."), "device_type": p.device.type,
+            "dtype": str(p.dtype).removeprefix("torch."), "device_type": p.device.type, "device": device_name(p.device),
             "align_to": self.reference.label if self.reference else None,
             "versions": versions(),
         }

@@ -31,3 +31,10 @@ def resolve_device(name: str) -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda[:N], got {name!r}")
     return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """`cpu`, or `cuda:0 (NVIDIA H100 ...)`: what the numbers were measured on."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
