@@ -24,7 +24,7 @@ from iclbench.seeding import derive_seed
 from iclbench.task import Task
 
 LossFn = Callable[[torch.nn.Module, Episode], torch.Tensor]
-Monitor = Callable[[torch.nn.Module, Episode], float]
+Monitor = Callable[[torch.nn.Module, Episode], "float | dict[str, float]"]  # a dict adds several columns
 
 
 class TrainConfig(StrictConfig):
@@ -144,5 +144,6 @@ def evaluate_row(model, loss_fn: LossFn, held_out: Episode, monitors: dict[str, 
     with torch.no_grad():
         row: dict[str, Any] = {"step": step, "train_loss": train_loss, "eval_loss": float(loss_fn(model, held_out))}
     for name, monitor in monitors.items():
-        row[name] = float(monitor(model, held_out))
+        value = monitor(model, held_out)
+        row.update({k: float(v) for k, v in value.items()} if isinstance(value, dict) else {name: float(value)})
     return row

@@ -160,3 +160,12 @@ def test_repeated_gd_is_gd_with_damped_rate(catalog, task, tmp_path):
         with torch.no_grad():
             expected = float(task_losses(gd.predict(ep), ep.query_y).mean())
         assert curve[t - 1] == pytest.approx(expected, rel=1e-10)
+
+
+def test_gd_alignment_monitor(catalog, task):
+    from iclbench_plugins.transformer.learners import gd1_alignment
+
+    ep = episode(task, 300)
+    assert gd1_alignment(catalog.learners["lsa-gd"](eta=3.0).constructed(10, 1), ep) == pytest.approx(1.0, abs=1e-9)
+    curve = fitted(catalog, task, "lsa", {"train": QUICK}).fit_info()["curve"]
+    assert curve[-1]["sens_cos_gd1"] > max(0.95, curve[0]["sens_cos_gd1"])  # aligns with GD as it trains

@@ -114,8 +114,7 @@ class CopyTransformer(TransformerLearner):
 
     def monitors(self) -> dict:
         n = self.config.copy_tasks
-        return {"copy_next": lambda m, ep: copy_dependence(m, ep.slice(0, n))[0],
-                "copy_other": lambda m, ep: copy_dependence(m, ep.slice(0, n))[1]}
+        return {"copy": lambda m, ep: dict(zip(("copy_next", "copy_other"), copy_dependence(m, ep.slice(0, n))))}
 
 
 def copy_dependence(model: InContextTransformer, episode: iclbench.Episode) -> tuple[float, float]:

@@ -65,6 +65,9 @@ class MLPLSA(TransformerLearner):
         init_scale: float | None = Field(None, gt=0, description="LSA init variance scale; None: 0.002")
         train: TrainConfig = Field(default_factory=TrainConfig)
 
+    def monitors(self) -> dict:
+        return {}
+
     def build_model(self, dx: int, dy: int, extra_dim: int = 0) -> DeepFeatureModel:
         return DeepFeatureModel(dx, dy, self.config.width, self.gd, self.config.init_scale or 0.002)
 

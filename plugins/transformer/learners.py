@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
-from iclbench.metrics import task_losses
+from iclbench.metrics import sensitivities, task_losses
 from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
 from iclbench_plugins.gradient_descent import GDPlusPlus, GradientDescent
 from iclbench_plugins.transformer.constructions import set_gd_weights
@@ -28,6 +28,18 @@ def predict_with(model: torch.nn.Module, episode: iclbench.Episode, steps: int |
 
 
 Kind = Literal["linear", "softmax"]
+ALIGNMENT_TASKS = 256  # held-out tasks the alignment curve is measured on
+
+
+def gd1_alignment(model: torch.nn.Module, episode: iclbench.Episode) -> float:
+    """Mean cosine between the model's query sensitivities and one GD step's, (eta/N) sum_i y_i x_i^T.
+
+    The cosine does not depend on GD's learning rate, so it can be tracked during training.
+    """
+    ep = episode.slice(0, ALIGNMENT_TASKS)
+    sens = sensitivities(lambda e: predict_with(model, e), ep).flatten(1)  # (B, dy*dx)
+    gd = torch.einsum("bno,bnd->bod", ep.context_y, ep.context_x).flatten(1)  # (B, dy*dx)
+    return float(torch.nn.functional.cosine_similarity(sens, gd, dim=-1, eps=1e-12).mean())
 
 
 class TransformerLearner(iclbench.Learner):
@@ -82,8 +94,8 @@ class TransformerLearner(iclbench.Learner):
         )
 
     def monitors(self) -> dict:
-        """Extra curves recorded at every held-out evaluation (none by default)."""
-        return {}
+        """Extra curves recorded at every held-out evaluation: alignment with GD over training."""
+        return {"sens_cos_gd1": gd1_alignment}
 
     def fit_info(self) -> dict:
         t = self.training
