@@ -5,6 +5,7 @@ runs one per seed, appends its JSON result to `analyses.jsonl` and saves its fig
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -59,8 +60,10 @@ class AnalysisContext:
         return ev.task.sample(self.n_tasks, generator=gen, device=self.device).to(dtype=self.dtype)
 
     def figure_path(self, name: str) -> Path:
+        """`OUT/figures/<name>-seed<seed>.png`, the name reduced to safe file-name characters."""
         self.out.mkdir(parents=True, exist_ok=True)
-        return self.out / f"{name}-seed{self.seed}.png"
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+        return self.out / f"{safe}-seed{self.seed}.png"
 
 
 class Analysis(Configurable):

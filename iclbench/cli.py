@@ -153,6 +153,37 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from iclbench.publish import publish
+    from iclbench.reproduce import run_reproduction
+
+    catalog = load_catalog(args)
+    repro = catalog.reproductions[args.name]()
+    budgets = repro.spec().budgets
+    if args.budget not in budgets:
+        raise UsageError(f"--budget must be one of {', '.join(budgets)}, got {args.budget!r}")
+    out = Path(args.out)
+    cache = None if args.no_cache else Path(args.cache or ".iclbench-cache")
+    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    run_reproduction(repro, catalog, parse_int_list(args.seeds, "--seeds"), device_option(args), args.budget, out, cache, say)
+    for path in publish(out, repro):
+        print(path)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from iclbench.publish import publish
+
+    catalog = load_catalog(args)
+    folder = Path(args.folder)
+    if not (folder / "reproduction.json").exists():
+        raise UsageError(f"{folder} holds no reproduction.json; run `iclbench reproduce` first")
+    name = json.loads((folder / "reproduction.json").read_text())["reproduction"]
+    for path in publish(folder, catalog.reproductions[name]()):
+        print(path)
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     bad = [f for f in formats if f not in leaderboard.FORMATS]
@@ -174,7 +205,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(args)
     registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites,
-                "analyses": catalog.analyses}[args.what]
+                "analyses": catalog.analyses, "reproductions": catalog.reproductions}[args.what]
     for name in registry:
         print(f"{name:20s} {registry.owner(name)}")
     return 0
@@ -234,8 +265,22 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("--no-cache", action="store_true")
     an.set_defaults(func=cmd_analyze)
 
+    rp = sub.add_parser("reproduce", parents=[common], help="rerun a paper's experiments and publish them")
+    rp.add_argument("name", help="reproduction name, e.g. paper (see: iclbench list reproductions)")
+    rp.add_argument("--seeds", default="0,1,2")
+    rp.add_argument("--device", default="auto")
+    rp.add_argument("--budget", default="full", help="training budget from the spec: full or small")
+    rp.add_argument("--out", default="leaderboard", help="publication folder (default leaderboard/)")
+    rp.add_argument("--cache", help="checkpoint cache (default .iclbench-cache/)")
+    rp.add_argument("--no-cache", action="store_true")
+    rp.set_defaults(func=cmd_reproduce)
+
+    pb = sub.add_parser("publish", parents=[common], help="re-render a reproduction folder from its stored records")
+    pb.add_argument("folder", nargs="?", default="leaderboard")
+    pb.set_defaults(func=cmd_publish)
+
     ls = sub.add_parser("list", parents=[common], help="list registered learners, tasks or suites")
-    ls.add_argument("what", choices=["learners", "tasks", "suites", "analyses"])
+    ls.add_argument("what", choices=["learners", "tasks", "suites", "analyses", "reproductions"])
     ls.set_defaults(func=cmd_list)
 
     pl = sub.add_parser("plugins", parents=[common], help="list loaded plugins with their versions and hooks")

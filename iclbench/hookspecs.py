@@ -36,3 +36,8 @@ def register_suites(register: Callable[[object], None]) -> None:
 @hookspec
 def register_analyses(register: Callable[[type], None]) -> None:
     """Register analyses: call `register(AnalysisClass)` once per `iclbench.analysis.Analysis` subclass."""
+
+
+@hookspec
+def register_reproductions(register: Callable[[type], None]) -> None:
+    """Register paper reproductions: call `register(ReproductionClass)` (see `iclbench.reproduce`)."""

@@ -110,7 +110,9 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
         for learner in learner_order(agg[agg.suite == suite]):
             d = g[g.learner == learner].sort_values("value")
             if len(d):
-                ax.errorbar(d["value"], d["mean"], yerr=d["ci95"].fillna(0), marker="o", ms=3, capsize=2, label=learner)
+                ci = d["ci95"].fillna(0)
+                lower = ci.clip(upper=d["mean"] * 0.9)  # a log axis cannot show a bar through zero
+                ax.errorbar(d["value"], d["mean"], yerr=[lower, ci], marker="o", ms=3, capsize=2, label=learner)
         labels = dict(zip(g["value"], g["task"]))
         if group == "input law":
             ax.set_xticks(list(labels), [labels[v].split("=", 1)[-1] for v in labels])

@@ -87,6 +87,7 @@ class Catalog:
     tasks: Registry[type[Task]]
     suites: "SuiteRegistry"
     analyses: Registry[type]
+    reproductions: Registry[type]
     plugins: PluginManager
 
 
@@ -130,6 +131,16 @@ def build_catalog(pm: PluginManager) -> Catalog:
         cls = _checked_class("analysis", Analysis, cls, plugin)
         analyses.add(cls.name, cls, plugin)
 
+    reproductions: Registry[type] = Registry("reproduction")
+
+    def reg_reproduction(cls: object, plugin: str) -> None:
+        from iclbench.reproduce import Reproduction
+
+        if not (isinstance(cls, type) and issubclass(cls, Reproduction) and isinstance(getattr(cls, "name", None), str)):
+            raise TypeError(f"plugin {plugin!r} registered {cls!r}, which is not a named iclbench.reproduce.Reproduction")
+        reproductions.add(cls.name, cls, plugin)
+
     call_register_hook(pm, "register_suites", suites.add_path)
     call_register_hook(pm, "register_analyses", reg_analysis)
-    return Catalog(learners, tasks, suites, analyses, pm)
+    call_register_hook(pm, "register_reproductions", reg_reproduction)
+    return Catalog(learners, tasks, suites, analyses, reproductions, pm)

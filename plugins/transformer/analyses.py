@@ -97,7 +97,7 @@ class RepeatedApplication(Analysis):
         curves = {}
         for label, model in (("trained", trained.model), ("gd", gd.constructed(ep.dx, ep.dy))):
             curves[label] = dampened_losses(model, ep, self.config.steps, self.config.damping)
-        path = ctx.figure_path("repeated")
+        path = ctx.figure_path(f"repeated-{trained.label}")
         plot_curves(curves, path, f"{trained.label} applied repeatedly (lambda = {self.config.damping})")
         return {"learner": trained.label, "damping": self.config.damping, "loss": curves, "figure": str(path)}
 
@@ -149,7 +149,7 @@ class WeightPictures(Analysis):
         for k, ((kq, pv), eta) in enumerate(zip(products(trained.model), etas)):
             s = float(kq.diagonal()[:dx].mean())
             rows.append((f"layer {k + 1}", kq / s, pv * s, *gd_products(dx, dy, eta)))
-        path = ctx.figure_path("weights")
+        path = ctx.figure_path(f"weights-{trained.label}")
         plot_weights(rows, path, trained.label)
         return {"learner": trained.label, "figure": str(path)}
 

@@ -1,0 +1,165 @@
+"""`iclbench reproduce NAME`: rerun a paper's experiments and publish them as a leaderboard.
+
+A reproduction is a plugin: a TOML spec (data: which learners on which suites, which
+analyses, the training budgets) and a `findings` method that checks the paper's claims on
+the stored numbers. Everything in the output folder is written by `publish`, from the
+records alone, so the published files can always be regenerated and compared.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from iclbench.config import merge, parse_spec
+from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    train_steps: int = Field(ge=1, description="training steps of every trainable learner")
+    n_tasks: int = Field(ge=2, description="evaluation tasks per (task, seed)")
+
+
+class Run(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    suite: str
+    learners: list[str]
+    align_to: str | None = None
+
+
+class AnalysisRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    suite: str = "linear"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    budgets: dict[str, Budget]
+    runs: list[Run]
+    analyses: list[AnalysisRun] = Field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    """One claim of the paper, our numbers, and whether it holds within the stated tolerance."""
+
+    claim: str
+    ours: str
+    holds: bool
+
+
+class Reproduction:
+    """Subclass with `name`, `spec_file` and `findings`; register with `register_reproductions`."""
+
+    name: ClassVar[str]
+    spec_file: ClassVar[Any]  # a Path or importlib.resources Traversable
+
+    def spec(self) -> Spec:
+        return Spec(**tomllib.loads(self.spec_file.read_text()))
+
+    def findings(self, results: "Results") -> list[Finding]:
+        return []
+
+
+def with_budget(spec: str, budget: Budget, catalog) -> str:
+    """The label of `spec` with the budget's training steps (learners that train and fix none)."""
+    name, overrides = parse_spec(spec)
+    cls = catalog.learners[name]
+    if "train" in cls.Config.model_fields and "steps" not in overrides.get("train", {}):
+        overrides = merge(overrides, {"train": {"steps": budget.train_steps}})
+    return cls(overrides).label
+
+
+class Results:
+    """Stored records and analyses of a reproduction, looked up by the spec's learner strings."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.meta = json.loads((folder / "reproduction.json").read_text())
+        self.records = read_records(folder / RESULTS_FILE)
+        path = folder / ANALYSES_FILE
+        self.analyses = read_records(path) if path.exists() else []
+
+    def label(self, spec: str) -> str:
+        return self.meta["labels"].get(spec, spec)
+
+    def values(self, spec: str, task: str, metric: str = "loss", align_to: str | None = None) -> list[float]:
+        """One value per seed (the latest record of each)."""
+        label = self.label(spec)
+        ref = None if align_to is None else self.label(align_to)
+        by_seed = {}
+        for r in self.records:
+            if r["label"] == label and r["task_label"] == task and metric in r["metrics"]:
+                if align_to is None or r.get("align_to") == ref:
+                    by_seed[r["seed"]] = r["metrics"][metric]
+        if not by_seed:
+            raise LookupError(f"no {metric!r} for {label!r} on {task!r}" + (f" aligned to {ref!r}" if ref else ""))
+        return [by_seed[s] for s in sorted(by_seed)]
+
+    def mean(self, spec: str, task: str, metric: str = "loss", align_to: str | None = None) -> float:
+        v = self.values(spec, task, metric, align_to)
+        return sum(v) / len(v)
+
+    def analysis(self, name: str) -> list[dict[str, Any]]:
+        return [a["result"] for a in self.analyses if a["analysis"] == name]
+
+
+def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, budget_name: str, out: Path,
+                     cache: Path | None, progress) -> None:
+    """Evaluate every run and analysis of the spec into `out`, resumably, then publish."""
+    from iclbench.analysis import AnalysisContext
+    from iclbench.checkpoints import cache_dir
+    from iclbench.runner import Evaluation, LearnerSpec, Plan
+    from iclbench.store import ResultStore, git_commit, versions
+
+    spec = repro.spec()
+    if budget_name not in spec.budgets:
+        raise ValueError(f"--budget must be one of {', '.join(spec.budgets)}, got {budget_name!r}")
+    budget = spec.budgets[budget_name]
+    labels = {}
+    store = ResultStore(out)
+    start = time.perf_counter()
+    with cache_dir(cache):
+        for i, run in enumerate(spec.runs):
+            progress(f"[{i + 1}/{len(spec.runs)}] suite {run.suite}: {len(run.learners)} learners")
+            budgeted = {s: with_budget(s, budget, catalog) for s in run.learners + [run.align_to] if s}
+            labels.update(budgeted)
+            plan = Plan([LearnerSpec(*parse_spec(budgeted[s])) for s in run.learners], catalog.suites.load(run.suite, catalog),
+                        seeds, budget.n_tasks, device,
+                        align_to=LearnerSpec(*parse_spec(budgeted[run.align_to])) if run.align_to else None)
+            Evaluation(catalog, plan, store, progress=progress).run()
+        done = {(a["analysis"], a["seed"], json.dumps(a["config"], sort_keys=True)) for a in _analyses(out)}
+        for a in spec.analyses:
+            cfg = {k: with_budget(v, budget, catalog) if k in ("learner",) else
+                   [with_budget(x, budget, catalog) for x in v] if k == "learners" else v for k, v in a.config.items()}
+            analysis = catalog.analyses[a.name](cfg)
+            suite = catalog.suites.load(a.suite, catalog)
+            for seed in seeds:
+                key = (a.name, seed, json.dumps(analysis.config.model_dump(), sort_keys=True))
+                if key in done:
+                    continue
+                progress(f"analysis {a.name} seed {seed}")
+                ctx = AnalysisContext(catalog, suite, seed, device, budget.n_tasks, out / "figures")
+                ResultStore(out, ANALYSES_FILE).append({
+                    "analysis": a.name, "config": analysis.config.model_dump(), "suite": a.suite, "seed": seed,
+                    "result": analysis.run(ctx)})
+    meta = {"reproduction": repro.name, "budget": budget_name, "budget_values": budget.model_dump(), "seeds": seeds,
+            "device": str(device), "versions": versions(), "git_commit": git_commit(), "labels": labels,
+            "wall_seconds": round(time.perf_counter() - start, 1)}
+    (out / "reproduction.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+
+def _analyses(out: Path) -> list[dict[str, Any]]:
+    path = out / ANALYSES_FILE
+    return read_records(path) if path.exists() else []
