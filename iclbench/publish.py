@@ -105,7 +105,8 @@ def render_readme(results: Results, repro: Reproduction) -> str:
         f"- device: `{m['device']}`; versions: " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())),
         f"- budget: {m['budget_values']['train_steps']} training steps per trained learner, "
         f"{m['budget_values']['n_tasks']} evaluation tasks per task and seed; seeds {m['seeds']}",
-        f"- wall time of the last `reproduce` call: {m['wall_seconds']:.0f} s (cached trainings are not retrained)",
+        "- wall time of the last `reproduce` call: " + (f"{m['wall_seconds']:.0f} s (cached trainings are not retrained)"
+                                                       if m["wall_seconds"] is not None else "unfinished (partial results)"),
         "",
         "## Findings",
         "",

@@ -121,27 +121,32 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     from iclbench.analysis import AnalysisContext
     from iclbench.checkpoints import cache_dir
     from iclbench.runner import Evaluation, LearnerSpec, Plan
+    from iclbench.seeding import device_name
     from iclbench.store import ResultStore, git_commit, versions
 
     spec = repro.spec()
     if budget_name not in spec.budgets:
         raise ValueError(f"--budget must be one of {', '.join(spec.budgets)}, got {budget_name!r}")
     budget = spec.budgets[budget_name]
-    labels = {}
+    specs = {s for run in spec.runs for s in run.learners + [run.align_to] if s}
+    labels = {s: with_budget(s, budget, catalog) for s in sorted(specs)}
+    meta = {"reproduction": repro.name, "budget": budget_name, "budget_values": budget.model_dump(), "seeds": seeds,
+            "device": device_name(device), "versions": versions(), "git_commit": git_commit(), "labels": labels,
+            "wall_seconds": None}
+    out.mkdir(parents=True, exist_ok=True)
+    write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)
     start = time.perf_counter()
     with cache_dir(cache):
         for i, run in enumerate(spec.runs):
             progress(f"[{i + 1}/{len(spec.runs)}] suite {run.suite}: {len(run.learners)} learners")
-            budgeted = {s: with_budget(s, budget, catalog) for s in run.learners + [run.align_to] if s}
-            labels.update(budgeted)
-            plan = Plan([LearnerSpec(*parse_spec(budgeted[s])) for s in run.learners], catalog.suites.load(run.suite, catalog),
+            plan = Plan([LearnerSpec(*parse_spec(labels[s])) for s in run.learners], catalog.suites.load(run.suite, catalog),
                         seeds, budget.n_tasks, device,
-                        align_to=LearnerSpec(*parse_spec(budgeted[run.align_to])) if run.align_to else None)
+                        align_to=LearnerSpec(*parse_spec(labels[run.align_to])) if run.align_to else None)
             Evaluation(catalog, plan, store, progress=progress).run()
         done = {(a["analysis"], a["seed"], json.dumps(a["config"], sort_keys=True)) for a in _analyses(out)}
         for a in spec.analyses:
-            cfg = {k: with_budget(v, budget, catalog) if k in ("learner",) else
+            cfg = {k: with_budget(v, budget, catalog) if k == "learner" else
                    [with_budget(x, budget, catalog) for x in v] if k == "learners" else v for k, v in a.config.items()}
             analysis = catalog.analyses[a.name](cfg)
             suite = catalog.suites.load(a.suite, catalog)
@@ -149,14 +154,15 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
                 key = (a.name, seed, json.dumps(analysis.config.model_dump(), sort_keys=True))
                 if key in done:
                     continue
-                progress(f"analysis {a.name} seed {seed}")
+                progress(f"analysis {analysis.label} seed {seed}")
                 ctx = AnalysisContext(catalog, suite, seed, device, budget.n_tasks, out / "figures")
                 ResultStore(out, ANALYSES_FILE).append({
                     "analysis": a.name, "config": analysis.config.model_dump(), "suite": a.suite, "seed": seed,
                     "result": analysis.run(ctx)})
-    meta = {"reproduction": repro.name, "budget": budget_name, "budget_values": budget.model_dump(), "seeds": seeds,
-            "device": str(device), "versions": versions(), "git_commit": git_commit(), "labels": labels,
-            "wall_seconds": round(time.perf_counter() - start, 1)}
+    write_meta(out, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
+
+
+def write_meta(out: Path, meta: dict[str, Any]) -> None:
     (out / "reproduction.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 

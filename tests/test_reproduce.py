@@ -1,0 +1,87 @@
+"""Reproductions: the run -> publish pipeline, and the published leaderboard re-rendered from its records."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import iclbench
+from iclbench.plugins import make_plugin_manager
+from iclbench.publish import publish
+from iclbench.registry import build_catalog
+from iclbench.reproduce import Finding, Reproduction, Results, run_reproduction
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED = ROOT / "leaderboard"
+TABLES = ["leaderboard.md", "leaderboard.csv", "leaderboard.json", "README.md"]
+
+SPEC = """
+name = "tiny"
+description = "two learners on the linear suite"
+[budgets.small]
+train_steps = 20
+n_tasks = 300
+[[runs]]
+suite = "linear"
+align_to = "gd[tune_tasks=500]"
+learners = ["zero", "gd[tune_tasks=500]", "lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]"]
+"""
+
+
+def tiny_reproduction(tmp_path: Path) -> type[Reproduction]:
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+
+    class Tiny(Reproduction):
+        name = "tiny"
+        spec_file = spec
+
+        def findings(self, r: Results) -> list[Finding]:
+            gd, zero = r.mean("gd[tune_tasks=500]", "linear"), r.mean("zero", "linear")
+            return [Finding("GD beats zero", f"{gd:.3f} vs {zero:.3f}", gd < zero)]
+
+    return Tiny
+
+
+def test_reproduce_then_publish(tmp_path):
+    Tiny = tiny_reproduction(tmp_path)
+    catalog = build_catalog(make_plugin_manager())
+    out = tmp_path / "board"
+    run_reproduction(Tiny(), catalog, [0, 1], torch.device("cpu"), "small", out, tmp_path / "cache", lambda m: None)
+    publish(out, Tiny())
+    results = Results(out)
+    assert results.label("lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]") == \
+        "lsa[train.steps=20,train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]"  # budget applied
+    assert len(results.values("zero", "linear")) == 2
+    readme = (out / "README.md").read_text()
+    assert "| 1 | GD beats zero |" in readme and "| yes |" in readme
+    assert (out / "linear-training-curves.png").exists() and (out / "linear-alignment-over-training.png").exists()
+    before = {name: (out / name).read_bytes() for name in TABLES}
+    run_reproduction(Tiny(), catalog, [0, 1], torch.device("cpu"), "small", out, tmp_path / "cache", lambda m: None)
+    assert len(Results(out).records) == len(results.records)  # resumed: nothing recomputed
+    with pytest.raises(ValueError, match="budget"):
+        run_reproduction(Tiny(), catalog, [0], torch.device("cpu"), "huge", out, None, lambda m: None)
+    assert before["leaderboard.md"] == (out / "leaderboard.md").read_bytes()
+
+
+def test_published_leaderboard_is_rendered_from_its_records(tmp_path):
+    """Every table in leaderboard/ is what `iclbench publish` makes of the stored records."""
+    copy = tmp_path / "leaderboard"
+    shutil.copytree(PUBLISHED, copy)
+    catalog = build_catalog(make_plugin_manager())
+    publish(copy, catalog.reproductions[Results(copy).meta["reproduction"]]())
+    for name in TABLES:
+        assert (copy / name).read_text() == (PUBLISHED / name).read_text(), f"leaderboard/{name} differs from its records"
+
+
+def test_paper_reproduction_is_registered():
+    catalog = build_catalog(make_plugin_manager())
+    spec = catalog.reproductions["paper"]().spec()
+    assert set(spec.budgets) == {"full", "small"} and spec.budgets["full"].train_steps == 5000
+    for run in spec.runs:
+        catalog.suites.load(run.suite, catalog)
+        for learner in run.learners:
+            catalog.learners[iclbench.config.parse_spec(learner)[0]]
