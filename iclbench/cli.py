@@ -163,7 +163,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.budget not in budgets:
         raise UsageError(f"--budget must be one of {', '.join(budgets)}, got {args.budget!r}")
     out = Path(args.out)
-    cache = None if args.no_cache else Path(args.cache or ".iclbench-cache")
+    cache = None if args.no_cache else Path(args.cache or ".iclbench-cache")  # outside the published folder
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     run_reproduction(repro, catalog, parse_int_list(args.seeds, "--seeds"), device_option(args), args.budget, out, cache, say)
     for path in publish(out, repro):
@@ -221,10 +221,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--plugin", action="append", metavar="FILE.py", help="load a single-file plugin (repeatable)")
+    fitting = argparse.ArgumentParser(add_help=False, parents=[common])  # commands that fit learners
+    fitting.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    fitting.add_argument("--cache", help="checkpoint cache for trained learners (default OUT/checkpoints; for reproduce .iclbench-cache/)")
+    fitting.add_argument("--no-cache", action="store_true", help="train from scratch, store no checkpoints")
     p = argparse.ArgumentParser(prog="iclbench", description="Benchmark in-context learners on synthetic regression.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("evaluate", parents=[common], help="fit learners on a suite's training tasks and score them")
+    e = sub.add_parser("evaluate", parents=[fitting], help="fit learners on a suite's training tasks and score them")
     e.add_argument("--learners", required=True, help="comma-separated, e.g. gd,gd[steps=2],least-squares")
     e.add_argument("--suite", help="suite name (default: linear)")
     e.add_argument("--task", help="train and evaluate on one task family instead of a suite")
@@ -232,14 +236,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--learner-config", action="append", metavar="NAME:K=V,...|FILE.toml", help="learner options (repeatable)")
     e.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     e.add_argument("--n-tasks", type=int, default=10000, help="evaluation tasks per (task, seed)")
-    e.add_argument("--device", default="auto", help="auto, cpu or cuda")
     e.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     e.add_argument("--batch-size", type=int, default=20000, help="tasks per predict call")
     e.add_argument("--align-to", metavar="LEARNER", help="also report alignment against this learner")
     e.add_argument("--out", default="results", help="folder for results.jsonl (default results/)")
     e.add_argument("--force", action="store_true", help="recompute records already stored")
-    e.add_argument("--cache", help="checkpoint cache for trained learners (default OUT/checkpoints)")
-    e.add_argument("--no-cache", action="store_true", help="train from scratch, store no checkpoints")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
     e.set_defaults(func=cmd_evaluate)
 
@@ -251,7 +252,7 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--no-plots", action="store_true")
     lb.set_defaults(func=cmd_leaderboard)
 
-    an = sub.add_parser("analyze", parents=[common], help="run an analysis (interpolation, repeated, weights, ...)")
+    an = sub.add_parser("analyze", parents=[fitting], help="run an analysis (interpolation, repeated, weights, ...)")
     an.add_argument("name", help="analysis name (see: iclbench list analyses)")
     an.add_argument("--analysis-config", help="key=value,... for the analysis")
     an.add_argument("--suite", help="suite name (default: linear)")
@@ -259,20 +260,14 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("--task-config", help="key=value,... for --task")
     an.add_argument("--seeds", default="0")
     an.add_argument("--n-tasks", type=int, default=10000)
-    an.add_argument("--device", default="auto")
     an.add_argument("--out", default="results")
-    an.add_argument("--cache", help="checkpoint cache folder (default OUT/checkpoints)")
-    an.add_argument("--no-cache", action="store_true")
     an.set_defaults(func=cmd_analyze)
 
-    rp = sub.add_parser("reproduce", parents=[common], help="rerun a paper's experiments and publish them")
+    rp = sub.add_parser("reproduce", parents=[fitting], help="rerun a paper's experiments and publish them")
     rp.add_argument("name", help="reproduction name, e.g. paper (see: iclbench list reproductions)")
     rp.add_argument("--seeds", default="0,1,2")
-    rp.add_argument("--device", default="auto")
     rp.add_argument("--budget", default="full", help="training budget from the spec: full or small")
     rp.add_argument("--out", default="leaderboard", help="publication folder (default leaderboard/)")
-    rp.add_argument("--cache", help="checkpoint cache (default .iclbench-cache/)")
-    rp.add_argument("--no-cache", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
 
     pb = sub.add_parser("publish", parents=[common], help="re-render a reproduction folder from its stored records")

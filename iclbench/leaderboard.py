@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from iclbench.metrics import across_seeds
+from iclbench.plotting import save, subplots
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
 FORMATS = ("md", "csv", "json")
@@ -98,15 +99,10 @@ def markdown(agg: pd.DataFrame) -> str:
 
 def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
     """For each shift group with numeric values: loss against the shifted parameter, per learner."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = []
     loss = agg[(agg.metric == "loss") & (agg.group != "") & agg["value"].notna()]
     for (suite, group), g in loss.groupby(["suite", "group"], sort=False):
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        fig, ax = subplots(figsize=(5.5, 3.8))
         for learner in learner_order(agg[agg.suite == suite]):
             d = g[g.learner == learner].sort_values("value")
             if len(d):
@@ -122,10 +118,8 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_title(f"{suite}: loss against {group}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
         path = out / f"{suite}-{group.replace(' ', '-')}.png"
-        fig.savefig(path, dpi=120, metadata={"Software": None})
-        plt.close(fig)
+        save(fig, path, dpi=120)
         paths.append(path)
     return paths
 

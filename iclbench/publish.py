@@ -12,6 +12,7 @@ from typing import Any
 
 from iclbench import leaderboard
 from iclbench.reproduce import Reproduction, Results
+from iclbench.plotting import save, subplots
 
 CURVE_PLOTS = {  # curve column -> (file stem, y label, log scale)
     "eval_loss": ("training-curves", "held-out loss", True),
@@ -41,15 +42,10 @@ def curves_by_learner(records: list[dict[str, Any]], column: str) -> dict[str, d
 
 
 def plot_curves(records: list[dict[str, Any]], folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = []
     for column, (stem, ylabel, log) in CURVE_PLOTS.items():
         for suite, learners in sorted(curves_by_learner(records, column).items()):
-            fig, ax = plt.subplots(figsize=(5.5, 3.8))
+            fig, ax = subplots(figsize=(5.5, 3.8))
             for label, curves in sorted(learners.items()):
                 steps = [row["step"] for row in curves[0]]
                 mean = [sum(c[i][column] for c in curves) / len(curves) for i in range(len(steps))]
@@ -64,10 +60,8 @@ def plot_curves(records: list[dict[str, Any]], folder: Path) -> list[Path]:
             ax.set_title(f"{suite}: {stem.replace('-', ' ')}", fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6)
-            fig.tight_layout()
             path = folder / f"{suite}-{stem}.png"
-            fig.savefig(path, dpi=120, metadata={"Software": None})
-            plt.close(fig)
+            save(fig, path, dpi=120)
             paths.append(path)
     return paths
 

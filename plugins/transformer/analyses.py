@@ -17,6 +17,7 @@ from iclbench.metrics import task_losses
 from iclbench_plugins.transformer.constructions import gd_products
 from iclbench_plugins.transformer.learners import LSAGD, TransformerLearner, predict_with
 from iclbench_plugins.transformer.model import InContextTransformer, tokens
+from iclbench.plotting import save, subplots
 
 
 def products(model: InContextTransformer) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -115,12 +116,7 @@ def dampened_losses(model: InContextTransformer, ep: iclbench.Episode, T: int, l
 
 
 def plot_curves(curves: dict[str, list[float]], path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = subplots(figsize=(5, 3.5))
     for label, ys in curves.items():
         ax.plot(range(1, len(ys) + 1), ys, label=label)
     ax.set_yscale("log")
@@ -129,9 +125,7 @@ def plot_curves(curves: dict[str, list[float]], path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+    save(fig, path, dpi=120)
 
 
 class WeightPictures(Analysis):
@@ -155,12 +149,7 @@ class WeightPictures(Analysis):
 
 
 def plot_weights(rows, path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False)
+    fig, axes = subplots(len(rows), 4, figsize=(10, 2.6 * len(rows)), squeeze=False)
     names = ["trained W_KQ (rescaled)", "trained W_PV (rescaled)", "GD W_KQ", "GD W_PV"]
     for r, (label, *mats) in enumerate(rows):
         for c, (m, name) in enumerate(zip(mats, names)):
@@ -171,9 +160,7 @@ def plot_weights(rows, path, title: str) -> None:
             axes[r, c].set_yticks([])
             fig.colorbar(im, ax=axes[r, c], fraction=0.046)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 @iclbench.hookimpl

@@ -19,6 +19,7 @@ from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
 from iclbench.training import TrainConfig
 from iclbench_plugins.transformer.learners import TransformerLearner
 from iclbench_plugins.transformer.model import MLP, InContextTransformer, tokens
+from iclbench.plotting import save, subplots
 
 
 class DeepFeatureModel(nn.Module):
@@ -132,13 +133,8 @@ def true_sine(ep: iclbench.Episode, xs: torch.Tensor) -> torch.Tensor:
 
 
 def plot_functions(ep: iclbench.Episode, xs: torch.Tensor, curves: dict, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     B = ep.batch_size
-    fig, axes = plt.subplots(1, B, figsize=(3.2 * B, 3), squeeze=False)
+    fig, axes = subplots(1, B, figsize=(3.2 * B, 3), squeeze=False)
     for b, ax in enumerate(axes[0]):
         for label, ys in curves.items():
             style = {"color": "k", "lw": 2} if label == "truth" else {"ls": "--" if "initial" in label else "-"}
@@ -146,9 +142,7 @@ def plot_functions(ep: iclbench.Episode, xs: torch.Tensor, curves: dict, path) -
         ax.scatter(ep.context_x[b, :, 0].cpu(), ep.context_y[b, :, 0].cpu(), c="k", s=12, zorder=5)
         ax.set_title(f"task {b + 1}", fontsize=9)
     axes[0, 0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 @iclbench.hookimpl
