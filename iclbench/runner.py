@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import torch
 
-from iclbench.config import format_spec
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, sensitivities, task_losses
@@ -161,7 +160,3 @@ class Evaluation:
                 metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
         return {"metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
                 "fit_info": learner.fit_info()}
-
-
-def spec_label(spec: LearnerSpec) -> str:
-    return format_spec(spec.name, spec.overrides)

@@ -25,7 +25,7 @@ def products(model: InContextTransformer) -> list[tuple[torch.Tensor, torch.Tens
     out = []
     for k in range(model.layers):
         a = model.block(k).attn
-        out.append(((a.W_K[0].T @ a.W_Q[0]).detach().double(), (a.P[0] @ a.W_V[0]).detach().double()))
+        out.append(((a.W_K[0].T @ a.W_Q[0]).detach().double().cpu(), (a.P[0] @ a.W_V[0]).detach().double().cpu()))
     return out
 
 
