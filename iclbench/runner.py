@@ -67,7 +67,7 @@ class Evaluation:
                  progress: Callable[[str], None] | None = None) -> None:
         self.catalog, self.plan, self.store = catalog, plan, store
         self.learners = [s.build(catalog) for s in plan.learners]  # validates every config up front
-        self.reference = plan.align_to.build(catalog) if plan.align_to else None
+        self.reference = plan.align_to.build(catalog) if plan.align_to else None  # for its label
         self.progress = progress or (lambda msg: None)
         self.stored = {record_key(r): r for r in store.records()}
         self.reference_seed: int | None = None  # the seed the reference learner is fitted for
@@ -95,7 +95,7 @@ class Evaluation:
         p = self.plan
         out, reused = [], 0
         episodes: dict[str, tuple[Episode, Any]] = {}  # eval label -> (tasks, reference outputs), shared by learners
-        for learner in self.learners:
+        for spec, learner in zip(self.plan.learners, self.learners):
             todo = []
             for ev in p.suite.evals:
                 rec = self.base_record(learner, ev, seed)
@@ -107,6 +107,7 @@ class Evaluation:
                     todo.append((ev, rec))
             if not todo:
                 continue
+            learner = spec.build(self.catalog)  # fresh for every seed: nothing fitted leaks across seeds
             fit_seconds = self.fit(learner, seed)
             for ev, rec in todo:
                 if ev.label not in episodes:
@@ -131,6 +132,7 @@ class Evaluation:
         if self.reference is None:
             return episode, None
         if self.reference_seed != seed:
+            self.reference = self.plan.align_to.build(self.catalog)
             self.fit(self.reference, seed)
             self.reference_seed = seed
         return episode, self.reference_outputs(episode)

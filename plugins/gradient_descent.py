@@ -73,6 +73,8 @@ class GradientDescent(iclbench.Learner):
         return self.etas is not None and (self.gammas is not None or not self.curvature_correction)
 
     def fit(self, task, *, generator, device) -> None:
+        self.etas = _per_step(self.config.eta, self.config.steps)  # refitting starts from the config again
+        self.gammas = _per_step(getattr(self.config, "gamma", None), self.config.steps)
         if self.tuned:
             return
         ep = training_sample(task, self.config.tune_tasks, generator, device)

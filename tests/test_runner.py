@@ -146,3 +146,16 @@ def test_invalid_learner_config_fails_before_anything_runs(catalog, tmp_path):
     with pytest.raises(ConfigError, match="steps"):
         Evaluation(catalog, plan(catalog, ["scaled-averaging", ("gd", {"steps": 0})]), ResultStore(tmp_path))
     assert not ScaledAveraging.fits and not (tmp_path / "results.jsonl").exists()
+
+
+def test_learners_are_refitted_for_every_seed(catalog, tmp_path):
+    """Tuned rates come from each seed's own training tasks, and the reference is refitted too."""
+    from iclbench.runner import Evaluation, LearnerSpec, Plan
+    from iclbench.store import ResultStore
+
+    gd = LearnerSpec("gd", {"tune_tasks": 500})
+    plan = Plan([gd], catalog.suites.load("linear", catalog), [0, 1, 2], n_tasks=200, align_to=gd)
+    records = Evaluation(catalog, plan, ResultStore(tmp_path)).run()
+    etas = [r["hyperparameters"]["eta"][0] for r in records]
+    assert len(set(etas)) == 3
+    assert [r["metrics"]["pred_diff"] for r in records] == [0.0, 0.0, 0.0]
