@@ -59,16 +59,21 @@ class Attention(nn.Module):
     def linear(self, ctx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Linear attention, reassociated: (1/N) sum_j (q . k_j) v_j = P W_V C W_K^T W_Q e.
 
-        C = sum_j e_j e_j^T is the context tokens' second moment (B, D, D): one batched
-        product with the data per layer; the weights act through plain matrix products over
-        the flattened batch (heads as block-diagonal matrices), which keeps training fast.
+        C = sum_j e_j e_j^T is the context tokens' second moment (B, D, D). The weights act
+        through plain matrix products over the flattened batch (heads as block-diagonal
+        matrices); the data enter through C, or, when fewer rows than D are updated (the
+        query-only last layer), as ctx^T (ctx r), which never forms C.
         """
         B, T, D = targets.shape
         H = self.heads
-        C = ctx.transpose(1, 2) @ ctx  # (B, D, D)
         q = targets @ self.W_Q.reshape(H * D, D).T  # (B, T, H*D), head h = W_Q[h] e
         r = q @ torch.block_diag(*self.W_K) / ctx.shape[1]  # (B, T, H*D), head h = W_K[h]^T q_h / N
-        s = (r.reshape(B, T * H, D) @ C).reshape(B, T, H * D)  # head h = C r_h (C symmetric)
+        r = r.reshape(B, T * H, D)
+        if T * H < D:
+            s = (r @ ctx.transpose(1, 2)) @ ctx  # (B, T*H, D): (r . e_j) summed with e_j
+        else:
+            s = r @ (ctx.transpose(1, 2) @ ctx)  # (B, T*H, D) = C r_h (C symmetric)
+        s = s.reshape(B, T, H * D)
         o = s @ torch.block_diag(*self.W_V).T  # (B, T, H*D), head h = W_V[h] s_h
         return o @ self.P.permute(1, 0, 2).reshape(D, H * D).T  # (B, T, D) = sum_h P[h] o_h
 
