@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 import iclbench
 from iclbench_plugins.alternating import FORMAT, positional_encoding, shift_matrix
 from iclbench_plugins.transformer.constructions import gd_products
-from iclbench_plugins.transformer.learners import LSAGD, TransformerLearner
+from iclbench_plugins.transformer.learners import LSAGD, Kind, TransformerLearner
 from iclbench_plugins.transformer.model import InContextTransformer
 
 MARGIN_LOGITS = 60.0  # softmax logit gap to the runner-up: leakage ~ exp(-60), far below float64 noise
@@ -106,7 +106,7 @@ class CopyTransformer(TransformerLearner):
 
     class Config(TransformerLearner.Config):
         layers: int = Field(2, ge=1)
-        attention: list = Field(default_factory=lambda: ["softmax", "linear"])
+        attention: Kind | list[Kind] = Field(default_factory=lambda: ["softmax", "linear"])
         # the copy must break the symmetry of near-uniform softmax attention: from the LSA
         # default (0.002 / K) training sits on the plateau for thousands of steps
         init_scale: float | None = Field(1.0, gt=0, description="fan-in init variance scale")
