@@ -55,6 +55,9 @@ class Alternating(iclbench.Task):
     class Config(iclbench.TaskConfig):
         base: str = Field("linear-regression", description="the task family whose pairs are laid out")
         base_config: dict[str, Any] = Field(default_factory=dict)
+        # the reference code uses 10 dims, but then no position among 21 tokens singles out its
+        # successor for the copy construction (the query must match itself); 12 is the least
+        # that works for N = 10, and 20 leaves a margin for longer contexts
         pos_dim: int = Field(20, ge=2, description="size of the sinusoidal positional encoding (even)")
 
         @field_validator("pos_dim")
