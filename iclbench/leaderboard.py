@@ -32,14 +32,14 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "suite": r["suite"], "learner": r["label"], "task": r["task_label"], "group": r.get("group") or "",
                 "value": r.get("value"), "in_distribution": r.get("in_distribution", False), "seed": r["seed"],
                 "metric": metric, "mean": value, "ci95": r["metrics"].get(f"{metric}_ci95", math.nan),
-                "order": order, "align_to": r.get("align_to"),
+                "order": order, "reference": (r.get("align_to") or "") if metric in ALIGNMENT else "",
             })
     return pd.DataFrame(rows)
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± CI over seeds for each (suite, learner, task, metric)."""
-    keys = ["suite", "group", "task", "learner", "metric"]
+    keys = ["suite", "group", "task", "learner", "metric", "reference"]  # alignment is per reference
     rows = []
     for key, g in frame.groupby(keys, sort=False):
         g = g.drop_duplicates("seed", keep="last")
@@ -47,7 +47,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         first = g.iloc[0]
         rows.append({**dict(zip(keys, key)), "mean": mean, "ci95": ci, "n_seeds": len(g),
                      "value": first["value"], "in_distribution": bool(first["in_distribution"]),
-                     "order": int(g["order"].min()), "align_to": first["align_to"]})
+                     "order": int(g["order"].min())})
     return pd.DataFrame(rows)
 
 
@@ -91,9 +91,8 @@ def markdown(agg: pd.DataFrame) -> str:
             parts.append(f"### {title}\n\n" + pivot(g, "loss", order).to_markdown(index=False) + "\n")
         for metric in ALIGNMENT:
             m = s[s.metric == metric]
-            if len(m):
-                ref = m["align_to"].dropna().iloc[0] if m["align_to"].notna().any() else "?"
-                parts.append(f"### {metric} against `{ref}`\n\n" + pivot(m, metric, order).to_markdown(index=False) + "\n")
+            for ref, r in m.groupby("reference", sort=False):
+                parts.append(f"### {metric} against `{ref}`\n\n" + pivot(r, metric, order).to_markdown(index=False) + "\n")
     return "\n".join(parts)
 
 
@@ -138,7 +137,7 @@ def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, .
     if "md" in formats:
         written.append(out / "leaderboard.md")
         written[-1].write_text("# Leaderboard\n\n" + markdown(agg))
-    cols = ["suite", "group", "task", "learner", "metric", "mean", "ci95", "n_seeds"]
+    cols = ["suite", "group", "task", "learner", "metric", "reference", "mean", "ci95", "n_seeds"]
     long = agg.sort_values("order")[cols]
     if "csv" in formats:
         written.append(out / "leaderboard.csv")

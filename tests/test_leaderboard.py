@@ -82,3 +82,16 @@ def test_render_rejects_bad_input(tmp_path):
         leaderboard.render(RECORDS, tmp_path, ("md", "html"))
     with pytest.raises(ValueError, match="no records"):
         leaderboard.render([], tmp_path)
+
+
+def test_alignment_is_reported_per_reference():
+    """Alignment against different references is never averaged together."""
+    from iclbench import leaderboard
+
+    def rec(ref, cos):
+        return {"suite": "linear", "label": "lsa", "task_label": "linear", "seed": 0, "in_distribution": True,
+                "align_to": ref, "metrics": {"loss": 0.2, "loss_ci95": 0.01, "sens_cos": cos, "sens_cos_ci95": 0.0}}
+
+    text = leaderboard.markdown(leaderboard.aggregate(leaderboard.to_frame([rec("gd", 0.9), rec("gd++", 0.5)])))
+    assert "sens_cos against `gd`" in text and "sens_cos against `gd++`" in text
+    assert "0.9 ± 0" in text and "0.5 ± 0" in text and "0.7" not in text
