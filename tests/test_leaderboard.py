@@ -72,7 +72,7 @@ def test_render_writes_every_format(tmp_path):
     gd_home = next(r for r in rows if r["learner"] == "gd" and r["task"] == "home")
     assert float(gd_home["mean"]) == 2.0 and float(gd_home["ci95"]) == pytest.approx(12.706)
     data = json.loads((tmp_path / "leaderboard.json").read_text())
-    assert {"suite", "group", "task", "learner", "metric", "mean", "ci95", "n_seeds"} == set(data[0])
+    assert {"suite", "group", "task", "learner", "metric", "reference", "mean", "ci95", "n_seeds"} == set(data[0])
     assert len(data) == 10 // 2  # five (learner, task) cells, one metric
     assert (tmp_path / "s-range.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
