@@ -94,21 +94,25 @@ class Results:
     def label(self, spec: str) -> str:
         return self.meta["labels"].get(spec, spec)
 
-    def values(self, spec: str, task: str, metric: str = "loss", align_to: str | None = None) -> list[float]:
-        """One value per seed (the latest record of each)."""
-        label = self.label(spec)
+    def values(self, spec: str, suite: str, task: str | None = None, metric: str = "loss",
+               align_to: str | None = None) -> list[float]:
+        """One value per seed (the latest record of each) for `spec` on `suite`'s eval task `task`
+        (default: the task named like the suite)."""
+        label, task = self.label(spec), task or suite
         ref = None if align_to is None else self.label(align_to)
         by_seed = {}
         for r in self.records:
-            if r["label"] == label and r["task_label"] == task and metric in r["metrics"]:
+            if (r["label"], r["suite"], r["task_label"]) == (label, suite, task) and metric in r["metrics"]:
                 if align_to is None or r.get("align_to") == ref:
                     by_seed[r["seed"]] = r["metrics"][metric]
         if not by_seed:
-            raise LookupError(f"no {metric!r} for {label!r} on {task!r}" + (f" aligned to {ref!r}" if ref else ""))
+            where = f"{suite}/{task}" + (f" aligned to {ref!r}" if ref else "")
+            raise LookupError(f"no {metric!r} for {label!r} on {where}")
         return [by_seed[s] for s in sorted(by_seed)]
 
-    def mean(self, spec: str, task: str, metric: str = "loss", align_to: str | None = None) -> float:
-        v = self.values(spec, task, metric, align_to)
+    def mean(self, spec: str, suite: str, task: str | None = None, metric: str = "loss",
+             align_to: str | None = None) -> float:
+        v = self.values(spec, suite, task, metric, align_to)
         return sum(v) / len(v)
 
     def analysis(self, name: str) -> list[dict[str, Any]]:

@@ -43,14 +43,14 @@ class Paper(Reproduction):
 
     @staticmethod
     def construction(r: Results):
-        a = r.mean("lsa-gd", "linear", "pred_diff", align_to="gd")
-        b = r.mean("lsa-gd++[steps=2]", "linear", "pred_diff", align_to="gd++[steps=2]")
+        a = r.mean("lsa-gd", "linear", metric="pred_diff", align_to="gd")
+        b = r.mean("lsa-gd++[steps=2]", "linear", metric="pred_diff", align_to="gd++[steps=2]")
         return f"pred_diff {a:.1e} (lsa-gd vs gd), {b:.1e} (lsa-gd++ vs gd++, 2 steps)", max(a, b) < 1e-4
 
     @staticmethod
     def one_layer(r: Results):
         lsa, gd = r.mean("lsa", "linear"), r.mean("gd", "linear")
-        cos = r.mean("lsa", "linear", "sens_cos", align_to="gd")
+        cos = r.mean("lsa", "linear", metric="sens_cos", align_to="gd")
         return f"loss {lsa:.4f} vs GD-1 {gd:.4f} ({rel(lsa, gd):.2%}); cosine {cos:.4f}", rel(lsa, gd) < 0.02 and cos > 0.99
 
     @staticmethod
@@ -79,7 +79,7 @@ class Paper(Reproduction):
         tasks = sorted({x["task_label"] for x in r.records if x["suite"] == "linear-ood"})
         if not tasks:
             raise LookupError("no linear-ood records")
-        diffs = {t: rel(r.mean("lsa", t), r.mean("gd", t)) for t in tasks}
+        diffs = {t: rel(r.mean("lsa", "linear-ood", t), r.mean("gd", "linear-ood", t)) for t in tasks}
         worst = max(diffs, key=diffs.get)
         median = sorted(diffs.values())[len(diffs) // 2]
         return f"median {median:.1%}, worst {diffs[worst]:.1%} ({worst}) over {len(tasks)} tasks", diffs[worst] < 0.10

@@ -104,13 +104,18 @@ class RepeatedApplication(Analysis):
 
 
 def dampened_losses(model: InContextTransformer, ep: iclbench.Episode, T: int, lam: float) -> list[float]:
-    """Query loss after each of T applications z <- z + lam * (block(z) - z) of the first layer."""
+    """Query loss after each of T applications of the first layer, damped: y <- y + lam * (update of y).
+
+    Only the label channel moves, as in the reference code: the inputs stay the data, so a
+    trained layer's small input updates cannot compound over T applications.
+    """
     model.to(device=ep.device, dtype=ep.context_x.dtype)
     z = tokens(ep.context_x, ep.context_y, ep.query_x)  # (B, N+1, D)
     block, out = model.block(0), []
     with torch.no_grad():
         for _ in range(T):
-            z = z + lam * (block(z, ep.n_context, query_only=False) - z)
+            dy = block(z, ep.n_context, query_only=False)[..., model.dx:] - z[..., model.dx:]  # (B, N+1, dy)
+            z = torch.cat([z[..., : model.dx], z[..., model.dx:] + lam * dy], dim=-1)
             out.append(float(task_losses(-z[:, -1, model.dx:], ep.query_y).mean()))
     return out
 
