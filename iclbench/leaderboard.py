@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from iclbench.metrics import across_seeds
-from iclbench.plotting import save, subplots
+from iclbench.plotting import decorate, save, subplots
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
 FORMATS = ("md", "csv", "json")
@@ -111,12 +111,7 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
         labels = dict(zip(g["value"], g["task"]))
         if group == "input law":
             ax.set_xticks(list(labels), [labels[v].split("=", 1)[-1] for v in labels])
-        ax.set_yscale("log")
-        ax.set_xlabel(group)
-        ax.set_ylabel("query loss")
-        ax.set_title(f"{suite}: loss against {group}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        decorate(ax, group, "query loss", f"{suite}: loss against {group}", log=True)
         path = out / f"{suite}-{group.replace(' ', '-')}.png"
         save(fig, path, dpi=120)
         paths.append(path)

@@ -24,3 +24,14 @@ def save(fig, path: Path, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def decorate(ax, xlabel: str, ylabel: str, title: str, *, log: bool = False, size: int = 8) -> None:
+    """The axes' labels, title, grid and legend, in the house style."""
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel, fontsize=size)
+    ax.set_title(title, fontsize=size + 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=size - 1)

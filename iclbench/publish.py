@@ -12,7 +12,7 @@ from typing import Any
 
 from iclbench import leaderboard
 from iclbench.reproduce import Reproduction, Results
-from iclbench.plotting import save, subplots
+from iclbench.plotting import decorate, save, subplots
 
 CURVE_PLOTS = {  # curve column -> (file stem, y label, log scale)
     "eval_loss": ("training-curves", "held-out loss", True),
@@ -53,13 +53,7 @@ def plot_curves(records: list[dict[str, Any]], folder: Path) -> list[Path]:
                 if column == "copy_next":
                     other = [sum(c[i]["copy_other"] for c in curves) / len(curves) for i in range(len(steps))]
                     ax.plot(steps, other, ls="--", label=f"{label}: d / d e_other")
-            if log:
-                ax.set_yscale("log")
-            ax.set_xlabel("training step")
-            ax.set_ylabel(ylabel, fontsize=8)
-            ax.set_title(f"{suite}: {stem.replace('-', ' ')}", fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
+            decorate(ax, "training step", ylabel, f"{suite}: {stem.replace('-', ' ')}", log=log, size=7)
             path = folder / f"{suite}-{stem}.png"
             save(fig, path, dpi=120)
             paths.append(path)
