@@ -7,16 +7,9 @@ import torch
 
 from iclbench.config import ConfigError
 from iclbench.metrics import task_losses
-from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
 from iclbench_plugins.alternating import positional_encoding, shift_matrix
 from iclbench_plugins.transformer.copying import copy_dependence, set_copy_weights
 from iclbench_plugins.transformer.model import InContextTransformer
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return build_catalog(make_plugin_manager())
 
 
 def sample(task, n=200, seed=3):

@@ -55,12 +55,17 @@ def test_unknown_name_without_a_close_match_lists_the_choices(catalog):
     assert isinstance(err.value, LookupError)
 
 
-def test_duplicate_names_name_both_plugins():
+def catalog_of(**plugins) -> object:
+    """A catalog built from test plugins alone, each added under its keyword name."""
     pm = make_plugin_manager(entry_points=False)
-    pm.add(PluginA(), "plugin-a", "test")
-    pm.add(PluginB(), "plugin-b", "test")
+    for name, plugin in plugins.items():
+        pm.add(plugin, name.replace("_", "-"), "test")
+    return build_catalog(pm)
+
+
+def test_duplicate_names_name_both_plugins():
     with pytest.raises(DuplicateNameError) as err:
-        build_catalog(pm)
+        catalog_of(plugin_a=PluginA(), plugin_b=PluginB())
     msg = str(err.value)
     assert "learner 'constant' is registered twice" in msg
     assert "'plugin-a'" in msg and "'plugin-b'" in msg
@@ -90,10 +95,8 @@ def test_registering_a_non_learner_is_a_type_error(obj, message):
         def register_learners(self, register):
             register(obj)
 
-    pm = make_plugin_manager(entry_points=False)
-    pm.add(Bad(), "bad-plugin", "test")
     with pytest.raises(TypeError) as err:
-        build_catalog(pm)
+        catalog_of(bad_plugin=Bad())
     assert message in str(err.value) and "'bad-plugin'" in str(err.value)
 
 
@@ -103,10 +106,8 @@ def test_a_learner_registered_as_a_task_is_rejected():
         def register_tasks(self, register):
             register(Constant)
 
-    pm = make_plugin_manager(entry_points=False)
-    pm.add(Mixup(), "mixup", "test")
     with pytest.raises(TypeError, match="as a task, but it is not a subclass of iclbench.Task"):
-        build_catalog(pm)
+        catalog_of(mixup=Mixup())
 
 
 def test_owner_and_iteration(catalog):

@@ -8,17 +8,10 @@ import pytest
 import torch
 
 from iclbench.metrics import task_losses
-from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
 from iclbench_plugins.gradient_descent import gd_predict
 from iclbench_plugins.transformer.constructions import set_gd_weights
 
 QUICK = {"steps": 300, "batch_size": 256, "lr": 0.01, "eval_every": 100, "checkpoint_every": 100, "eval_tasks": 512}
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return build_catalog(make_plugin_manager())
 
 
 def test_sine_ranges_and_law(catalog):

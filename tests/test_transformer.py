@@ -9,21 +9,14 @@ from iclbench.analysis import AnalysisContext
 from iclbench.checkpoints import Checkpoint, cache_dir
 from iclbench.config import ConfigError
 from iclbench.metrics import sensitivities, task_losses
-from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
 from iclbench.training import TrainConfig, meta_train
 
 QUICK = {"steps": 150, "batch_size": 256, "lr": 0.01, "eval_every": 50, "eval_tasks": 512, "checkpoint_every": 50}
 
 
 @pytest.fixture(scope="module")
-def catalog():
-    return build_catalog(make_plugin_manager())
-
-
-@pytest.fixture(scope="module")
-def task(catalog):
-    return catalog.tasks["linear-regression"]()
+def task(linear):
+    return linear
 
 
 def episode(task, n=300, seed=7):
