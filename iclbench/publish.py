@@ -77,6 +77,21 @@ def wall_times(records: list[dict[str, Any]]) -> dict[str, float]:
     return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
 
+def budget_line(b: dict[str, Any]) -> str:
+    own = "".join(f"; `{spec}`: " + ", ".join(f"{k} {v}" for k, v in cfg.items()) for spec, cfg in b.get("train", {}).items())
+    return (f"{b['train_steps']} training steps per trained learner{own}; "
+            f"{b['n_tasks']} evaluation tasks per task and seed")
+
+
+def wall_line(m: dict[str, Any]) -> str:
+    if m["wall_seconds"] is None:
+        return "unfinished (partial results)"
+    calls = list(m.get("earlier_calls_seconds", [])) + [m["wall_seconds"]]
+    if len(calls) == 1:
+        return f"{calls[0]:.0f} s"
+    return f"{sum(calls):.0f} s over {len(calls)} resumed `reproduce` calls (" + " + ".join(f"{c:.0f}" for c in calls) + " s)"
+
+
 def render_readme(results: Results, repro: Reproduction) -> str:
     m = results.meta
     findings = repro.findings(results)
@@ -91,10 +106,8 @@ def render_readme(results: Results, repro: Reproduction) -> str:
         "",
         f"- commit: `{m['git_commit']}`",
         f"- device: `{m['device']}`; versions: " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())),
-        f"- budget: {m['budget_values']['train_steps']} training steps per trained learner, "
-        f"{m['budget_values']['n_tasks']} evaluation tasks per task and seed; seeds {m['seeds']}",
-        "- wall time of the last `reproduce` call: " + (f"{m['wall_seconds']:.0f} s (cached trainings are not retrained)"
-                                                       if m["wall_seconds"] is not None else "unfinished (partial results)"),
+        f"- budget: {budget_line(m['budget_values'])}; seeds {m['seeds']}",
+        "- wall time: " + wall_line(m),
         "",
         "## Findings",
         "",

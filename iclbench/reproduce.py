@@ -15,16 +15,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iclbench.config import merge, parse_spec
 from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
 
 
 class Budget(BaseModel):
+    """How long every trained learner trains, and on how many tasks everything is scored.
+
+    `train` gives a learner (keyed by its spec string, as written in the runs) its own training
+    protocol: the paper trains untied deep models, copying and sine models longer than one-layer ones.
+    """
+
     model_config = ConfigDict(extra="forbid")
-    train_steps: int = Field(ge=1, description="training steps of every trainable learner")
+    train_steps: int = Field(ge=1, description="training steps of every trainable learner not listed in `train`")
     n_tasks: int = Field(ge=2, description="evaluation tasks per (task, seed)")
+    train: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                             description="per-learner training overrides, e.g. steps, grad_clip")
+
+    def train_config(self, spec: str) -> dict[str, Any]:
+        """The training overrides this budget gives learner `spec`."""
+        return {"steps": self.train_steps, **self.train.get(spec, {})}
 
 
 class Run(BaseModel):
@@ -48,6 +60,15 @@ class Spec(BaseModel):
     budgets: dict[str, Budget]
     runs: list[Run]
     analyses: list[AnalysisRun] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _budgeted_learners_run(self):
+        used = {s for run in self.runs for s in run.learners + [run.align_to] if s}
+        for name, budget in self.budgets.items():
+            for spec in budget.train:
+                if spec not in used:
+                    raise ValueError(f"budgets.{name}.train names {spec!r}, which no run lists")
+        return self
 
 
 @dataclass
@@ -73,11 +94,12 @@ class Reproduction:
 
 
 def with_budget(spec: str, budget: Budget, catalog) -> str:
-    """The label of `spec` with the budget's training steps (learners that train and fix none)."""
+    """The label of `spec` trained under `budget` (for learners that train); the spec's own
+    training settings win over the budget's."""
     name, overrides = parse_spec(spec)
     cls = catalog.learners[name]
-    if "train" in cls.Config.model_fields and "steps" not in overrides.get("train", {}):
-        overrides = merge(overrides, {"train": {"steps": budget.train_steps}})
+    if "train" in cls.Config.model_fields:
+        overrides = merge({"train": budget.train_config(spec)}, overrides)
     return cls(overrides).label
 
 
@@ -136,7 +158,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     labels = {s: with_budget(s, budget, catalog) for s in sorted(specs)}
     meta = {"reproduction": repro.name, "budget": budget_name, "budget_values": budget.model_dump(), "seeds": seeds,
             "device": device_name(device), "versions": versions(), "git_commit": git_commit(), "labels": labels,
-            "wall_seconds": None}
+            "wall_seconds": None, "earlier_calls_seconds": earlier_calls(out, repro.name, budget_name)}
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)
@@ -164,6 +186,18 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
                     "analysis": a.name, "config": analysis.config.model_dump(), "suite": a.suite, "seed": seed,
                     "result": analysis.run(ctx)})
     write_meta(out, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
+
+
+def earlier_calls(out: Path, name: str, budget_name: str) -> list[float]:
+    """Wall seconds of the earlier `reproduce` calls that filled `out` (same reproduction and
+    budget), so an interrupted and resumed reproduction reports its whole time."""
+    path = out / "reproduction.json"
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    if (old.get("reproduction"), old.get("budget")) != (name, budget_name):
+        return []
+    return list(old.get("earlier_calls_seconds", [])) + ([old["wall_seconds"]] if old.get("wall_seconds") else [])
 
 
 def write_meta(out: Path, meta: dict[str, Any]) -> None:

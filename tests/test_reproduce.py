@@ -24,6 +24,8 @@ description = "two learners on the linear suite"
 [budgets.small]
 train_steps = 20
 n_tasks = 300
+[budgets.small.train]
+"lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]" = { steps = 30, grad_clip = 0.001 }
 [[runs]]
 suite = "linear"
 align_to = "gd[tune_tasks=500]"
@@ -54,7 +56,7 @@ def test_reproduce_then_publish(tmp_path):
     publish(out, Tiny())
     results = Results(out)
     assert results.label("lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]") == \
-        "lsa[train.steps=20,train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]"  # budget applied
+        "lsa[train.steps=30,train.batch_size=64,train.grad_clip=0.001,train.eval_every=10,train.checkpoint_every=10]"
     assert len(results.values("zero", "linear")) == 2
     readme = (out / "README.md").read_text()
     assert "| 1 | GD beats zero |" in readme and "| yes |" in readme
@@ -65,6 +67,24 @@ def test_reproduce_then_publish(tmp_path):
     with pytest.raises(ValueError, match="budget"):
         run_reproduction(Tiny(), catalog, [0], torch.device("cpu"), "huge", out, None, lambda m: None)
     assert before["leaderboard.md"] == (out / "leaderboard.md").read_bytes()
+
+
+def test_budget_naming_a_learner_no_run_lists_is_refused(tmp_path):
+    Tiny = tiny_reproduction(tmp_path)
+    Tiny.spec_file.write_text(SPEC.replace('"lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]" = {',
+                                           '"lsa[layers=3]" = {'))
+    with pytest.raises(ValueError, match=r"budgets.small.train names 'lsa\[layers=3\]', which no run lists"):
+        Tiny().spec()
+
+
+def test_resumed_reproduction_reports_every_call(tmp_path):
+    from iclbench.publish import wall_line
+    from iclbench.reproduce import earlier_calls, write_meta
+    write_meta(tmp_path, {"reproduction": "tiny", "budget": "small", "wall_seconds": 30.0, "earlier_calls_seconds": [100.0]})
+    assert earlier_calls(tmp_path, "tiny", "small") == [100.0, 30.0]
+    assert earlier_calls(tmp_path, "tiny", "full") == []  # another budget starts afresh
+    assert wall_line({"wall_seconds": 5.0, "earlier_calls_seconds": [100.0, 30.0]}) == \
+        "135 s over 3 resumed `reproduce` calls (100 + 30 + 5 s)"
 
 
 def test_published_leaderboard_is_rendered_from_its_records(tmp_path):
