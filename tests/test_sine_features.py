@@ -70,3 +70,17 @@ def test_short_training_on_sines_beats_zero(catalog, name):
         loss = float(task_losses(learner.predict(ep), ep.query_y).mean())
     zero = float(task_losses(torch.zeros_like(ep.query_y), ep.query_y).mean())
     assert loss < 0.7 * zero
+
+
+@pytest.mark.parametrize("name", ["mlp-lsa", "mlp-gd"])
+def test_prediction_without_context_features_equals_the_plain_path(catalog, name):
+    """`predict` never forms the context's MLP features; it must equal attention on formed features."""
+    torch.manual_seed(3)
+    model = catalog.learners[name]().build_model(1, 1).double()
+    with torch.no_grad():
+        for p in model.parameters():  # every weight and bias non-trivial
+            p.copy_(torch.randn_like(p) / max(1, p.shape[-1] if p.dim() > 1 else 1) ** 0.5)
+    ep = catalog.tasks["sine"]().sample(64, generator=torch.Generator().manual_seed(5), device="cpu").to(dtype=torch.float64)
+    fast, plain = model.predict(ep), model.predict_explicit(ep)
+    assert plain.abs().mean() > 0.1  # the attention term is not negligible
+    assert torch.allclose(fast, plain, rtol=1e-10, atol=1e-10)

@@ -162,3 +162,16 @@ def test_gd_alignment_monitor(catalog, task):
     assert gd1_alignment(catalog.learners["lsa-gd"](eta=3.0).constructed(10, 1), ep) == pytest.approx(1.0, abs=1e-9)
     curve = fitted(catalog, task, "lsa", {"train": QUICK}).fit_info()["curve"]
     assert curve[-1]["sens_cos_gd1"] > max(0.95, curve[0]["sens_cos_gd1"])  # aligns with GD as it trains
+
+
+@pytest.mark.parametrize("clip", [0.3, 100.0])  # active on many tokens / on none
+def test_token_clipping_equals_clamping_after_every_layer(catalog, task, clip):
+    torch.manual_seed(0)
+    model = catalog.learners["lsa"](layers=3, clip=clip, init_scale=1.0).build_model(10, 1).double()
+    ep = task.sample(64, generator=torch.Generator().manual_seed(2), device="cpu").to(dtype=torch.float64)
+    z, n = model.token_sequence(ep)
+    for k in range(3):
+        z = model.block(k)(z, n, query_only=k == 2).clamp(-clip, clip)
+    expected = -z[:, -1, 10:]
+    assert torch.equal(model.predict(ep), expected)
+    assert (expected.abs() == clip).any() == (clip < 1)  # the small bound does bind

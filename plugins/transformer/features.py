@@ -23,7 +23,14 @@ from iclbench.plotting import save, subplots
 
 
 class DeepFeatureModel(nn.Module):
-    """Embedding + residual MLP per token, then LSA (`gd=False`) or one GD step (`gd=True`)."""
+    """Embedding + residual MLP per token, then LSA (`gd=False`) or one GD step (`gd=True`).
+
+    `predict` never forms the context tokens' features: attention reads them only through
+    dot products with one query-side vector per task and a weighted sum over the context, and
+    both pass through the MLP's linear output layer. So the output layer runs on the query
+    alone, and the first layer folds the embedding in (its input is the raw (x, y), a few
+    numbers). Exact; `features` is the plain path, kept for analyses and tests.
+    """
 
     def __init__(self, dx: int, dy: int, width: int, gd: bool, attention_init: float) -> None:
         super().__init__()
@@ -45,7 +52,47 @@ class DeepFeatureModel(nn.Module):
         """(B, dy) the initial function: the prediction read out before attention."""
         return -self.features(episode)[:, -1, self.width:]
 
+    def hidden(self, u: torch.Tensor) -> torch.Tensor:
+        """(..., 4D) the MLP's hidden activations for raw tokens u = (x, y) (..., dx+dy)."""
+        W, fc1 = self.width, self.mlp.fc1
+        w1 = torch.cat([fc1.weight[:, :W] @ self.embed.weight, fc1.weight[:, W:]], 1)  # (4D, dx+dy): embedding folded in
+        b1 = fc1.weight[:, :W] @ self.embed.bias + fc1.bias  # (4D,)
+        return nn.functional.gelu(torch.addmm(b1, u.reshape(-1, u.shape[-1]), w1.T)).reshape(*u.shape[:-1], -1)
+
+    def dot_features(self, u: torch.Tensor, g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """(B, N) f_j . r_b for context features f_j = z_j + W2 g_j + b2, without forming f_j.
+
+        u (B, N, dx+dy) raw tokens, g (B, N, 4D) their hidden activations, r (B, D)."""
+        W, fc2 = self.width, self.mlp.fc2
+        to_x = r[:, :W] @ self.embed.weight  # (B, dx): z_j . r = x_j . E^T r_x + y_j . r_y + e_b . r_x
+        s = u[..., : self.dx] @ to_x[:, :, None] + u[..., self.dx:] @ r[:, W:, None]  # (B, N, 1)
+        s = s + (g * (r @ fc2.weight)[:, None, :]).sum(-1, keepdim=True)  # (B, N, 1) + g_j . W2^T r; beats bmm on CPU
+        return s[..., 0] + (r[:, :W] @ self.embed.bias + r @ fc2.bias)[:, None]  # (B, N)
+
+    def sum_features(self, u: torch.Tensor, g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """(B, D) sum_j s_bj f_j, without forming f_j. s (B, N) weights."""
+        su = (s[:, None, :] @ u)[:, 0]  # (B, dx+dy)
+        sg = (s[:, None, :] @ g)[:, 0]  # (B, 4D)
+        total = s.sum(1, keepdim=True)  # (B, 1)
+        zx = su[:, : self.dx] @ self.embed.weight.T + total * self.embed.bias  # (B, W)
+        return torch.cat([zx, su[:, self.dx:]], 1) + sg @ self.mlp.fc2.weight.T + total * self.mlp.fc2.bias
+
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
+        W, N = self.width, episode.n_context
+        u = torch.cat([episode.context_x, episode.context_y], -1)  # (B, N, dx+dy) raw context tokens
+        g = self.hidden(u)  # (B, N, 4D)
+        zq = torch.cat([self.embed(episode.query_x), episode.query_x.new_zeros(episode.batch_size, self.dy)], 1)
+        fq = zq + self.mlp(zq)  # (B, D) the query's features, the only ones formed
+        if self.lsa is None:  # one GD step: y_q = -(r_q - eta/N sum_j Y_j (F_j . F_q))
+            d = self.dot_features(u, g, torch.cat([fq[:, :W], fq.new_zeros(fq.shape[0], self.dy)], 1))  # (B, N)
+            return -(fq[:, W:] - self.eta / N * self.sum_features(u, g, d)[:, W:])
+        a = self.lsa.blocks[0].attn  # one head: e_q + P W_V (1/N) sum_j f_j (f_j . W_K^T W_Q e_q)
+        r = fq @ a.W_Q[0].T @ a.W_K[0] / N  # (B, D)
+        out = self.sum_features(u, g, self.dot_features(u, g, r)) @ a.W_V[0].T @ a.P[0].T  # (B, D)
+        return -(fq + out)[:, W:]
+
+    def predict_explicit(self, episode: iclbench.Episode) -> torch.Tensor:
+        """`predict` computed on fully formed features (the plain path)."""
         z = self.features(episode)  # (B, N+1, W+dy)
         if self.lsa is not None:
             return self.lsa(z, episode.n_context)

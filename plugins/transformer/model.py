@@ -57,23 +57,26 @@ class Attention(nn.Module):
         return o @ self.P.permute(1, 0, 2).reshape(D, H * D).T  # (B, T, D) = sum_h P[h] o_h
 
     def linear(self, ctx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Linear attention, reassociated: (1/N) sum_j (q . k_j) v_j = P W_V C W_K^T W_Q e.
+        """Linear attention, reassociated: (1/N) sum_j (q . k_j) v_j = A e with A = L C R.
 
-        C = sum_j e_j e_j^T is the context tokens' second moment (B, D, D). The weights act
-        through plain matrix products over the flattened batch (heads as block-diagonal
-        matrices); the data enter through C, or, when fewer rows than D are updated (the
-        query-only last layer), as ctx^T (ctx r), which never forms C.
+        C = sum_j e_j e_j^T is the context tokens' second moment (B, D, D), L = sum_h P_h W_V,h
+        and R = W_K,h^T W_Q,h / N the weights' products. When every token is updated, the
+        per-task A comes from C by one flat product with a (D^2, D^2) matrix of weights, and the
+        tokens by one batched product. When fewer rows than D are updated (the query-only last
+        layer), the data enter as ctx^T (ctx r), which never forms C.
         """
         B, T, D = targets.shape
-        H = self.heads
+        H, N = self.heads, ctx.shape[1]
+        if T * H >= D:
+            L = self.P @ self.W_V  # (H, D, D)
+            R = self.W_K.transpose(1, 2) @ self.W_Q / N  # (H, D, D)
+            K = torch.einsum("hij,hkl->jkil", L, R).reshape(D * D, D * D)  # A[i,l] = sum_jk C[j,k] L[i,j] R[k,l]
+            C = ctx.transpose(1, 2) @ ctx  # (B, D, D)
+            A = (C.reshape(B, D * D) @ K).reshape(B, D, D)  # (B, D, D)
+            return targets @ A.transpose(1, 2)  # (B, T, D)
         q = targets @ self.W_Q.reshape(H * D, D).T  # (B, T, H*D), head h = W_Q[h] e
-        r = q @ torch.block_diag(*self.W_K) / ctx.shape[1]  # (B, T, H*D), head h = W_K[h]^T q_h / N
-        r = r.reshape(B, T * H, D)
-        if T * H < D:
-            s = (r @ ctx.transpose(1, 2)) @ ctx  # (B, T*H, D): (r . e_j) summed with e_j
-        else:
-            s = r @ (ctx.transpose(1, 2) @ ctx)  # (B, T*H, D) = C r_h (C symmetric)
-        s = s.reshape(B, T, H * D)
+        r = (q @ torch.block_diag(*self.W_K) / N).reshape(B, T * H, D)  # (B, T*H, D), head h = W_K[h]^T q_h / N
+        s = ((r @ ctx.transpose(1, 2)) @ ctx).reshape(B, T, H * D)  # (B, T, H*D): (r . e_j) summed with e_j
         o = s @ torch.block_diag(*self.W_V).T  # (B, T, H*D), head h = W_V[h] s_h
         return o @ self.P.permute(1, 0, 2).reshape(D, H * D).T  # (B, T, D) = sum_h P[h] o_h
 
@@ -139,7 +142,7 @@ class InContextTransformer(nn.Module):
         steps = self.layers if steps is None else steps
         for k in range(steps):
             z = self.block(k)(z, n_context, query_only=k == steps - 1)
-            if self.clip is not None:
+            if self.clip is not None and bool(z.abs().amax() > self.clip):  # clamp is the identity otherwise
                 z = z.clamp(-self.clip, self.clip)
         return -z[:, -1, self.dx:self.dx + self.dy]
 
