@@ -165,7 +165,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cache = None if args.no_cache else Path(args.cache or ".iclbench-cache")  # outside the published folder
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    run_reproduction(repro, catalog, parse_int_list(args.seeds, "--seeds"), device_option(args), args.budget, out, cache, say)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    run_reproduction(repro, catalog, parse_int_list(args.seeds, "--seeds"), device_option(args), args.budget, out, cache, say,
+                     jobs=args.jobs, plugin_files=tuple(args.plugin or ()))
     for path in publish(out, repro):
         print(path)
     return 0
@@ -267,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("name", help="reproduction name, e.g. paper (see: iclbench list reproductions)")
     rp.add_argument("--seeds", default="0,1,2")
     rp.add_argument("--budget", default="full", help="training budget from the spec: full or small")
+    rp.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                    help="on a CPU, trainings run this many at a time, one process and thread each (default: the cores)")
     rp.add_argument("--out", default="leaderboard", help="publication folder (default leaderboard/)")
     rp.set_defaults(func=cmd_reproduce)
 

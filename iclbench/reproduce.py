@@ -142,8 +142,11 @@ class Results:
 
 
 def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, budget_name: str, out: Path,
-                     cache: Path | None, progress) -> None:
-    """Evaluate every run and analysis of the spec into `out`, resumably, then publish."""
+                     cache: Path | None, progress, jobs: int = 1, plugin_files: tuple[str, ...] = ()) -> None:
+    """Evaluate every run and analysis of the spec into `out`, resumably, then publish.
+
+    With `jobs` > 1 on a CPU, the trained learners are first trained `jobs` at a time in
+    separate processes (into `cache`), which evaluation then reads."""
     from iclbench.analysis import AnalysisContext
     from iclbench.checkpoints import cache_dir
     from iclbench.runner import Evaluation, LearnerSpec, Plan
@@ -163,6 +166,11 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)
     start = time.perf_counter()
+    if jobs > 1 and cache is not None and device.type == "cpu":
+        from iclbench.pretrain import pretrain, train_jobs
+
+        todo = train_jobs(catalog, [(run.suite, [labels[s] for s in run.learners]) for run in spec.runs], seeds)
+        pretrain(todo, jobs, device, cache, plugin_files, progress)
     with cache_dir(cache):
         for i, run in enumerate(spec.runs):
             progress(f"[{i + 1}/{len(spec.runs)}] suite {run.suite}: {len(run.learners)} learners")

@@ -17,6 +17,7 @@ import torch
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, sensitivities, task_losses
+from iclbench.pretrain import fit_for_evaluation
 from iclbench.registry import Catalog
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, versions
@@ -139,7 +140,7 @@ class Evaluation:
 
     def fit(self, learner: Learner, seed: int) -> float:
         start = time.perf_counter()
-        learner.fit(self.plan.suite.train, generator=generator(self.plan.device, seed, "train"), device=self.plan.device)
+        fit_for_evaluation(learner, self.plan.suite.train, seed, self.plan.device)
         return time.perf_counter() - start
 
     def reference_outputs(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -9,6 +9,7 @@ checkpoint every `checkpoint_every` steps from which an interrupted run resumes 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -110,7 +111,7 @@ def _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, 
                              "seconds": elapsed + time.perf_counter() - start})
 
     running = torch.zeros((), device=device, dtype=dtype)  # summed train loss since the last evaluation
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True, disable=True if os.environ.get("TQDM_DISABLE") else None)
     try:
         while step < cfg.steps:
             episode = task.sample(cfg.batch_size, generator=generator, device=device).to(dtype=dtype)

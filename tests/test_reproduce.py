@@ -105,3 +105,15 @@ def test_paper_reproduction_is_registered():
         catalog.suites.load(run.suite, catalog)
         for learner in run.learners:
             catalog.learners[iclbench.config.parse_spec(learner)[0]]
+
+
+def test_trainings_run_ahead_in_worker_processes_and_evaluation_loads_them(tmp_path):
+    Tiny = tiny_reproduction(tmp_path)
+    catalog = build_catalog(make_plugin_manager())
+    said = []
+    run_reproduction(Tiny(), catalog, [0, 1], torch.device("cpu"), "small", tmp_path / "board", tmp_path / "cache",
+                     said.append, jobs=2)
+    assert said[0] == "training 2 learner/seed pairs in 2 processes"  # lsa for seeds 0 and 1; zero and gd do not train
+    lsa = [r for r in Results(tmp_path / "board").records if r["learner"] == "lsa"]
+    assert len(lsa) == 2 and all(r["fit_info"]["from_cache"] for r in lsa)
+    assert all(r["fit_info"]["curve"][-1]["step"] == 30 for r in lsa)

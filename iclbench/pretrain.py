@@ -1,0 +1,81 @@
+"""Meta-train learners ahead of evaluation, several at once, into the checkpoint cache.
+
+On a CPU the small batched products of in-context Transformers use a second core poorly
+within one process; separate processes, one thread each, use it fully. The trainings land
+in the cache under the same keys the evaluation looks up, so evaluation then loads them.
+Longest trainings start first, so the pool finishes together.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from iclbench.config import parse_spec
+from iclbench.learner import Learner
+from iclbench.seeding import generator
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One (learner, suite, seed) training, as evaluation would run it."""
+
+    spec: str  # learner label, budget included
+    suite: str
+    seed: int
+    steps: int  # for scheduling: longest first
+
+
+def fit_for_evaluation(learner: Learner, train_task, seed: int, device: torch.device) -> None:
+    """Fit `learner` exactly as an evaluation of `seed` does (same generator stream)."""
+    learner.fit(train_task, generator=generator(device, seed, "train"), device=device)
+
+
+def train_jobs(catalog, runs: list[tuple[str, list[str]]], seeds: list[int]) -> list[TrainJob]:
+    """The distinct trainings that `runs` ((suite, learner labels) pairs) need, longest first."""
+    jobs = {}
+    for suite, labels in runs:
+        for label in labels:
+            name, overrides = parse_spec(label)
+            learner = catalog.learners[name](overrides)
+            if getattr(learner.config, "train", None) is None:
+                continue  # nothing to meta-train
+            for seed in seeds:
+                jobs[(label, suite, seed)] = TrainJob(label, suite, seed, learner.config.train.steps)
+    return sorted(jobs.values(), key=lambda j: (-j.steps, j.spec, j.suite, j.seed))
+
+
+def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...]) -> tuple[TrainJob, float]:
+    os.environ["TQDM_DISABLE"] = "1"  # bars from several processes would interleave
+    torch.set_num_threads(1)
+    from iclbench.checkpoints import cache_dir
+    from iclbench.plugins import make_plugin_manager
+    from iclbench.registry import build_catalog
+
+    catalog = build_catalog(make_plugin_manager(files=plugin_files))
+    name, overrides = parse_spec(job.spec)
+    learner = catalog.learners[name](overrides)
+    start = time.perf_counter()
+    with cache_dir(cache):
+        fit_for_evaluation(learner, catalog.suites.load(job.suite, catalog).train, job.seed, torch.device(device))
+    return job, time.perf_counter() - start
+
+
+def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Path,
+             plugin_files: tuple[str, ...] = (), progress: Callable[[str], None] = lambda m: None) -> None:
+    """Run `jobs` in `workers` single-threaded processes; each result lands in `cache`."""
+    if not jobs:
+        return
+    progress(f"training {len(jobs)} learner/seed pairs in {workers} processes")
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_run, job, str(device), cache, tuple(map(str, plugin_files))) for job in jobs]
+        for done, future in enumerate(as_completed(futures), 1):
+            job, seconds = future.result()
+            progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, seed {job.seed}: {seconds:.0f} s")
