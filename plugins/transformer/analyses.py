@@ -95,16 +95,21 @@ class RepeatedApplication(Analysis):
             raise ValueError(f"analysis 'repeated' needs a one-layer learner, got {trained.label!r}")
         gd = ctx.learner("lsa-gd")
         ep = ctx.episode()
-        curves = {}
-        for label, model in (("trained", trained.model), ("gd", gd.constructed(ep.dx, ep.dy))):
-            curves[label] = dampened_losses(model, ep, self.config.steps, self.config.damping)
+        losses = {label: dampened_losses(model, ep, self.config.steps, self.config.damping)  # (T, B) each
+                  for label, model in (("trained", trained.model), ("gd", gd.constructed(ep.dx, ep.dy)))}
+        curves = {label: l.mean(1).tolist() for label, l in losses.items()}
+        medians = {label: l.median(1).values.tolist() for label, l in losses.items()}
         path = ctx.figure_path(f"repeated-{trained.label}")
-        plot_curves(curves, path, f"{trained.label} applied repeatedly (lambda = {self.config.damping})")
-        return {"learner": trained.label, "damping": self.config.damping, "loss": curves, "figure": str(path)}
+        plot_curves(curves, path, f"{trained.label} applied repeatedly (lambda = {self.config.damping})", medians)
+        # a task diverges where the damped step exceeds 2 / (largest curvature): mean curves then blow up late
+        diverged = {label: int((l[-1] > l[0]).sum()) for label, l in losses.items()}
+        return {"learner": trained.label, "damping": self.config.damping, "loss": curves, "median_loss": medians,
+                "diverged_tasks": diverged, "tasks": ep.batch_size, "figure": str(path)}
 
 
-def dampened_losses(model: InContextTransformer, ep: iclbench.Episode, T: int, lam: float) -> list[float]:
-    """Query loss after each of T applications of the first layer, damped: y <- y + lam * (update of y).
+def dampened_losses(model: InContextTransformer, ep: iclbench.Episode, T: int, lam: float) -> torch.Tensor:
+    """(T, B) query loss of every task after each of T applications of the first layer, damped:
+    y <- y + lam * (update of y).
 
     Only the label channel moves, as in the reference code: the inputs stay the data, so a
     trained layer's small input updates cannot compound over T applications.
@@ -116,14 +121,15 @@ def dampened_losses(model: InContextTransformer, ep: iclbench.Episode, T: int, l
         for _ in range(T):
             dy = block(z, ep.n_context, query_only=False)[..., model.dx:] - z[..., model.dx:]  # (B, N+1, dy)
             z = torch.cat([z[..., : model.dx], z[..., model.dx:] + lam * dy], dim=-1)
-            out.append(float(task_losses(-z[:, -1, model.dx:], ep.query_y).mean()))
-    return out
+            out.append(task_losses(-z[:, -1, model.dx:], ep.query_y))
+    return torch.stack(out)
 
 
-def plot_curves(curves: dict[str, list[float]], path, title: str) -> None:
+def plot_curves(curves: dict[str, list[float]], path, title: str, medians: dict[str, list[float]]) -> None:
     fig, ax = subplots(figsize=(5, 3.5))
     for label, ys in curves.items():
-        ax.plot(range(1, len(ys) + 1), ys, label=label)
+        line, = ax.plot(range(1, len(ys) + 1), ys, label=f"{label} (mean)")
+        ax.plot(range(1, len(ys) + 1), medians[label], ls="--", color=line.get_color(), label=f"{label} (median)")
     ax.set_yscale("log")
     ax.set_xlabel("application")
     ax.set_ylabel("query loss")
