@@ -228,6 +228,8 @@ def parser() -> argparse.ArgumentParser:
     fitting.add_argument("--device", default="auto", help="auto, cpu or cuda")
     fitting.add_argument("--cache", help="checkpoint cache for trained learners (default OUT/checkpoints; for reproduce .iclbench-cache/)")
     fitting.add_argument("--no-cache", action="store_true", help="train from scratch, store no checkpoints")
+    fitting.add_argument("--compile", action="store_true",
+                         help="train through torch.compile (fused kernels; needs a C++ compiler on CPU, Triton on CUDA)")
     p = argparse.ArgumentParser(prog="iclbench", description="Benchmark in-context learners on synthetic regression.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -290,8 +292,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)  # argparse exits with 2 on its own usage errors
+    from iclbench.training import compiled_training
+
     try:
-        return args.func(args)
+        with compiled_training(getattr(args, "compile", False)):
+            return args.func(args)
     except USAGE_ERRORS as err:
         print(f"iclbench: error: {err}", file=sys.stderr)
         return 2

@@ -52,18 +52,19 @@ def train_jobs(catalog, runs: list[tuple[str, list[str]]], seeds: list[int]) -> 
     return sorted(jobs.values(), key=lambda j: (-j.steps, j.spec, j.suite, j.seed))
 
 
-def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...]) -> tuple[TrainJob, float]:
+def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...], compile_: bool) -> tuple[TrainJob, float]:
     os.environ["TQDM_DISABLE"] = "1"  # bars from several processes would interleave
     torch.set_num_threads(1)
     from iclbench.checkpoints import cache_dir
     from iclbench.plugins import make_plugin_manager
     from iclbench.registry import build_catalog
+    from iclbench.training import compiled_training
 
     catalog = build_catalog(make_plugin_manager(files=plugin_files))
     name, overrides = parse_spec(job.spec)
     learner = catalog.learners[name](overrides)
     start = time.perf_counter()
-    with cache_dir(cache):
+    with cache_dir(cache), compiled_training(compile_):
         fit_for_evaluation(learner, catalog.suites.load(job.suite, catalog).train, job.seed, torch.device(device))
     return job, time.perf_counter() - start
 
@@ -73,9 +74,11 @@ def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Pa
     """Run `jobs` in `workers` single-threaded processes; each result lands in `cache`."""
     if not jobs:
         return
+    from iclbench.training import compiling
+
     progress(f"training {len(jobs)} learner/seed pairs in {workers} processes")
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_run, job, str(device), cache, tuple(map(str, plugin_files))) for job in jobs]
+        futures = [pool.submit(_run, job, str(device), cache, tuple(map(str, plugin_files)), compiling()) for job in jobs]
         for done, future in enumerate(as_completed(futures), 1):
             job, seconds = future.result()
             progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, seed {job.seed}: {seconds:.0f} s")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -175,3 +177,17 @@ def test_token_clipping_equals_clamping_after_every_layer(catalog, task, clip):
     expected = -z[:, -1, 10:]
     assert torch.equal(model.predict(ep), expected)
     assert (expected.abs() == clip).any() == (clip < 1)  # the small bound does bind
+
+
+def test_compiled_training_follows_eager_training(catalog, task):
+    """torch.compile changes how a step runs, not what it computes: same curve to float rounding."""
+    from iclbench.training import compiled_training
+
+    cfg = {"train": {**QUICK, "steps": 20, "eval_every": 10, "checkpoint_every": 10}}
+    eager = fitted(catalog, task, "lsa", cfg)
+    with compiled_training(), warnings.catch_warnings():
+        warnings.filterwarnings("error", message="torch.compile failed")  # a silent eager fallback would pass
+        compiled = fitted(catalog, task, "lsa", cfg)
+    for a, b in zip(eager.training.curve, compiled.training.curve, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["eval_loss"] == pytest.approx(a["eval_loss"], rel=1e-4)
