@@ -136,3 +136,10 @@ def test_console_script():
     out = subprocess.run([exe, "list", "suites"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert {line.split()[0] for line in out.stdout.splitlines()} >= {"linear", "linear-ood"}
+
+
+@pytest.mark.parametrize("args,message", [(["--jobs", "0"], "--jobs must be at least 1, got 0"),
+                                          (["--budget", "huge"], "--budget must be one of full, small, got 'huge'")])
+def test_reproduce_usage_errors(tmp_path, capsys, args, message):
+    assert main(["reproduce", "paper", "--out", str(tmp_path), "--device", "cpu", *args]) == 2
+    assert message in capsys.readouterr().err
