@@ -152,6 +152,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     from iclbench.runner import Evaluation, LearnerSpec, Plan
     from iclbench.seeding import device_name
     from iclbench.store import ResultStore, git_commit, versions
+    from iclbench.training import compiling
 
     spec = repro.spec()
     if budget_name not in spec.budgets:
@@ -161,7 +162,8 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     labels = {s: with_budget(s, budget, catalog) for s in sorted(specs)}
     meta = {"reproduction": repro.name, "budget": budget_name, "budget_values": budget.model_dump(), "seeds": seeds,
             "device": device_name(device), "versions": versions(), "git_commit": git_commit(), "labels": labels,
-            "wall_seconds": None, "earlier_calls_seconds": earlier_calls(out, repro.name, budget_name)}
+            "wall_seconds": None, "earlier_calls_seconds": earlier_calls(out, repro.name, budget_name),
+            "execution": {"jobs": jobs, "compile": compiling()}}
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)
