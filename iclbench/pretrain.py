@@ -79,6 +79,10 @@ def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Pa
     progress(f"training {len(jobs)} learner/seed pairs in {workers} processes")
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_run, job, str(device), cache, tuple(map(str, plugin_files)), compiling()) for job in jobs]
-        for done, future in enumerate(as_completed(futures), 1):
-            job, seconds = future.result()
-            progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, seed {job.seed}: {seconds:.0f} s")
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                job, seconds = future.result()
+                progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, seed {job.seed}: {seconds:.0f} s")
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # trainings under way keep their checkpoints
+            raise
