@@ -7,6 +7,7 @@ same tables byte for byte, which is how a test checks that nothing was edited by
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,21 +61,44 @@ def plot_curves(records: list[dict[str, Any]], folder: Path) -> list[Path]:
     return paths
 
 
-def wall_times(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Seconds per learner: each training once (a trained learner's is shared by every suite
-    it is scored on, via the cache) plus every evaluation."""
-    fits: dict[tuple, float] = {}
-    total: dict[str, float] = defaultdict(float)
+@dataclass
+class LearnerTime:
+    """Where a learner's time went over all seeds: fitting (each training once, however many
+    suites score it), evaluation, and for meta-trained learners the steps behind the fit."""
+
+    fit: float = 0.0
+    evaluation: float = 0.0
+    steps: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.fit + self.evaluation
+
+
+def wall_times(records: list[dict[str, Any]]) -> dict[str, LearnerTime]:
+    """Time per learner label, slowest first."""
+    fits: dict[tuple, tuple[float, int]] = {}
+    times: dict[str, LearnerTime] = defaultdict(LearnerTime)
     for r in records:
         info = r.get("fit_info") or {}
-        if info:
-            fits[(r["label"], r["seed"])] = info.get("train_seconds", 0.0)
+        if info:  # a meta-trained learner: one training per (label, seed), shared by suites
+            steps = info["curve"][-1]["step"] if info.get("curve") else 0
+            fits[(r["label"], r["seed"])] = (info.get("train_seconds", 0.0), steps)
         else:
-            fits[(r["label"], r["seed"], r["suite"], r.get("align_to"))] = r.get("fit_seconds", 0.0)
-        total[r["label"]] += r.get("seconds", 0.0)
-    for key, fit in fits.items():
-        total[key[0]] += fit
-    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+            fits[(r["label"], r["seed"], r["suite"], r.get("align_to"))] = (r.get("fit_seconds", 0.0), 0)
+        times[r["label"]].evaluation += r.get("seconds", 0.0)
+    for key, (seconds, steps) in fits.items():
+        times[key[0]].fit += seconds
+        times[key[0]].steps += steps
+    return dict(sorted(times.items(), key=lambda kv: -kv[1].total))
+
+
+def time_rows(times: dict[str, LearnerTime]) -> list[str]:
+    rows = ["| learner | fit s | evaluation s | training steps | ms per step |", "|---|---|---|---|---|"]
+    for label, t in times.items():
+        per_step = f"{1e3 * t.fit / t.steps:.1f}" if t.steps else ""
+        rows.append(f"| {label} | {t.fit:.1f} | {t.evaluation:.1f} | {t.steps or ''} | {per_step} |")
+    return rows
 
 
 def budget_line(b: dict[str, Any]) -> str:
@@ -121,8 +145,9 @@ def render_readme(results: Results, repro: Reproduction) -> str:
     ]
     for i, f in enumerate(findings, 1):
         lines.append(f"| {i} | {f.claim} | {f.ours} | {'yes' if f.holds else '**no**'} |")
-    lines += ["", "## Time per learner", "", "| learner | seconds (training + evaluation, all seeds) |", "|---|---|"]
-    lines += [f"| {label} | {sec:.1f} |" for label, sec in wall_times(results.records).items()]
+    lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
+              "in parallel with `--jobs`, so these add up to more than the wall time.", ""]
+    lines += time_rows(wall_times(results.records))
     figures = sorted(p.name for p in results.folder.glob("*.png")) + sorted(
         f"figures/{p.name}" for p in (results.folder / "figures").glob("*.png"))
     lines += ["", "## Tables and figures", "", "- [leaderboard.md](leaderboard.md) (also `.csv`, `.json`)"]

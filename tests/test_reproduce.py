@@ -117,3 +117,21 @@ def test_trainings_run_ahead_in_worker_processes_and_evaluation_loads_them(tmp_p
     lsa = [r for r in Results(tmp_path / "board").records if r["learner"] == "lsa"]
     assert len(lsa) == 2 and all(r["fit_info"]["from_cache"] for r in lsa)
     assert all(r["fit_info"]["curve"][-1]["step"] == 30 for r in lsa)
+
+
+def test_time_per_learner_counts_each_training_once():
+    from iclbench.publish import time_rows, wall_times
+
+    trained = {"train_seconds": 30.0, "curve": [{"step": 1000}]}
+    records = [
+        {"label": "lsa", "seed": 0, "suite": "linear", "seconds": 1.0, "fit_info": trained},
+        {"label": "lsa", "seed": 0, "suite": "linear-ood", "seconds": 2.0, "fit_info": trained},  # same training
+        {"label": "lsa", "seed": 1, "suite": "linear", "seconds": 1.0, "fit_info": {**trained, "train_seconds": 50.0}},
+        {"label": "gd", "seed": 0, "suite": "linear", "seconds": 0.5, "fit_seconds": 4.0, "fit_info": {}},
+        {"label": "gd", "seed": 0, "suite": "linear-ood", "seconds": 0.5, "fit_seconds": 4.0, "fit_info": {}},  # refitted
+    ]
+    times = wall_times(records)
+    assert list(times) == ["lsa", "gd"]
+    assert (times["lsa"].fit, times["lsa"].evaluation, times["lsa"].steps) == (80.0, 4.0, 2000)
+    assert (times["gd"].fit, times["gd"].steps) == (8.0, 0)
+    assert time_rows(times)[2] == "| lsa | 80.0 | 4.0 | 2000 | 40.0 |"
