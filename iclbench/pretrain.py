@@ -8,6 +8,7 @@ Longest trainings start first, so the pool finishes together.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,16 +40,21 @@ def fit_for_evaluation(learner: Learner, train_task, seed: int, device: torch.de
 
 
 def train_jobs(catalog, runs: list[tuple[str, list[str]]], seeds: list[int]) -> list[TrainJob]:
-    """The distinct trainings that `runs` ((suite, learner labels) pairs) need, longest first."""
+    """The distinct trainings that `runs` ((suite, learner labels) pairs) need, longest first.
+
+    Suites that share a training distribution share the training (one cache entry), so it is
+    one job: two workers must not train it side by side."""
     jobs = {}
     for suite, labels in runs:
+        train = catalog.suites.load(suite, catalog).train
+        distribution = (train.name, json.dumps(train.config.model_dump(), sort_keys=True))
         for label in labels:
             name, overrides = parse_spec(label)
             learner = catalog.learners[name](overrides)
             if getattr(learner.config, "train", None) is None:
                 continue  # nothing to meta-train
             for seed in seeds:
-                jobs[(label, suite, seed)] = TrainJob(label, suite, seed, learner.config.train.steps)
+                jobs.setdefault((label, distribution, seed), TrainJob(label, suite, seed, learner.config.train.steps))
     return sorted(jobs.values(), key=lambda j: (-j.steps, j.spec, j.suite, j.seed))
 
 

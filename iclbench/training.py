@@ -74,6 +74,7 @@ def step_loss(loss_fn: LossFn) -> LossFn:
     """`loss_fn` compiled when `compiled_training` is on; eager if compilation fails."""
     if not compiling():
         return loss_fn
+    torch._dynamo.reset()  # one model at a time: earlier models' graphs would count against the recompile limit
     compiled = torch.compile(loss_fn, dynamic=False)
 
     def run(model, episode):

@@ -86,8 +86,8 @@ class Paper(Reproduction):
 
     @staticmethod
     def repeated(r: Results):
-        """On the median task: a few tasks, whose largest curvature makes the damped step
-        unstable, diverge late for GD and the trained layer alike and dominate the mean."""
+        """On the median task: tasks whose largest curvature makes the damped step unstable
+        diverge late, for GD and the trained layer alike, and dominate the mean."""
         res = [x for x in r.analysis("repeated") if "median_loss" in x]
         if not res:
             raise LookupError("no repeated-application analysis with median curves")
@@ -99,7 +99,7 @@ class Paper(Reproduction):
         n = sum(x["tasks"] for x in res)
         return (f"median task after {T} steps {lsa:.4f} vs GD {gd:.4f} (from {first:.4f}; worst step {worst:.1%}); "
                 f"mean {avg('loss', 'trained', -1):.4g} vs {avg('loss', 'gd', -1):.4g}, with {div['trained']} and "
-                f"{div['gd']} of {n} tasks diverging", lsa < first and worst < 0.10)
+                f"{div['gd']} of {n} tasks ending above their first-step loss", lsa < first and worst < 0.10)
 
     @staticmethod
     def softmax(r: Results):

@@ -135,3 +135,13 @@ def test_time_per_learner_counts_each_training_once():
     assert (times["lsa"].fit, times["lsa"].evaluation, times["lsa"].steps) == (80.0, 4.0, 2000)
     assert (times["gd"].fit, times["gd"].steps) == (8.0, 0)
     assert time_rows(times)[2] == "| lsa | 80.0 | 4.0 | 2000 | 40.0 |"
+
+
+def test_suites_sharing_a_training_distribution_share_one_training_job(catalog):
+    from iclbench.pretrain import train_jobs
+
+    jobs = train_jobs(catalog, [("linear", ["lsa", "gd"]), ("linear-ood", ["lsa"]), ("sine", ["mlp-gd[train.steps=7]"])],
+                      [0, 1])
+    assert [(j.spec, j.suite, j.seed, j.steps) for j in jobs] == [
+        ("lsa", "linear", 0, 5000), ("lsa", "linear", 1, 5000), ("mlp-gd[train.steps=7]", "sine", 0, 7),
+        ("mlp-gd[train.steps=7]", "sine", 1, 7)]
