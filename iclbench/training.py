@@ -21,6 +21,7 @@ import torch
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
+from iclbench.allocator import retain_freed_memory
 from iclbench.checkpoints import Checkpoint
 from iclbench.config import StrictConfig
 from iclbench.episode import Episode
@@ -131,6 +132,8 @@ def meta_train(
 
 
 def _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors, desc) -> TrainResult:
+    if torch.device(device).type == "cpu":
+        retain_freed_memory()
     model.to(device=device, dtype=dtype)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
     held_out = held_out_set(task, cfg, generator, device, dtype)
