@@ -118,8 +118,10 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
-def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, ...] = FORMATS, plots: bool = True) -> list[Path]:
-    """Write the leaderboard files for `records` into `out`; returns the paths written."""
+def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, ...] = FORMATS, plots: bool = True,
+           intro: str = "") -> list[Path]:
+    """Write the leaderboard files for `records` into `out`; returns the paths written.
+    `intro` is a paragraph under the Markdown title."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ValueError(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
@@ -131,7 +133,7 @@ def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, .
     written = []
     if "md" in formats:
         written.append(out / "leaderboard.md")
-        written[-1].write_text("# Leaderboard\n\n" + markdown(agg))
+        written[-1].write_text("# Leaderboard\n\n" + (f"{intro}\n\n" if intro else "") + markdown(agg))
     cols = ["suite", "group", "task", "learner", "metric", "reference", "mean", "ci95", "n_seeds"]
     long = agg.sort_values("order")[cols]
     if "csv" in formats:

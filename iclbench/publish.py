@@ -22,14 +22,27 @@ CURVE_PLOTS = {  # curve column -> (file stem, y label, log scale)
 }
 
 
+INTRO = ("Learners are named as in the reproduction's spec; the training settings each one ran "
+         "under are listed in [README.md](README.md).")
+
+
 def publish(folder: Path, repro: Reproduction) -> list[Path]:
     """Write leaderboard.{md,csv,json}, the plots and README.md into `folder`."""
     results = Results(folder)
-    written = leaderboard.render(results.records, folder)
-    written += plot_curves(results.records, folder)
+    shown = display_records(results)
+    written = leaderboard.render(shown, folder, intro=INTRO)
+    written += plot_curves(shown, folder)
     readme = folder / "README.md"
-    readme.write_text(render_readme(results, repro))
+    readme.write_text(render_readme(results, repro, shown))
     return written + [readme]
+
+
+def display_records(results: Results) -> list[dict[str, Any]]:
+    """The records with each learner named by its spec (`mlp-gd`) rather than its label, which
+    carries the budget's training settings (`mlp-gd[train.steps=20000,...]`)."""
+    names = {label: spec for spec, label in results.meta["labels"].items()}
+    shown = lambda label: names.get(label, label)  # noqa: E731
+    return [{**r, "label": shown(r["label"]), "align_to": r.get("align_to") and shown(r["align_to"])} for r in results.records]
 
 
 def curves_by_learner(records: list[dict[str, Any]], column: str) -> dict[str, dict[str, list[list[dict]]]]:
@@ -121,7 +134,7 @@ def wall_line(m: dict[str, Any]) -> str:
     return f"{sum(calls):.0f} s over {len(calls)} resumed `reproduce` calls (" + " + ".join(f"{c:.0f}" for c in calls) + " s)"
 
 
-def render_readme(results: Results, repro: Reproduction) -> str:
+def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, Any]]) -> str:
     m = results.meta
     findings = repro.findings(results)
     lines = [
@@ -147,7 +160,7 @@ def render_readme(results: Results, repro: Reproduction) -> str:
         lines.append(f"| {i} | {f.claim} | {f.ours} | {'yes' if f.holds else '**no**'} |")
     lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
               "in parallel with `--jobs`, so these add up to more than the wall time.", ""]
-    lines += time_rows(wall_times(results.records))
+    lines += time_rows(wall_times(shown))
     figures = sorted(p.name for p in results.folder.glob("*.png")) + sorted(
         f"figures/{p.name}" for p in (results.folder / "figures").glob("*.png"))
     lines += ["", "## Tables and figures", "", "- [leaderboard.md](leaderboard.md) (also `.csv`, `.json`)"]

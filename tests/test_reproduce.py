@@ -61,6 +61,10 @@ def test_reproduce_then_publish(tmp_path):
     readme = (out / "README.md").read_text()
     assert "| 1 | GD beats zero |" in readme and "| yes |" in readme
     assert (out / "linear-training-curves.png").exists() and (out / "linear-alignment-over-training.png").exists()
+    for name in ("leaderboard.md", "README.md"):  # learners shown by their spec; the budget's settings stated once
+        text = (out / name).read_text()
+        assert "| lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10] |" in text
+        assert "| lsa[train.steps=30," not in text
     before = {name: (out / name).read_bytes() for name in TABLES}
     run_reproduction(Tiny(), catalog, [0, 1], torch.device("cpu"), "small", out, tmp_path / "cache", lambda m: None)
     assert len(Results(out).records) == len(results.records)  # resumed: nothing recomputed
