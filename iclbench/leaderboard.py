@@ -19,6 +19,7 @@ from iclbench.plotting import decorate, save, subplots
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
 FORMATS = ("md", "csv", "json")
+EXACT = 1e-6  # a loss this small is float rounding of an exact solver (least squares), not a curve to compare
 
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -97,14 +98,19 @@ def markdown(agg: pd.DataFrame) -> str:
 
 
 def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
-    """For each shift group with numeric values: loss against the shifted parameter, per learner."""
+    """For each shift group with numeric values: loss against the shifted parameter, per learner.
+    Learners exact up to float rounding on every shift are named in a note, not drawn: on a log
+    axis they would squeeze every other curve into a sliver."""
     paths = []
     loss = agg[(agg.metric == "loss") & (agg.group != "") & agg["value"].notna()]
     for (suite, group), g in loss.groupby(["suite", "group"], sort=False):
         fig, ax = subplots(figsize=(5.5, 3.8))
+        exact = []
         for learner in learner_order(agg[agg.suite == suite]):
             d = g[g.learner == learner].sort_values("value")
-            if len(d):
+            if len(d) and d["mean"].max() < EXACT:
+                exact.append(learner)
+            elif len(d):
                 ci = d["ci95"].fillna(0)
                 lower = ci.clip(upper=d["mean"] * 0.9)  # a log axis cannot show a bar through zero
                 ax.errorbar(d["value"], d["mean"], yerr=[lower, ci], marker="o", ms=3, capsize=2, label=learner)
@@ -112,6 +118,8 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
         if group == "input law":
             ax.set_xticks(list(labels), [labels[v].split("=", 1)[-1] for v in labels])
         decorate(ax, group, "query loss", f"{suite}: loss against {group}", log=True)
+        if exact:
+            ax.text(0.01, 0.01, f"not drawn, loss < {EXACT:g} throughout: {', '.join(exact)}", transform=ax.transAxes, fontsize=6)
         path = out / f"{suite}-{group.replace(' ', '-')}.png"
         save(fig, path, dpi=120)
         paths.append(path)

@@ -95,3 +95,15 @@ def test_alignment_is_reported_per_reference():
     text = leaderboard.markdown(leaderboard.aggregate(leaderboard.to_frame([rec("gd", 0.9), rec("gd++", 0.5)])))
     assert "sens_cos against `gd`" in text and "sens_cos against `gd++`" in text
     assert "0.9 ± 0" in text and "0.5 ± 0" in text and "0.7" not in text
+
+
+def test_shift_plots_name_exact_learners_instead_of_drawing_them(tmp_path, monkeypatch):
+    """A learner at float-rounding loss would stretch the log axis over ten decades."""
+    figures = []
+    monkeypatch.setattr(leaderboard, "save", lambda fig, path, **kw: figures.append(fig))
+    records = [rec(name, 0, f"r={v}", loss, group="range", value=v)
+               for name, loss in (("gd", 0.2), ("least-squares", 3e-10)) for v in (1.0, 2.0)]
+    leaderboard.plot_groups(leaderboard.aggregate(leaderboard.to_frame(records)), tmp_path)
+    (ax,) = figures[0].axes
+    assert ax.get_legend_handles_labels()[1] == ["gd"]
+    assert [t.get_text() for t in ax.texts] == ["not drawn, loss < 1e-06 throughout: least-squares"]
