@@ -58,7 +58,7 @@ _COMPILE: ContextVar[bool] = ContextVar("compile_training", default=False)
 @contextmanager
 def compiled_training(on: bool = True):
     """Within this block, training steps run through torch.compile (fused kernels; on a CPU
-    about 1.8x faster for MLP feature models). How a run executes, not what it trains: labels
+    1.4x to 2x faster for the trained learners here). How a run executes, not what it trains: labels
     and checkpoint keys do not change, and results agree with eager ones to float rounding."""
     token = _COMPILE.set(on)
     try:
