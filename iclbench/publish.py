@@ -41,8 +41,8 @@ def display_records(results: Results) -> list[dict[str, Any]]:
     """The records with each learner named by its spec (`mlp-gd`) rather than its label, which
     carries the budget's training settings (`mlp-gd[train.steps=20000,...]`)."""
     names = {label: spec for spec, label in results.meta["labels"].items()}
-    shown = lambda label: names.get(label, label)  # noqa: E731
-    return [{**r, "label": shown(r["label"]), "align_to": r.get("align_to") and shown(r["align_to"])} for r in results.records]
+    return [{**r, "label": names.get(r["label"], r["label"]), "align_to": names.get(r.get("align_to"), r.get("align_to"))}
+            for r in results.records]
 
 
 def curves_by_learner(records: list[dict[str, Any]], column: str) -> dict[str, dict[str, list[list[dict]]]]:
