@@ -22,11 +22,7 @@ from iclbench.plotting import save, subplots
 
 def products(model: InContextTransformer) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(W_KQ, W_PV) = (W_K^T W_Q, P W_V) of each applied layer of a one-head linear model."""
-    out = []
-    for k in range(model.layers):
-        a = model.block(k).attn
-        out.append(((a.W_K[0].T @ a.W_Q[0]).detach().double().cpu(), (a.P[0] @ a.W_V[0]).detach().double().cpu()))
-    return out
+    return [tuple(w[0].detach().double().cpu() for w in model.block(k).attn.products()) for k in range(model.layers)]
 
 
 def from_products(dx: int, dy: int, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> InContextTransformer:

@@ -65,18 +65,21 @@ class Attention(nn.Module):
         for w in (self.W_Q, self.W_K, self.W_V, self.P):
             variance_scaling_(w, init_scale, dim)
 
+    def products(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_KQ, W_PV) = (W_K^T W_Q, P W_V) per head, each (H, D, D)."""
+        return self.W_K.transpose(1, 2) @ self.W_Q, self.P @ self.W_V
+
     def forward(self, ctx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Update (B, T, D) for `targets` (B, T, D) attending to context tokens `ctx` (B, N, D)."""
         B, T, D = targets.shape
         H, N = self.heads, ctx.shape[1]
-        scale = N if self.kind == "linear" else math.sqrt(D)
-        kq = self.W_K.transpose(1, 2) @ self.W_Q / scale  # (H, D, D) W_KQ per head, scaled
+        kq, pv = self.products()  # (H, D, D) each
+        kq = kq / (N if self.kind == "linear" else math.sqrt(D))  # scores over N, or before the softmax
         q = task_matmul(targets, kq.reshape(H * D, D).T).reshape(B, T * H, D)  # (B, T*H, D): row (t, h) = W_KQ,h e_t
         scores = task_matmul(q, ctx.transpose(1, 2))  # (B, T*H, N)
         if self.kind == "softmax":
             scores = torch.softmax(scores, dim=-1)
         s = task_matmul(scores, ctx).reshape(B, T, H * D)  # (B, T, H*D): per head, sum_n score_n e_n
-        pv = self.P @ self.W_V  # (H, D, D) W_PV per head
         return task_matmul(s, pv.transpose(1, 2).reshape(H * D, D))  # (B, T, D) = sum_h W_PV,h s_h
 
 
