@@ -12,6 +12,7 @@ import importlib.metadata as md
 import importlib.util
 import os
 import sys
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,14 @@ import pluggy
 from iclbench import hookspecs
 
 ENTRY_POINT_GROUP = "iclbench"
+
+
+class PluginFileError(ValueError):
+    """A `--plugin` file is missing, does not parse, or raises on import: a usage error."""
+
+
+class PluginFileNotFoundError(PluginFileError, FileNotFoundError):
+    """A `--plugin` file that does not exist; still a FileNotFoundError for older callers."""
 
 
 @dataclass
@@ -46,6 +55,14 @@ class PluginManager(pluggy.PluginManager):
         self.register(plugin, name=name)
         self.sources[name] = source
         self.check_pending()
+        if not self.get_hookcallers(plugin):
+            warnings.warn(self._no_hooks_message(plugin, name), stacklevel=2)
+
+    def _no_hooks_message(self, plugin: object, name: str) -> str:
+        """Why a plugin contributes nothing: usually hook functions without the marker."""
+        msg = f"plugin {name!r} implements no iclbench hook; it likely lacks @iclbench.hookimpl"
+        undecorated = sorted(h for h in vars(self.hook) if callable(getattr(plugin, h, None)))
+        return msg + (f" (undecorated: {', '.join(undecorated)})" if undecorated else "")
 
     def info(self) -> list[PluginInfo]:
         out = []
@@ -74,18 +91,36 @@ def load_entry_points(pm: PluginManager) -> None:
 
 
 def load_plugin_file(pm: PluginManager, path: str | Path) -> ModuleType:
-    """Import a single `.py` file as a plugin (the `--plugin` option)."""
+    """Import a single `.py` file as a plugin (the `--plugin` option).
+
+    A missing file, a syntax error or an exception at import raises PluginFileError naming the
+    file, so the command line can report it as a usage error rather than a traceback.
+    """
     path = Path(path).resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"plugin file not found: {path}")
+        raise PluginFileNotFoundError(f"plugin file not found: {path}")
     mod_name = f"iclbench_local_plugin_{path.stem}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(mod_name, None)
+        raise PluginFileError(_import_failure(path, err)) from err
     pm.add(module, path.stem, str(path))
     return module
+
+
+def _import_failure(path: Path, err: Exception) -> str:
+    """One line naming the plugin file, the error and, where known, the line in that file."""
+    if isinstance(err, SyntaxError):
+        elsewhere = "" if err.filename and Path(err.filename) == path else f" in {err.filename}"
+        return f"plugin file {path}: SyntaxError{elsewhere} at line {err.lineno}: {err.msg}"
+    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+    where = f" at line {lines[-1]}" if lines else ""
+    return f"plugin file {path}: {type(err).__name__}{where} on import: {err}"
 
 
 def make_plugin_manager(*, entry_points: bool = True, files: tuple[str | Path, ...] = ()) -> PluginManager:

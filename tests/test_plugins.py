@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import sys
+import warnings
 
 import pluggy
 import pytest
@@ -10,15 +12,17 @@ import torch
 
 import iclbench
 import iclbench.plugins
-from iclbench.plugins import load_plugin_file, make_plugin_manager
-from iclbench.registry import build_catalog
+from iclbench.plugins import PluginFileError, load_plugin_file, make_plugin_manager
+from iclbench.catalog import build_catalog
 
 BUILTIN = {"alternating", "baselines", "gradient-descent", "kernels", "least-squares", "linear-regression",
            "sine", "suites", "transformer"}
 
 
 def test_builtins_are_entry_point_plugins():
-    pm = make_plugin_manager()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every built-in implements a hook: no warning
+        pm = make_plugin_manager()
     info = {p.name: p for p in pm.info()}
     assert BUILTIN <= set(info)
     assert info["baselines"].source == f"iclbench {iclbench.__version__}"
@@ -116,13 +120,67 @@ def test_single_file_plugin(tmp_path):
 
 def test_plugin_file_that_raises_on_import(tmp_path):
     path = tmp_path / "exploding.py"
-    path.write_text("raise RuntimeError('boom at import')\n")
+    path.write_text("import os\n\nraise RuntimeError('boom at import')\n")
     pm = make_plugin_manager(entry_points=False)
-    with pytest.raises(RuntimeError, match="boom at import"):
+    with pytest.raises(PluginFileError) as err:
         load_plugin_file(pm, path)
+    assert str(err.value) == f"plugin file {path}: RuntimeError at line 3 on import: boom at import"
+    assert isinstance(err.value, ValueError)
     assert not pm.has_plugin("exploding")
-    with pytest.raises(FileNotFoundError, match="plugin file not found"):
-        load_plugin_file(pm, tmp_path / "missing.py")
+    assert "iclbench_local_plugin_exploding" not in sys.modules
+
+
+def test_plugin_file_with_a_syntax_error(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("import iclbench\n\ndef register_learners(register:\n    pass\n")
+    pm = make_plugin_manager(entry_points=False)
+    with pytest.raises(PluginFileError) as err:
+        load_plugin_file(pm, path)
+    msg = str(err.value)
+    assert msg.startswith(f"plugin file {path}: SyntaxError at line 3: ") and "\n" not in msg
+    assert not pm.has_plugin("typo")
+
+
+def test_missing_plugin_file(tmp_path):
+    path = tmp_path / "missing.py"
+    with pytest.raises(PluginFileError, match="plugin file not found") as err:
+        make_plugin_manager(entry_points=False, files=(path,))
+    assert isinstance(err.value, FileNotFoundError)  # what callers caught before PluginFileError
+    assert str(path) in str(err.value)
+
+
+FORGOT_HOOKIMPL = '''
+import iclbench
+
+
+def register_learners(register):
+    raise AssertionError("never called: not a hook implementation")
+'''
+
+
+def test_plugin_file_without_hooks_is_warned_about(tmp_path):
+    path = tmp_path / "forgot.py"
+    path.write_text(FORGOT_HOOKIMPL)
+    with pytest.warns(UserWarning) as record:
+        pm = make_plugin_manager(entry_points=False, files=(path,))
+    assert [str(w.message) for w in record] == [
+        "plugin 'forgot' implements no iclbench hook; it likely lacks @iclbench.hookimpl "
+        "(undecorated: register_learners)"]
+    assert pm.has_plugin("forgot")
+    assert list(build_catalog(pm).learners) == []
+
+
+def test_entry_point_without_hooks_is_warned_about(monkeypatch, tmp_path):
+    (tmp_path / "iclbench_test_hookless.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    good = md.EntryPoint("baselines", "iclbench_plugins.baselines", "iclbench")
+    hookless = md.EntryPoint("hookless", "iclbench_test_hookless", "iclbench")
+    monkeypatch.setattr(iclbench.plugins.md, "entry_points", fake_entry_points(good, hookless))
+    with pytest.warns(UserWarning) as record:
+        pm = make_plugin_manager()
+    assert [str(w.message) for w in record] == [
+        "plugin 'hookless' implements no iclbench hook; it likely lacks @iclbench.hookimpl"]
+    assert {p.name: p.hooks for p in pm.info()} == {"baselines": ["register_learners"], "hookless": []}
 
 
 def test_trace_plugins_prints_every_registration_call(monkeypatch, capsys):
