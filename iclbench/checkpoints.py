@@ -1,8 +1,11 @@
 """Checkpoint cache for meta-trained learners, keyed by a hash of everything that shapes them.
 
-The key covers the learner config (training config included), the training task config,
-the training seed and the iclbench version. A finished entry is reused without training; an
-unfinished one is resumed. Files are written atomically and loaded with weights_only=True.
+The key covers the learner config without its execution-only fields (training config
+included), the training task config, the training seed and the iclbench version. A finished
+entry is reused without training; an unfinished one is resumed. Files are written atomically
+under unique temporary names and loaded with weights_only=True; an unreadable file is
+discarded with a warning, so its model is retrained. A training holds a lock on
+`<key>.pt.lock`, so processes sharing a cache train each key once.
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ import contextvars
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 import iclbench
+from iclbench.locks import atomic_write, file_lock
 
 _CACHE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("iclbench_cache_dir", default=None)
+
+STATE_KEYS = frozenset({"model", "optimizer", "step", "curve", "generator", "done", "seconds"})
+"""What every saved training state holds (see `iclbench.training`)."""
+
 
 
 @contextlib.contextmanager
@@ -50,15 +59,38 @@ class Checkpoint:
     """One cache entry: `<dir>/<key>.pt`, holding a dict of tensors and plain values."""
 
     def __init__(self, directory: Path, key: str) -> None:
-        self.path = directory / f"{key}.pt"
+        self.path = Path(directory) / f"{key}.pt"
+        self.lock_path = self.path.with_name(f"{self.path.name}.lock")
 
     def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is none or it is unreadable (then it is discarded)."""
         if not self.path.exists():
             return None
-        return torch.load(self.path, map_location="cpu", weights_only=True)
+        # A corrupt file makes torch.load raise RuntimeError, EOFError, UnpicklingError, OSError,
+        # ValueError, even AssertionError: all mean the same here, and torch's own advice (to
+        # load with weights_only=False) is wrong for a cache file, so neither reaches the user.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            self.discard(f"is unreadable ({type(err).__name__})")
+            return None
+        if not isinstance(state, dict) or not STATE_KEYS <= state.keys():
+            self.discard("is not a training state")
+            return None
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)  # atomic: a kill never leaves a torn checkpoint
+        """Write `state` under a unique temporary name, then rename it into place: concurrent
+        writers never clash and a kill never leaves a torn checkpoint."""
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+
+    def discard(self, reason: str) -> None:
+        """Warn that this checkpoint `reason` (e.g. "is unreadable") and delete it."""
+        warnings.warn(f"checkpoint {self.path} {reason}; discarded, the model will be retrained", stacklevel=3)
+        self.path.unlink(missing_ok=True)
+
+    def lock(self, on_wait: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock on this entry across processes; `on_wait()` is called if another holds it."""
+        return file_lock(self.lock_path, on_wait=on_wait)

@@ -4,12 +4,14 @@ Fresh tasks every step from the training distribution, Adam with the reference c
 defaults (lr 1e-3, 5e-4 beyond 3 layers, beta2 0.98), batch 2048, global-norm gradient
 clipping, a fixed held-out set evaluated every `eval_every` steps, a progress bar, and a
 checkpoint every `checkpoint_every` steps from which an interrupted run resumes exactly
-(the task generator's state is saved with the weights).
+(the task generator's state is saved with the weights). A training holds its checkpoint's
+lock throughout, so processes sharing a cache train each checkpoint once.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 
 from iclbench.allocator import retain_freed_memory
 from iclbench.checkpoints import Checkpoint
-from iclbench.config import StrictConfig
+from iclbench.config import EXECUTION_ONLY, StrictConfig
 from iclbench.episode import Episode
 from iclbench.seeding import derive_seed
 from iclbench.task import Task
@@ -41,9 +43,11 @@ class TrainConfig(StrictConfig):
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.98, ge=0, lt=1)
     grad_clip: float | None = Field(10.0, gt=0, description="global gradient-norm clip; None: off")
-    eval_every: int = Field(100, ge=1, description="held-out evaluation period in steps")
+    eval_every: int = Field(100, ge=1, description="held-out evaluation period in steps",
+                            json_schema_extra=EXECUTION_ONLY)
     eval_tasks: int = Field(4096, ge=1, description="size of the fixed held-out set")
-    checkpoint_every: int = Field(500, ge=1, description="checkpoint period in steps, a multiple of eval_every")
+    checkpoint_every: int = Field(500, ge=1, description="checkpoint period in steps, a multiple of eval_every",
+                                  json_schema_extra=EXECUTION_ONLY)
 
     @model_validator(mode="after")
     def _check_periods(self):
@@ -135,18 +139,52 @@ def _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, 
     if torch.device(device).type == "cpu":
         retain_freed_memory()
     model.to(device=device, dtype=dtype)
+    if checkpoint is None:
+        return _train_from(None, model, loss_fn, task, cfg, generator, device, lr, dtype, monitors, desc)
+    # held from reading the checkpoint to its final save: a second process training the same
+    # key waits here, then reads the finished checkpoint instead of training it again
+    with checkpoint.lock(on_wait=lambda: _say_waiting(checkpoint, desc)):
+        return _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dtype, monitors, desc)
+
+
+def _say_waiting(checkpoint: Checkpoint, desc: str) -> None:
+    """Tell the user why nothing moves: another process holds this checkpoint's lock."""
+    tqdm.write(f"{desc}: waiting for another process training {checkpoint.path}", file=sys.stderr)
+
+
+def _restore(checkpoint: Checkpoint | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
+             generator: torch.Generator) -> dict[str, Any] | None:
+    """Load the checkpoint's state into model, optimiser and generator, or return None to start
+    afresh. A state that does not fit them (changed model code, corrupt tensors) is discarded
+    like an unreadable file, with the model's initial weights put back."""
+    state = checkpoint.load() if checkpoint else None
+    if state is None:
+        return None
+    initial, initial_generator = {k: v.clone() for k, v in model.state_dict().items()}, generator.get_state()
+    try:
+        model.load_state_dict(state["model"])
+        if not state["done"]:
+            generator.set_state(state["generator"])
+            opt.load_state_dict(state["optimizer"])
+        return state
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        model.load_state_dict(initial)
+        generator.set_state(initial_generator)
+        checkpoint.discard(f"does not fit the model ({type(err).__name__})")
+        return None
+
+
+def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dtype, monitors, desc) -> TrainResult:
+    """Reuse a finished checkpoint, or train from scratch or from an unfinished one."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
     held_out = held_out_set(task, cfg, generator, device, dtype)
     result, step = TrainResult(), 0
-    state = checkpoint.load() if checkpoint else None
+    state = _restore(checkpoint, model, opt, generator)
     if state is not None:
-        model.load_state_dict(state["model"])
         result.curve = list(state["curve"])
         if state["done"]:
             result.from_cache, result.seconds = True, float(state["seconds"])
             return result
-        opt.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
         step = result.resumed_at = int(state["step"])
     start, elapsed = time.perf_counter(), float(state["seconds"]) if state else 0.0
 
