@@ -18,7 +18,7 @@ import torch
 
 from iclbench.config import parse_spec, split_top_level
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
+from iclbench.catalog import build_catalog
 from iclbench.reproduce import with_budget
 from iclbench.training import compiled_training, step_loss
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
+from iclbench.catalog import build_catalog
 from iclbench.seeding import generator, resolve_device
 
 

@@ -1,14 +1,32 @@
 """iclbench: a benchmark harness for in-context learners on synthetic regression tasks.
 
 The public plugin contract: subclass `Learner` / `Task` (each with a pydantic `Config`),
-build batches as `Episode`s, and register them with `@hookimpl` functions.
+build batches as `Episode`s, and register them with `@hookimpl` functions. The names load
+on first use, so `iclbench --help` does not pay for importing torch.
 """
 
-from iclbench.episode import Episode
-from iclbench.hookspecs import hookimpl
-from iclbench.learner import Learner, LearnerConfig
-from iclbench.task import Task, TaskConfig
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Episode", "Learner", "LearnerConfig", "Task", "TaskConfig", "hookimpl", "__version__"]
+_EXPORTS = {
+    "Episode": "iclbench.episode",
+    "Learner": "iclbench.learner",
+    "LearnerConfig": "iclbench.learner",
+    "Task": "iclbench.task",
+    "TaskConfig": "iclbench.task",
+    "hookimpl": "iclbench.hookspecs",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'iclbench' has no attribute {name!r}")

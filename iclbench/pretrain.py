@@ -20,8 +20,6 @@ from typing import Callable
 import torch
 
 from iclbench.config import parse_spec
-from iclbench.learner import Learner
-from iclbench.seeding import generator
 
 
 @dataclass(frozen=True)
@@ -32,11 +30,6 @@ class TrainJob:
     suite: str
     seed: int
     steps: int  # for scheduling: longest first
-
-
-def fit_for_evaluation(learner: Learner, train_task, seed: int, device: torch.device) -> None:
-    """Fit `learner` exactly as an evaluation of `seed` does (same generator stream)."""
-    learner.fit(train_task, generator=generator(device, seed, "train"), device=device)
 
 
 def train_jobs(catalog, runs: list[tuple[str, list[str]]], seeds: list[int]) -> list[TrainJob]:
@@ -61,12 +54,12 @@ def train_jobs(catalog, runs: list[tuple[str, list[str]]], seeds: list[int]) -> 
 def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...], compile_: bool) -> tuple[TrainJob, float]:
     os.environ["TQDM_DISABLE"] = "1"  # bars from several processes would interleave
     torch.set_num_threads(1)
+    from iclbench.catalog import catalog_from_files
     from iclbench.checkpoints import cache_dir
-    from iclbench.plugins import make_plugin_manager
-    from iclbench.registry import build_catalog
+    from iclbench.runner import fit_for_evaluation
     from iclbench.training import compiled_training
 
-    catalog = build_catalog(make_plugin_manager(files=plugin_files))
+    catalog = catalog_from_files(plugin_files)
     name, overrides = parse_spec(job.spec)
     learner = catalog.learners[name](overrides)
     start = time.perf_counter()

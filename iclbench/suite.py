@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from iclbench.config import ConfigError
-from iclbench.registry import DuplicateNameError, unknown
+from iclbench.registry import Registry
 from iclbench.task import Task
 
 if TYPE_CHECKING:
-    from iclbench.registry import Catalog
+    from iclbench.catalog import Catalog
 
 
 class TaskSpec(BaseModel):
@@ -97,42 +97,37 @@ def read_suite_file(path: Any) -> SuiteFile:
 
 
 class SuiteRegistry:
-    """Suite name -> file, filled by the `register_suites` hook."""
+    """Suite name -> file, filled by the `register_suites` hook. A name that is not registered
+    but is the path of a `.toml` file loads that file, to try a suite without a plugin."""
 
-    def __init__(self) -> None:
-        self._files: dict[str, tuple[Any, str]] = {}
+    def __init__(self, strict: bool = True) -> None:
+        self.names: Registry[Any] = Registry("suite", strict)
 
     def add_path(self, path: Any, plugin: str) -> None:
         path = Path(path) if isinstance(path, str) else path
         files = sorted((p for p in path.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name) if path.is_dir() else [path]
         for f in files:
-            name = read_suite_file(f).name
-            if name in self._files:
-                other = self._files[name][1]
-                raise DuplicateNameError(
-                    f"suite {name!r} is registered twice: by plugin {other!r} and by plugin {plugin!r}"
-                )
-            self._files[name] = (f, plugin)
+            self.names.add(read_suite_file(f).name, f, plugin)
 
     def __iter__(self):
-        return iter(sorted(self._files))
+        return iter(self.names)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._files
+        return name in self.names
 
     def owner(self, name: str) -> str:
-        return self._file(name)[1]
+        return self.names.owner(name)
 
-    def _file(self, name: str) -> tuple[Any, str]:
-        if name not in self._files:
-            raise unknown("suite", name, list(self._files))
-        return self._files[name]
+    def _file(self, name: str) -> Any:
+        if name not in self.names and name.endswith(".toml") and Path(name).is_file():
+            return Path(name)
+        return self.names[name]
 
     def spec(self, name: str, _seen: tuple[str, ...] = ()) -> SuiteFile:
         """The suite's file with `include` chains resolved (train inherited, evals prepended)."""
         if name in _seen:
             raise SuiteError(f"suite {name!r} includes itself: {' -> '.join(_seen + (name,))}")
-        spec = read_suite_file(self._file(name)[0])
+        spec = read_suite_file(self._file(name))
         if spec.include:
             base = self.spec(spec.include, _seen + (name,))
             spec = spec.model_copy(update={"train": spec.train or base.train, "eval": base.eval + spec.eval})
@@ -143,7 +138,7 @@ class SuiteRegistry:
     def load(self, name: str, catalog: "Catalog") -> Suite:
         """Build the suite's tasks, validating every task name and config."""
         spec = self.spec(name)
-        where = f"suite {name!r}"
+        name, where = spec.name, f"suite {name!r}"
         train = _build_task(catalog, spec.train, f"{where} [train]")
         evals = []
         for i, e in enumerate(spec.eval):

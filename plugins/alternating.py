@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, field_validator
 
 import iclbench
-from iclbench.registry import default_catalog
+from iclbench.catalog import default_catalog
 
 FORMAT = "alternating"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
+from iclbench.catalog import build_catalog
 
 
 @pytest.fixture(scope="session")

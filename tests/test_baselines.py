@@ -9,7 +9,7 @@ from iclbench.episode import Episode
 import iclbench_plugins.baselines as baselines
 from iclbench.metrics import task_losses
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
+from iclbench.catalog import build_catalog
 
 
 def test_zero_loss_is_half_the_mean_squared_label(catalog, linear):

@@ -7,7 +7,8 @@ import torch
 
 import iclbench
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import DuplicateNameError, UnknownNameError, build_catalog
+from iclbench.catalog import build_catalog
+from iclbench.registry import DuplicateNameError, UnknownNameError
 
 
 class Constant(iclbench.Learner):

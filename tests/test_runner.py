@@ -7,7 +7,7 @@ import torch
 
 import iclbench
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
+from iclbench.catalog import build_catalog
 from iclbench.runner import Evaluation, LearnerSpec, Plan
 from iclbench.seeding import derive_seed, generator
 from iclbench.store import ResultStore

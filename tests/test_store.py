@@ -10,7 +10,7 @@ import torch
 
 import iclbench
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import build_catalog
+from iclbench.catalog import build_catalog
 from iclbench.runner import Evaluation, LearnerSpec, Plan
 from iclbench.store import ResultStore, git_commit, read_all, read_records, record_key, versions
 

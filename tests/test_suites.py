@@ -11,7 +11,8 @@ import torch
 
 import iclbench
 from iclbench.plugins import make_plugin_manager
-from iclbench.registry import DuplicateNameError, build_catalog
+from iclbench.catalog import build_catalog
+from iclbench.registry import DuplicateNameError
 from iclbench.suite import SuiteError
 
 
