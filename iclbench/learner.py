@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
@@ -10,6 +10,9 @@ from iclbench.component import Configurable
 from iclbench.config import StrictConfig
 from iclbench.episode import Episode
 from iclbench.task import Task
+
+if TYPE_CHECKING:
+    from iclbench.workload import TaskShape, Workload
 
 
 class LearnerConfig(StrictConfig):
@@ -37,6 +40,12 @@ class Learner(Configurable):
     def fit_info(self) -> dict:
         """What `fit` produced beyond hyperparameters (a training curve, timings); JSON-able."""
         return {}
+
+    def workload(self, shape: TaskShape, n_tasks: int, batch_size: int, dtype_bytes: int) -> Workload | None:
+        """Estimated peak memory (and time) of fitting on tasks of `shape` and predicting
+        `n_tasks` of them `batch_size` at a time, from the config alone, so that runs which
+        cannot fit are refused before they start. None (the default): unknown, never refused."""
+        return None
 
     def predict(self, episode: Episode) -> torch.Tensor:
         """(B, dy) prediction for each task's query."""

@@ -8,14 +8,19 @@ Learning rates (and gammas) are tuned on training tasks by L-BFGS, shared or one
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.metrics import task_losses
 from iclbench.tuning import lbfgs, training_sample
+from iclbench.workload import TAPE_FACTOR, TaskShape, Workload, compute_seconds, episode_bytes
 
 Rate = float | list[float] | None
+LBFGS_EVALUATIONS = 250  # loss evaluations of one `lbfgs` call at most (its max_iter * 5 / 4)
+RATE_BYTES = 48  # one per-step rate as a Python float in a list, and in a tensor
 
 
 def gd_predict(episode: iclbench.Episode, etas: torch.Tensor, gammas: torch.Tensor | None = None) -> torch.Tensor:
@@ -36,6 +41,16 @@ def gd_predict(episode: iclbench.Episode, etas: torch.Tensor, gammas: torch.Tens
             X = X - gammas[k] * (X @ S)
             q = q - gammas[k] * torch.einsum("bde,be->bd", S, q)
     return -rq
+
+
+def gd_step_cost(shape: TaskShape, curvature: bool) -> tuple[int, int]:
+    """(numbers kept for the backward pass, flops) per task of one `gd_predict` step: the new
+    residuals and update with their products (GD++: also the inputs and their covariance)."""
+    N, dx, dy = shape.n_context, shape.dx, shape.dy
+    elems, flops = 2 * (N * dy + dy * dx + dy), 4 * N * dx * dy + 2 * dx * dy
+    if curvature:
+        elems, flops = elems + 3 * N * dx + 2 * dx * dx + 2 * dx, flops + 4 * N * dx * dx + 2 * dx * dx
+    return elems, flops
 
 
 def _per_step(value: Rate, steps: int) -> list[float] | None:
@@ -112,6 +127,25 @@ class GradientDescent(iclbench.Learner):
             free.append(gamma := gamma.clone().requires_grad_(True))
         lbfgs(free, lambda: self._loss(ep, eta, gamma))
         return eta.detach(), None if gamma is None else gamma.detach()
+
+    def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload:
+        """Tuning keeps an autograd tape over all K steps of `tune_tasks` float64 tasks; so do
+        predictions, `batch_size` tasks at a time, when sensitivities are taken."""
+        K, tune = self.config.steps, self.config.tune_tasks
+        elems, flops = gd_step_cost(shape, self.curvature_correction)
+        rates = K * RATE_BYTES * (2 if self.curvature_correction else 1)
+        size = f"N={shape.n_context} x dx={shape.dx}"
+        predict = Workload(TAPE_FACTOR * K * batch_size * elems * dtype_bytes + rates,
+                           compute_seconds(3 * n_tasks * K * flops, 20 * K * math.ceil(n_tasks / batch_size),
+                                           2 * n_tasks * K * elems),
+                           f"steps={K} x batch_size={batch_size} tasks x {size}")
+        if self.tuned:
+            return predict
+        evals = LBFGS_EVALUATIONS * (2 if self.config.per_step and K > 1 else 1)
+        tuning = Workload(TAPE_FACTOR * K * tune * elems * 8 + episode_bytes(shape, 2 * tune, 8) + rates,
+                          compute_seconds(3 * evals * tune * K * flops, 20 * evals * K, 2 * evals * tune * K * elems),
+                          f"steps={K} x tune_tasks={tune} tasks x {size}")
+        return tuning | predict
 
     def rates(self) -> tuple[list[float], list[float] | None]:
         """Per-step learning rates and (GD++) gammas, after `fit` or as configured."""

@@ -14,6 +14,7 @@ from pydantic import Field
 import iclbench
 from iclbench.metrics import task_losses
 from iclbench.tuning import grid_search, training_sample
+from iclbench.workload import TaskShape, Workload, compute_seconds
 
 BANDWIDTH_FACTORS = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
 
@@ -28,6 +29,15 @@ def median_distance(episode: iclbench.Episode) -> float:
     d2 = sq_dists(episode.context_x, episode.context_x)  # (B, N, N)
     off = ~torch.eye(episode.n_context, dtype=torch.bool, device=episode.device)
     return float(d2[:, off].sqrt().median())
+
+
+def pairwise_workload(shape: TaskShape, tasks: int, passes: float, name: str) -> Workload:
+    """`passes` over `tasks` tasks, each pass forming the (tasks, N, N, dx) differences of
+    `sq_dists` over the context and their squares in float64."""
+    N, dx = shape.n_context, shape.dx
+    elems, flops = 2 * N * N * dx, 3 * N * N * dx + N**3  # distances, and the solve
+    return Workload(tasks * elems * 8, compute_seconds(passes * tasks * flops, elements=passes * tasks * elems),
+                    f"{name}={tasks} tasks x N={N} x N x dx={dx}")
 
 
 def kernel_ridge_predict(episode: iclbench.Episode, bandwidth: float, lam: float) -> torch.Tensor:
@@ -78,6 +88,15 @@ class KernelRidge(iclbench.Learner):
     def hyperparameters(self) -> dict:
         return {"bandwidth": self.bandwidth, "lam": self.lam}
 
+    def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload:
+        """Grid search on the tuning tasks, then predictions (with sensitivities) chunk by chunk."""
+        c = self.config
+        predict = pairwise_workload(shape, batch_size, 3 * n_tasks / batch_size, "batch_size")
+        if c.bandwidth is not None and c.lam is not None:
+            return predict
+        candidates = (1 if c.bandwidth else len(BANDWIDTH_FACTORS)) * (1 if c.lam else len(c.lam_grid))
+        return pairwise_workload(shape, c.tune_tasks, candidates + 1, "tune_tasks") | predict
+
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
         _require(self, self.bandwidth, self.lam)
         return kernel_ridge_predict(episode, self.bandwidth, self.lam)
@@ -114,6 +133,13 @@ class KernelSmoother(iclbench.Learner):
 
     def hyperparameters(self) -> dict:
         return {"bandwidth": self.bandwidth}
+
+    def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload | None:
+        """Tuning's median distance forms all context pairs; predictions only query-context ones
+        (as small as the evaluation tasks themselves)."""
+        if self.config.bandwidth is not None:
+            return None
+        return pairwise_workload(shape, self.config.tune_tasks, 1, "tune_tasks")
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
         _require(self, self.bandwidth)

@@ -15,9 +15,11 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
+from iclbench.workload import TAPE_FACTOR, Workload, compute_seconds
 from iclbench_plugins.alternating import FORMAT, positional_encoding, shift_matrix
 from iclbench_plugins.transformer.constructions import gd_products
-from iclbench_plugins.transformer.learners import LSAGD, Kind, TransformerLearner
+from iclbench_plugins.transformer.learners import (LSAGD, Kind, TransformerLearner, block_parameters,
+                                                   layer_cost, prediction_workload, stack_cost)
 from iclbench_plugins.transformer.model import InContextTransformer
 
 MARGIN_LOGITS = 60.0  # softmax logit gap to the runner-up: leakage ~ exp(-60), far below float64 noise
@@ -97,6 +99,17 @@ class CopyGD(LSAGD):
         model.to(device=episode.device, dtype=episode.tokens.dtype)
         return model.predict(episode)
 
+    def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload | None:
+        """`gd`'s tuning, then the copying and GD layers on the alternating tokens."""
+        tune = self.gd.workload(shape, n_tasks, batch_size, dtype_bytes)
+        if shape.token_format != FORMAT:
+            return tune  # predict refuses such tasks at once
+        T, D = shape.tokens, shape.token_dim
+        elems, flops = stack_cost(T, T, D, 2, ["softmax", "linear"])
+        params = 2 * block_parameters(D, 1, False, False)
+        return tune | prediction_workload(elems, flops, params, n_tasks, batch_size, dtype_bytes,
+                                          f"batch_size={batch_size} tasks x T={T} tokens x D={D}")
+
 
 class CopyTransformer(TransformerLearner):
     """A trained two-layer Transformer on alternating tokens: softmax, then linear attention."""
@@ -115,6 +128,23 @@ class CopyTransformer(TransformerLearner):
     def monitors(self) -> dict:
         n = self.config.copy_tasks
         return {"copy": lambda m, ep: dict(zip(("copy_next", "copy_other"), copy_dependence(m, ep.slice(0, n))))}
+
+    def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload | None:
+        """Training as every Transformer, and the copy monitor: one copy of its tasks per
+        output coordinate (T*D), each through the first layer with its tape, plus the Jacobian."""
+        train = super().workload(shape, n_tasks, batch_size, dtype_bytes)
+        if train is None:
+            return None
+        c, T, D = self.config, shape.tokens, shape.token_dim
+        first = c.attention if isinstance(c.attention, str) else c.attention[0]
+        elems, flops = layer_cost(T, T, D, c.heads, first == "softmax", c.mlp, c.layernorm)
+        copies = c.copy_tasks * T * D
+        evals = -(-c.train.steps // c.train.eval_every)
+        written = evals * copies * (2 * elems + 3 * T * D)
+        monitor = Workload(copies * (TAPE_FACTOR * elems + 3 * T * D) * 4,
+                           compute_seconds(evals * 3 * copies * flops, elements=written),
+                           f"copy_tasks={c.copy_tasks} tasks x (T={T} x D={D})^2")
+        return train | monitor
 
 
 def copy_dependence(model: InContextTransformer, episode: iclbench.Episode) -> tuple[float, float]:

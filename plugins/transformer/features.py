@@ -17,6 +17,7 @@ from torch import nn
 import iclbench
 from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
 from iclbench.training import TrainConfig
+from iclbench.workload import TaskShape
 from iclbench_plugins.transformer.learners import TransformerLearner
 from iclbench_plugins.transformer.model import MLP, InContextTransformer, tokens
 from iclbench.plotting import save, subplots
@@ -118,6 +119,16 @@ class MLPLSA(TransformerLearner):
 
     def build_model(self, dx: int, dy: int, extra_dim: int = 0) -> DeepFeatureModel:
         return DeepFeatureModel(dx, dy, self.config.width, self.gd, self.config.init_scale or 0.002)
+
+    def model_cost(self, shape: TaskShape) -> tuple[float, float, float, str]:
+        """`DeepFeatureModel.predict`: the MLP's (N, 4D) hidden activations of the context, twice
+        more for the products with them, and the query's features."""
+        N, dxy, W = shape.n_context, shape.dx + shape.dy, self.config.width
+        D = W + shape.dy
+        elems = N * (dxy + 16 * D) + 12 * D
+        flops = 8 * N * D * dxy + 32 * N * D + 36 * D * D
+        params = 12 * D * D + W * (shape.dx + 1) + 5 * D
+        return elems, flops, params, f"width={W} x N={N}"
 
 
 class MLPGD(MLPLSA):

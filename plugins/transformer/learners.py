@@ -7,7 +7,8 @@ meta-training loop and its checkpoint cache.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Literal, Sequence
 
 import torch
 from pydantic import Field, model_validator
@@ -16,6 +17,7 @@ import iclbench
 from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
 from iclbench.metrics import sensitivities, task_losses
 from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
+from iclbench.workload import TAPE_FACTOR, TaskShape, Workload, compute_seconds, episode_bytes
 from iclbench_plugins.gradient_descent import GDPlusPlus, GradientDescent
 from iclbench_plugins.transformer.constructions import set_gd_weights
 from iclbench_plugins.transformer.model import InContextTransformer
@@ -40,6 +42,56 @@ def gd1_alignment(model: torch.nn.Module, episode: iclbench.Episode) -> float:
     sens = sensitivities(lambda e: predict_with(model, e), ep).flatten(1)  # (B, dy*dx)
     gd = torch.einsum("bno,bnd->bod", ep.context_y, ep.context_x).flatten(1)  # (B, dy*dx)
     return float(torch.nn.functional.cosine_similarity(sens, gd, dim=-1, eps=1e-12).mean())
+
+
+def layer_cost(targets: int, keys: int, D: int, heads: int, softmax: bool, mlp: bool,
+               layernorm: bool) -> tuple[int, int]:
+    """(numbers kept for the backward pass, flops) per task of one Block on `targets` tokens."""
+    per_token = 2 * heads * D + heads * keys * (2 if softmax else 1) + 2 * D  # queries, scores, sums, update
+    per_token += (10 * D if mlp else 0) + (2 * D if layernorm else 0)
+    flops = 4 * heads * D * (D + keys) + (16 * D * D if mlp else 0)
+    return targets * per_token, targets * flops
+
+
+def stack_cost(T: int, keys: int, D: int, layers: int, kinds: Sequence[str], heads: int = 1,
+               mlp: bool = False, layernorm: bool = False) -> tuple[int, int]:
+    """(numbers kept for the backward pass, flops) per task of an InContextTransformer's forward
+    pass: layer k is of kind kinds[k % len(kinds)], the last updates the query token alone.
+    Counted per kind, so a model of a billion layers costs nothing to estimate."""
+    elems, flops, n = T * D, 0, len(kinds)
+    for i, kind in enumerate(kinds):
+        full = -(-(layers - 1 - i) // n) if i < layers - 1 else 0  # layers k < K-1 with k % n == i
+        last = int((layers - 1) % n == i)
+        for targets, count in ((T, full), (1, last)):
+            e, f = layer_cost(targets, keys, D, heads, kind == "softmax", mlp, layernorm)
+            elems, flops = elems + count * e, flops + count * f
+    return elems, flops
+
+
+def block_parameters(D: int, heads: int, mlp: bool, layernorm: bool) -> int:
+    """Parameters of one Block."""
+    return 4 * heads * D * D + (8 * D * D + 5 * D if mlp else 0) + (2 * D if layernorm else 0)
+
+
+def prediction_workload(elems: float, flops: float, params: float, n_tasks: int, batch_size: int,
+                        dtype_bytes: int, drivers: str) -> Workload:
+    """Predicting `n_tasks`, `batch_size` at a time, keeping an autograd tape of `elems` numbers
+    per task (sensitivities are taken over whole chunks)."""
+    return Workload(TAPE_FACTOR * batch_size * elems * dtype_bytes + 2 * params * 8,
+                    compute_seconds(3 * n_tasks * flops, elements=2 * n_tasks * elems), drivers)
+
+
+def training_workload(cfg: TrainConfig, shape: TaskShape, elems: float, flops: float, params: float,
+                      layers: int, size: str) -> Workload:
+    """Meta-training in float32: each step's batch (sampled with a few temporaries) and its tape,
+    the held-out set, the weights and Adam's state; time for forward and backward on every step,
+    and the held-out evaluations."""
+    b, f32, sample = cfg.batch_size, 4, 4 * shape.episode_elements()
+    peak = b * (TAPE_FACTOR * elems + sample) * f32 + cfg.eval_tasks * (elems + sample) * f32 + 4 * params * f32
+    evals = math.ceil(cfg.steps / cfg.eval_every) * cfg.eval_tasks
+    seconds = compute_seconds(cfg.steps * 3 * b * flops + evals * flops, cfg.steps * (30 * layers + 30),
+                              cfg.steps * b * (2 * elems + sample) + evals * elems)
+    return Workload(peak, seconds, f"train.steps={cfg.steps} x train.batch_size={b} tasks x {size}")
 
 
 class TransformerLearner(iclbench.Learner):
@@ -78,13 +130,38 @@ class TransformerLearner(iclbench.Learner):
     def loss(self, model: InContextTransformer, episode: iclbench.Episode) -> torch.Tensor:
         return task_losses(predict_with(model, episode), episode.query_y).mean()
 
+    def model_cost(self, shape: TaskShape) -> tuple[float, float, float, str] | None:
+        """(tape numbers, flops) per task, parameters, and a description of the model's size;
+        None if the model cannot read `shape`'s tasks."""
+        c = self.config
+        if self.token_format == "pairs":
+            T, D, keys = shape.pair_tokens, shape.dx + shape.dy, shape.n_context
+        elif shape.token_format == self.token_format:
+            T, D, keys = shape.tokens, shape.token_dim, shape.tokens
+        else:
+            return None
+        kinds = [c.attention] if isinstance(c.attention, str) else c.attention
+        elems, flops = stack_cost(T, keys, D, c.layers, kinds, c.heads, c.mlp, c.layernorm)
+        params = (1 if c.recurrent else c.layers) * block_parameters(D, c.heads, c.mlp, c.layernorm)
+        return elems, flops, params, f"layers={c.layers} x heads={c.heads} x T={T} tokens x D={D}"
+
+    def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload | None:
+        cost = self.model_cost(shape)
+        if cost is None:
+            return None
+        elems, flops, params, size = cost
+        layers = getattr(self.config, "layers", 1)
+        train = training_workload(self.config.train, shape, elems, flops, params, layers, size)
+        return train | prediction_workload(elems, flops, params, n_tasks, batch_size, dtype_bytes,
+                                           f"batch_size={batch_size} tasks x {size}")
+
     def fit(self, task, *, generator, device) -> None:
         probe = task.sample(1, generator=torch.Generator(device=device).manual_seed(0), device=device)
         torch.manual_seed(generator.initial_seed())  # the init draws from torch's global stream
         extra = 0 if self.token_format == "pairs" else probe.tokens.shape[-1] - probe.dx - probe.dy
         self.model = self.build_model(probe.dx, probe.dy, extra)
         folder = current_cache_dir()
-        key = cache_key(learner=self.name, config=self.config.model_dump(), task=task.name,
+        key = cache_key(learner=self.name, config=self.config.identity(), task=task.name,
                         task_config=task.config.model_dump(), seed=generator.initial_seed())
         cfg = self.config.train
         self.training = meta_train(
@@ -148,6 +225,14 @@ class LSAGD(iclbench.Learner):
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
         return predict_with(self.constructed(episode.dx, episode.dy), episode)
+
+    def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload | None:
+        """`gd`'s tuning, then the constructed K-layer model's predictions."""
+        K, D = self.config.steps, shape.dx + shape.dy
+        elems, flops = stack_cost(shape.pair_tokens, shape.n_context, D, K, ["linear"])
+        predict = prediction_workload(elems, flops, K * block_parameters(D, 1, False, False), n_tasks, batch_size,
+                                      dtype_bytes, f"steps={K} layers x batch_size={batch_size} tasks x D={D}")
+        return predict | self.gd.workload(shape, n_tasks, batch_size, dtype_bytes)
 
 
 class LSAGDPlusPlus(LSAGD):

@@ -1,0 +1,183 @@
+"""Cheap up-front estimates of what a learner will need, so absurd budgets fail fast.
+
+Each learner may estimate its largest step (`Learner.workload`) from the task's episode
+shape alone, without allocating anything. `check_workloads` refuses a run whose estimate
+exceeds the machine's memory or a week of compute, with a one-line message that says what
+drives it and how to force it; a learner that gives no estimate is never refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+import torch
+
+if TYPE_CHECKING:
+    from iclbench.learner import Learner
+    from iclbench.suite import Suite
+    from iclbench.task import Task
+
+FLOPS = 1e10  # conservative sustained flop/s for the seconds estimates
+OP_SECONDS = 1e-5  # Python and dispatch overhead of one small tensor operation
+ELEMENT_SECONDS = 5e-9  # writing one number: what bounds the many tiny per-task products here
+TAPE_FACTOR = 1.5  # the backward pass's gradients add about half the autograd tape at its peak
+WEEK = 7 * 24 * 3600.0
+FORCE_HINT = "pass --allow-large to run it anyway"
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """One task's episode dimensions: N context pairs of (dx, dy), and T tokens of width D
+    when the task lays out its own token sequence (`token_format`)."""
+
+    n_context: int
+    dx: int
+    dy: int
+    tokens: int | None = None
+    token_dim: int | None = None
+    token_format: str | None = None
+
+    @property
+    def pair_tokens(self) -> int:
+        """T of the plain (x_j, y_j) token matrix: the context and the query."""
+        return self.n_context + 1
+
+    def episode_elements(self) -> int:
+        """Numbers one task's episode holds (pairs, query, and tokens if any)."""
+        pairs = self.n_context * (self.dx + self.dy) + self.dx + self.dy
+        return pairs + (self.tokens or 0) * (self.token_dim or 0)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A learner's estimated need: `peak_bytes` of its largest step, `seconds` of compute
+    (None: unknown), and `drivers`, the settings that make it large, for messages."""
+
+    peak_bytes: float
+    seconds: float | None = None
+    drivers: str = ""
+
+    def __or__(self, other: Workload | None) -> Workload:
+        """The larger peak (its drivers) and the summed time: steps that run one after the other."""
+        if other is None:
+            return self
+        big = self if self.peak_bytes >= other.peak_bytes else other
+        seconds = None if self.seconds is None and other.seconds is None else (self.seconds or 0) + (other.seconds or 0)
+        return Workload(big.peak_bytes, seconds, big.drivers)
+
+
+class WorkloadError(ValueError):
+    """A run refused up front: its estimated memory or time exceeds the limit."""
+
+
+def task_shape(task: Task) -> TaskShape:
+    """The episode dimensions of `task`, from one task sampled on the CPU."""
+    ep = task.sample(1, generator=torch.Generator().manual_seed(0), device="cpu")
+    T, D = (None, None) if ep.tokens is None else ep.tokens.shape[1:]
+    return TaskShape(ep.n_context, ep.dx, ep.dy, T, D, ep.token_format)
+
+
+def episode_bytes(shape: TaskShape, n_tasks: int, dtype_bytes: int) -> float:
+    """Memory of `n_tasks` sampled tasks of `shape` in a dtype of `dtype_bytes`."""
+    return float(n_tasks) * shape.episode_elements() * dtype_bytes
+
+
+def compute_seconds(flops: float, ops: float = 0.0, elements: float = 0.0) -> float:
+    """Rough wall time of `flops` floating-point operations in `ops` tensor operations that
+    write `elements` numbers in all."""
+    return flops / FLOPS + ops * OP_SECONDS + elements * ELEMENT_SECONDS
+
+
+def format_bytes(n: float) -> str:
+    """`n` bytes in binary units, e.g. "74.5 GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_seconds(s: float) -> str:
+    """`s` seconds in the largest fitting unit, e.g. "3.2 days"."""
+    for unit, size in (("years", 365 * 86400.0), ("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if s >= size:
+            return f"{s / size:.1f} {unit}"
+    return f"{s:.1f} s"
+
+
+def available_memory(device: torch.device | str | None = None) -> int:
+    """Bytes a run may use: the CUDA device's memory for a CUDA device, else physical memory."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def suite_items(learners: Iterable[Learner], suite: Suite) -> list[tuple[Learner, TaskShape]]:
+    """(learner, shape) pairs covering a suite: its training task and every distinct eval shape."""
+    shapes = list(dict.fromkeys(task_shape(t) for t in [suite.train, *(ev.task for ev in suite.evals)]))
+    return [(learner, shape) for learner in learners for shape in shapes]
+
+
+def refusal(label: str, w: Workload, memory: float, time_limit: float) -> str | None:
+    """The one-line reason `w` is refused, or None if it fits."""
+    why = f" ({w.drivers})" if w.drivers else ""
+    if w.peak_bytes > memory:
+        return (f"{label} needs about {format_bytes(w.peak_bytes)} of memory, more than the "
+                f"{format_bytes(memory)} available{why}; {FORCE_HINT}")
+    if w.seconds is not None and w.seconds > time_limit:
+        return (f"{label} needs about {format_seconds(w.seconds)} of compute, more than the "
+                f"limit of {format_seconds(time_limit)}{why}; {FORCE_HINT}")
+    return None
+
+
+def check_workloads(
+    items: Iterable[tuple[Learner, TaskShape | Task]],
+    *,
+    n_tasks: int = 10000,
+    batch_size: int = 20000,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    memory_limit: float | None = None,
+    time_limit: float = WEEK,
+    allow_large: bool = False,
+) -> list[Workload | None]:
+    """Estimate each (learner, task or shape) pair and refuse the first that cannot fit.
+
+    Each estimate adds the `n_tasks` evaluation tasks to the learner's own peak (predictions
+    run `batch_size` tasks at a time in `dtype`). Raises `WorkloadError` with a one-line
+    message unless `allow_large`; returns the estimates in the order of `items`.
+    """
+    limit = available_memory(device) if memory_limit is None else memory_limit
+    shapes: dict[int, tuple[Task, TaskShape]] = {}  # one sample per task object, kept alive
+    out: list[Workload | None] = []
+    for learner, task in items:
+        if not isinstance(task, TaskShape):
+            if id(task) not in shapes:
+                shapes[id(task)] = task, task_shape(task)
+            task = shapes[id(task)][1]
+        w = estimate(learner, task, n_tasks, batch_size, dtype.itemsize)
+        out.append(w)
+        reason = None if w is None or allow_large else refusal(learner.label, w, limit, time_limit)
+        if reason:
+            raise WorkloadError(reason)
+    return out
+
+
+def estimate(learner: Learner, shape: TaskShape, n_tasks: int, batch_size: int, dtype_bytes: int) -> Workload | None:
+    """`learner`'s estimate for an evaluation of `n_tasks` tasks of `shape`, the tasks included."""
+    w = learner.workload(shape, n_tasks, max(1, min(batch_size, n_tasks)), dtype_bytes)
+    if w is None:
+        return None
+    return Workload(w.peak_bytes + episode_bytes(shape, n_tasks, dtype_bytes), w.seconds, w.drivers)
+
+
+def check_plan(plan, catalog, *, allow_large: bool = False) -> list[Workload | None]:
+    """Refuse an evaluation plan whose learners (the reference included) cannot fit, before
+    anything is fitted; `allow_large` runs it anyway."""
+    specs = plan.learners + ([plan.align_to] if plan.align_to else [])
+    learners = [s.build(catalog) for s in specs]
+    return check_workloads(suite_items(learners, plan.suite), n_tasks=plan.n_tasks, batch_size=plan.batch_size,
+                           dtype=plan.dtype, device=plan.device, allow_large=allow_large)
