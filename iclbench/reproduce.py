@@ -142,8 +142,10 @@ class Results:
 
 
 def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, budget_name: str, out: Path,
-                     cache: Path | None, progress, jobs: int = 1, plugin_files: tuple[str, ...] = ()) -> None:
-    """Evaluate every run and analysis of the spec into `out`, resumably, then publish.
+                     cache: Path | None, progress, jobs: int = 1, plugin_files: tuple[str, ...] = (),
+                     allow_large: bool = False) -> list[str]:
+    """Evaluate every run and analysis of the spec into `out`, resumably; returns a line per
+    measurement that failed (stored as a failed record while the rest went on).
 
     With `jobs` > 1 on a CPU, the trained learners are first trained `jobs` at a time in
     separate processes (into `cache`), which evaluation then reads."""
@@ -153,6 +155,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     from iclbench.seeding import device_name
     from iclbench.store import ResultStore, git_commit, versions
     from iclbench.training import compiling
+    from iclbench.workload import check_plan
 
     spec = repro.spec()
     if budget_name not in spec.budgets:
@@ -168,18 +171,24 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)
     start = time.perf_counter()
+    plans = [Plan([LearnerSpec(*parse_spec(labels[s])) for s in run.learners], catalog.suites.load(run.suite, catalog),
+                  seeds, budget.n_tasks, device,
+                  align_to=LearnerSpec(*parse_spec(labels[run.align_to])) if run.align_to else None)
+             for run in spec.runs]
+    for plan in plans:
+        check_plan(plan, catalog, allow_large=allow_large)
+    failures: list[str] = []
     if jobs > 1 and cache is not None and device.type == "cpu":
         from iclbench.pretrain import pretrain, train_jobs
 
         todo = train_jobs(catalog, [(run.suite, [labels[s] for s in run.learners]) for run in spec.runs], seeds)
         pretrain(todo, jobs, device, cache, plugin_files, progress)
     with cache_dir(cache):
-        for i, run in enumerate(spec.runs):
+        for i, (run, plan) in enumerate(zip(spec.runs, plans)):
             progress(f"[{i + 1}/{len(spec.runs)}] suite {run.suite}: {len(run.learners)} learners")
-            plan = Plan([LearnerSpec(*parse_spec(labels[s])) for s in run.learners], catalog.suites.load(run.suite, catalog),
-                        seeds, budget.n_tasks, device,
-                        align_to=LearnerSpec(*parse_spec(labels[run.align_to])) if run.align_to else None)
-            Evaluation(catalog, plan, store, progress=progress).run()
+            evaluation = Evaluation(catalog, plan, store, progress=progress)
+            evaluation.run()
+            failures += evaluation.failures
         done = {(a["analysis"], a["seed"], json.dumps(a["config"], sort_keys=True)) for a in _analyses(out)}
         for a in spec.analyses:
             cfg = {k: with_budget(v, budget, catalog) if k == "learner" else
@@ -196,6 +205,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
                     "analysis": a.name, "config": analysis.config.model_dump(), "suite": a.suite, "seed": seed,
                     "result": analysis.run(ctx)})
     write_meta(out, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
+    return failures
 
 
 def earlier_calls(out: Path, name: str, budget_name: str) -> list[float]:

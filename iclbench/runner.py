@@ -3,25 +3,36 @@
 For each seed every learner is fitted on the suite's training distribution, then all
 learners are scored on the *same* evaluation tasks (paired comparisons, alignment), each
 drawn from its own seeded stream. Records are stored as soon as they exist.
+
+A learner's output is checked before it is scored: a wrong shape, device or dtype is an
+error naming the learner; non-finite predictions give a `diverged` record; an exception in
+one learner's fit or predict gives a `failed` record and the run goes on with the others.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, sensitivities, task_losses
-from iclbench.pretrain import fit_for_evaluation
-from iclbench.registry import Catalog
 from iclbench.seeding import device_name, generator
-from iclbench.store import ResultStore, git_commit, record_key, versions
+from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
 from iclbench.suite import EvalTask, Suite
+
+if TYPE_CHECKING:
+    from iclbench.catalog import Catalog
+
+
+def fit_for_evaluation(learner: Learner, train_task, seed: int, device: torch.device) -> None:
+    """Fit `learner` exactly as an evaluation of `seed` does (same generator stream)."""
+    learner.fit(train_task, generator=generator(device, seed, "train"), device=device)
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,7 @@ class LearnerSpec:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, catalog: Catalog) -> Learner:
+    def build(self, catalog: "Catalog") -> Learner:
         return catalog.learners[self.name](self.overrides)
 
 
@@ -48,10 +59,35 @@ class Plan:
     force: bool = False
 
 
+class LearnerOutputError(ValueError):
+    """A learner's `predict` returned something other than a (B, dy) tensor on the episode's
+    device and dtype."""
+
+
+def check_output(learner: Learner, episode: Episode, pred: object) -> torch.Tensor:
+    """`pred` if it is a (B, dy) tensor on the episode's device and dtype; else an error saying
+    what was expected and what came back (a (B,) output would broadcast into a wrong loss)."""
+    want = (episode.batch_size, episode.dy)
+    dtype = episode.context_x.dtype
+    where = f"learner {learner.label!r}: predict() returned"
+    if not isinstance(pred, torch.Tensor):
+        raise LearnerOutputError(f"{where} a {type(pred).__name__}, expected a tensor of shape {want}")
+    if tuple(pred.shape) != want:
+        raise LearnerOutputError(f"{where} shape {tuple(pred.shape)}, expected (B, dy) = {want}")
+    if pred.device != episode.device:
+        raise LearnerOutputError(f"{where} a tensor on {pred.device}, expected the episode's device {episode.device}")
+    if pred.dtype != dtype:
+        raise LearnerOutputError(f"{where} dtype {pred.dtype}, expected the episode's dtype {dtype}")
+    return pred
+
+
 def predict_chunked(learner: Learner, episode: Episode, batch_size: int) -> torch.Tensor:
-    """(B, dy) predictions, `batch_size` tasks at a time to bound memory."""
+    """(B, dy) checked predictions, `batch_size` tasks at a time to bound memory."""
     with torch.no_grad():
-        parts = [learner.predict(episode.slice(i, i + batch_size)) for i in range(0, episode.batch_size, batch_size)]
+        parts = []
+        for i in range(0, episode.batch_size, batch_size):
+            chunk = episode.slice(i, i + batch_size)
+            parts.append(check_output(learner, chunk, learner.predict(chunk)))
     return torch.cat(parts)
 
 
@@ -61,17 +97,30 @@ def sensitivities_chunked(learner: Learner, episode: Episode, batch_size: int) -
     return torch.cat(parts)
 
 
-class Evaluation:
-    """One `iclbench evaluate` run; `run()` returns every record it produced or found stored."""
+def error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
 
-    def __init__(self, catalog: Catalog, plan: Plan, store: ResultStore,
+
+class Evaluation:
+    """One `iclbench evaluate` run; `run()` returns every record it produced or found stored.
+
+    `failures` lists one line per failed (learner, task, seed) once `run()` returns."""
+
+    def __init__(self, catalog: "Catalog", plan: Plan, store: ResultStore,
                  progress: Callable[[str], None] | None = None) -> None:
         self.catalog, self.plan, self.store = catalog, plan, store
         self.learners = [s.build(catalog) for s in plan.learners]  # validates every config up front
         self.reference = plan.align_to.build(catalog) if plan.align_to else None  # for its label
         self.progress = progress or (lambda msg: None)
-        self.stored = {record_key(r): r for r in store.records()}
+        self.stored: dict[str, dict[str, Any]] = {}
+        self.refresh()
         self.reference_seed: int | None = None  # the seed the reference learner is fitted for
+        self.failures: list[str] = []
+
+    def refresh(self) -> None:
+        """Re-read the store: another process may have added records. Failed records are not
+        reused (a rerun retries them); a later record of the same key wins."""
+        self.stored = {record_key(r): r for r in self.store.records() if r.get("status", "ok") != "failed"}
 
     def run(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -82,48 +131,94 @@ class Evaluation:
     def base_record(self, learner: Learner, ev: EvalTask, seed: int) -> dict[str, Any]:
         p = self.plan
         return {
-            "learner": learner.name, "label": learner.label, "learner_config": learner.config.model_dump(),
+            "learner": learner.name, "label": learner.label, "learner_config": learner.config.identity(),
             "suite": p.suite.name, "task": ev.task.name, "task_label": ev.label,
-            "task_config": ev.task.config.model_dump(), "group": ev.group, "value": ev.value,
+            "task_config": ev.task.config.identity(), "group": ev.group, "value": ev.value,
             "in_distribution": ev.in_distribution, "seed": seed, "n_tasks": p.n_tasks,
             "dtype": str(p.dtype).removeprefix("torch."), "device_type": p.device.type, "device": device_name(p.device),
             "align_to": self.reference.label if self.reference else None,
+            "provenance": {"learner": self.catalog.provenance("learner", learner.name),
+                           "task": self.catalog.provenance("task", ev.task.name)},
             "versions": versions(),
         }
 
+    def pending(self, learner: Learner, seed: int) -> tuple[list[dict[str, Any]], list[tuple[EvalTask, dict[str, Any]]]]:
+        """(stored records to reuse, (eval task, new record) pairs still to compute)."""
+        reuse, todo = [], []
+        for ev in self.plan.suite.evals:
+            rec = self.base_record(learner, ev, seed)
+            stored = None if self.plan.force else self.stored.get(record_key(rec))
+            if stored is not None:
+                reuse.append(stored)
+            else:
+                todo.append((ev, rec))
+        return reuse, todo
+
     def run_seed(self, seed: int) -> list[dict[str, Any]]:
-        """Fit and score one learner after the other, so each record is stored as soon as it exists."""
-        p = self.plan
+        """Fit and score one learner after the other, so each record is stored as soon as it exists.
+
+        Each (learner, seed) is one unit of work under a lock: a concurrent run on the same
+        folder waits for it, then finds its records stored instead of computing them again."""
         out, reused = [], 0
         episodes: dict[str, tuple[Episode, Any]] = {}  # eval label -> (tasks, reference outputs), shared by learners
         for spec, learner in zip(self.plan.learners, self.learners):
-            todo = []
-            for ev in p.suite.evals:
-                rec = self.base_record(learner, ev, seed)
-                stored = None if p.force else self.stored.get(record_key(rec))
-                if stored is not None:
-                    out.append(stored)
-                    reused += 1
-                else:
-                    todo.append((ev, rec))
-            if not todo:
-                continue
-            learner = spec.build(self.catalog)  # fresh for every seed: nothing fitted leaks across seeds
-            fit_seconds = self.fit(learner, seed)
-            for ev, rec in todo:
-                if ev.label not in episodes:
-                    episodes[ev.label] = self.eval_tasks(ev, seed)
-                episode, ref = episodes[ev.label]
-                rec.update(self.measure(learner, episode, ref))
-                rec.update(fit_seconds=fit_seconds, git_commit=git_commit(),
-                           created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-                self.store.append(rec)
-                self.stored[record_key(rec)] = rec
-                out.append(rec)
-                self.progress(f"seed {seed} {rec['label']} on {ev.label}: loss {rec['metrics']['loss']:.4g}")
+            stored, todo = self.pending(learner, seed)
+            if todo:
+                with self.store.unit_lock(unit_key(self.plan.suite.name, learner.label, seed, self.plan.n_tasks)):
+                    self.refresh()
+                    stored, todo = self.pending(learner, seed)
+                    out.extend(self.compute(spec, seed, todo, episodes))
+            out.extend(stored)
+            reused += len(stored)
         if reused:
             self.progress(f"seed {seed}: reused {reused} records stored in {self.store.path} (--force recomputes)")
         return out
+
+    def compute(self, spec: LearnerSpec, seed: int, todo: list[tuple[EvalTask, dict[str, Any]]],
+                episodes: dict[str, tuple[Episode, Any]]) -> list[dict[str, Any]]:
+        """Fit a fresh learner for `seed` and score it on each pending eval task; a failure is
+        stored as a failed record and does not stop the others."""
+        if not todo:
+            return []
+        learner = spec.build(self.catalog)  # fresh for every seed: nothing fitted leaks across seeds
+        fit_seconds, fit_error = 0.0, None
+        try:
+            fit_seconds = self.fit(learner, seed)
+        except Exception as err:
+            fit_error = err
+        out = []
+        for ev, rec in todo:
+            if fit_error is not None:
+                rec.update(self.failed(rec, "fit", fit_error))
+            else:
+                try:
+                    if ev.label not in episodes:
+                        episodes[ev.label] = self.eval_tasks(ev, seed)
+                    episode, ref = episodes[ev.label]
+                    rec.update(self.measure(learner, episode, ref), fit_seconds=fit_seconds)
+                except Exception as err:
+                    rec.update(self.failed(rec, "predict", err))
+            rec.update(git_commit=git_commit(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            self.store.append(rec)
+            self.stored[record_key(rec)] = rec
+            out.append(rec)
+            self.report(rec)
+        return out
+
+    def failed(self, rec: dict[str, Any], stage: str, err: Exception) -> dict[str, Any]:
+        where = f"{rec['label']} on {rec['suite']}/{rec['task_label']}, seed {rec['seed']}"
+        self.failures.append(f"{where}: {stage} failed: {error_text(err)}")
+        return {"status": "failed", "stage": stage, "error": error_text(err), "metrics": {}}
+
+    def report(self, rec: dict[str, Any]) -> None:
+        where = f"seed {rec['seed']} {rec['label']} on {rec['task_label']}"
+        if rec["status"] == "failed":
+            self.progress(f"{where}: FAILED in {rec['stage']}: {rec['error']}")
+            return
+        if rec["status"] == "diverged":
+            warnings.warn(f"{rec['label']} diverged on {rec['suite']}/{rec['task_label']}, seed {rec['seed']}: "
+                          f"{rec['n_nonfinite']} of {rec['n_tasks']} predictions are not finite", stacklevel=2)
+        self.progress(f"{where}: loss {rec['metrics']['loss']:.4g}")
 
     def eval_tasks(self, ev: EvalTask, seed: int) -> tuple[Episode, Any]:
         """The evaluation tasks of `ev` for `seed` (own stream) and the reference learner's outputs on them."""
@@ -150,16 +245,22 @@ class Evaluation:
         return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs)
 
     def measure(self, learner: Learner, episode: Episode, ref) -> dict[str, Any]:
+        """Loss (and alignment, paired loss difference to the reference) of checked predictions."""
         start = time.perf_counter()
         pred = predict_chunked(learner, episode, self.plan.batch_size)
         if episode.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        loss, ci = mean_ci95(task_losses(pred, episode.query_y))
+        losses = task_losses(pred, episode.query_y)  # (B,)
+        nonfinite = int((~torch.isfinite(pred)).any(dim=-1).sum())
+        loss, ci = mean_ci95(losses)
         metrics: dict[str, float] = {"loss": loss, "loss_ci95": ci}
         if ref is not None:
+            diff = losses.double() - task_losses(ref[0], episode.query_y).double()  # (B,) paired on the same tasks
+            metrics["loss_diff"], metrics["loss_diff_ci95"] = mean_ci95(diff)
             sens = sensitivities_chunked(learner, episode, self.plan.batch_size)
             for name, values in alignment(pred, ref[0], sens, ref[1]).items():
                 metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
-        return {"metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
+        status = {"status": "diverged", "n_nonfinite": nonfinite} if nonfinite else {"status": "ok"}
+        return {**status, "metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
                 "fit_info": learner.fit_info()}

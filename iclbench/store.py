@@ -1,12 +1,16 @@
 """Results on disk: one JSON object per (learner, task, seed) in `results.jsonl`.
 
-Records are appended and fsynced one at a time, so an interrupted run keeps everything it
-finished, and a rerun skips what is already there.
+Records are appended and fsynced one at a time under a lock, so an interrupted run keeps
+everything it finished, several processes can share one folder, and a rerun skips what is
+already there. Every line is strict JSON: non-finite numbers are written as the strings
+"NaN", "Infinity" and "-Infinity" and read back as floats.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -15,21 +19,51 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-import torch
-
 import iclbench
+from iclbench.locks import file_lock
 
 RESULTS_FILE = "results.jsonl"
 ANALYSES_FILE = "analyses.jsonl"
 
 
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
 def record_key(r: dict[str, Any]) -> str:
-    """What makes two records the same measurement."""
+    """What makes two records the same measurement: configs, seed, size, numerics, and where
+    the learner's and task's code came from (plugin distribution and version, or file hash)."""
     fields = ("learner", "learner_config", "suite", "task_label", "task", "task_config", "seed",
-              "n_tasks", "dtype", "device_type", "align_to")
+              "n_tasks", "dtype", "device_type", "align_to", "provenance")
     key = {f: r.get(f) for f in fields}
     key["version"] = r.get("versions", {}).get("iclbench")
     return json.dumps(key, sort_keys=True)
+
+
+def unit_key(*parts: Any) -> str:
+    """A short file-name-safe hash naming one unit of work, for its lock."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def to_strict_json(value: Any) -> Any:
+    """`value` with every non-finite float replaced by its JSON-safe string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: to_strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_strict_json(v) for v in value]
+    return value
+
+
+def from_strict_json(value: Any) -> Any:
+    """Inverse of `to_strict_json`."""
+    if isinstance(value, str):
+        return NONFINITE.get(value, value)
+    if isinstance(value, dict):
+        return {k: from_strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_strict_json(v) for v in value]
+    return value
 
 
 class ResultStore:
@@ -41,18 +75,28 @@ class ResultStore:
 
     def append(self, record: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as f:
+        line = json.dumps(to_strict_json(record), sort_keys=True, allow_nan=False) + "\n"
+        with file_lock(self.lock_dir / f"{self.path.name}.lock"), open(self.path, "a+b") as f:
             f.seek(0, os.SEEK_END)
             if f.tell() > 0:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":  # a write torn by a kill: end that line so this record stays whole
                     f.write(b"\n")
-            f.write((json.dumps(record, sort_keys=True) + "\n").encode())
+            f.write(line.encode())
             f.flush()
             os.fsync(f.fileno())
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.path) if self.path.exists() else []
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root / ".locks"
+
+    def unit_lock(self, key: str):
+        """A lock for one unit of work (one learner's records for one seed), so concurrent runs
+        on this folder neither duplicate records nor fit the same learner twice."""
+        return file_lock(self.lock_dir / f"{key}.lock")
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -67,7 +111,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append(from_strict_json(json.loads(line)))
         except json.JSONDecodeError:
             warnings.warn(f"{path}:{i}: skipping a line that is not JSON (interrupted write?)", stacklevel=2)
     return out
@@ -89,4 +133,6 @@ def git_commit() -> str | None:
 
 
 def versions() -> dict[str, str]:
+    import torch
+
     return {"python": platform.python_version(), "torch": torch.__version__, "iclbench": iclbench.__version__}
