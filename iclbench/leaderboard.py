@@ -1,55 +1,114 @@
 """Records -> pandas -> Markdown / CSV / JSON tables and PNG plots.
 
-Cells are `mean ± 95 % CI`: over seeds (Student t) when there are several, otherwise the
-CI over evaluation tasks. Rows are learners sorted by in-distribution loss; columns are
-evaluation tasks in suite order, one table per suite and shift group.
+Cells are `mean ± 95 % CI`: over seeds (Student t) when a cell has several, otherwise the CI
+over evaluation tasks; every row says how many seeds and tasks stand behind it. Rows are
+learners sorted by in-distribution loss; columns are evaluation tasks, one table per suite
+and shift group. A diverged cell reads `diverged (inf)` or `diverged (nan)`, a failed one
+`failed`. Everything is ordered canonically, never by input order, so records merged from
+several folders render the same files whichever folder came first.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from iclbench import provenance
+from iclbench.merge import ConflictError  # noqa: F401  (raised by render(on_conflict="error"); callers catch it here)
+from iclbench.merge import preference, resolve_conflicts, status
 from iclbench.metrics import across_seeds
-from iclbench.plotting import decorate, save, subplots
+from iclbench.plotting import decorate, prune_stale, save, subplots
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
+PAIRED = ["loss_diff"]  # this learner's loss minus the reference's, on the same tasks
+REFERENCED = PAIRED + ALIGNMENT  # metrics measured against the record's `align_to`
+METRICS = ["loss", *PAIRED, *ALIGNMENT]  # row order in the CSV / JSON
 FORMATS = ("md", "csv", "json")
 EXACT = 1e-6  # a loss this small is float rounding of an exact solver (least squares), not a curve to compare
+KEYS = ["suite", "group", "task", "learner", "metric", "reference"]
+COLUMNS = KEYS + ["mean", "ci95", "ci_over", "seeds", "tasks", "status", "nonfinite", "failed_seeds", "nonfinite_tasks"]
 
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (record, metric): the long form every table is built from."""
+    """One row per (record, metric): the long form every table is built from. A failed record has
+    no numbers; it gets a row (mean NaN, status failed) for each metric its peers report on the
+    same suite and reference, so its cells say `failed` rather than vanish."""
+    rank = {id(r): i for i, r in enumerate(sorted(records, key=preference))}
+    peers: dict[tuple[str, str], set[str]] = {}
+    for r in records:
+        if status(r) != "failed":
+            peers.setdefault((r["suite"], r.get("align_to") or ""), set()).update(
+                m for m in r.get("metrics") or {} if not m.endswith("_ci95"))
     rows = []
-    for order, r in enumerate(records):
-        for metric, value in r["metrics"].items():
-            if metric.endswith("_ci95"):
-                continue
+    for r in records:
+        st, metrics, ref = status(r), r.get("metrics") or {}, r.get("align_to") or ""
+        own = [m for m in metrics if not m.endswith("_ci95")]
+        names = sorted(peers.get((r["suite"], ref), {"loss"})) if st == "failed" else own
+        for metric in names:
+            value, ci = metrics.get(metric), metrics.get(f"{metric}_ci95")
             rows.append({
                 "suite": r["suite"], "learner": r["label"], "task": r["task_label"], "group": r.get("group") or "",
-                "value": r.get("value"), "in_distribution": r.get("in_distribution", False), "seed": r["seed"],
-                "metric": metric, "mean": value, "ci95": r["metrics"].get(f"{metric}_ci95", math.nan),
-                "order": order, "reference": (r.get("align_to") or "") if metric in ALIGNMENT else "",
+                "value": r.get("value"), "in_distribution": bool(r.get("in_distribution", False)), "seed": r["seed"],
+                "metric": metric, "mean": math.nan if value is None else float(value),
+                "ci95": math.nan if ci is None else float(ci), "reference": ref if metric in REFERENCED else "",
+                "status": st, "n_tasks": r.get("n_tasks"), "n_nonfinite": int(r.get("n_nonfinite") or 0), "rank": rank[id(r)],
             })
     return pd.DataFrame(rows)
 
 
+def nonfinite_kind(x: float) -> str:
+    return "" if math.isfinite(x) else "nan" if math.isnan(x) else "inf" if x > 0 else "-inf"
+
+
+def cell(g: pd.DataFrame) -> dict[str, Any]:
+    """One cell from its seeds' rows: failed seeds give no number; any diverged seed makes it diverged."""
+    scored = g[g["status"] != "failed"]
+    tasks = sorted({int(n) for n in scored["n_tasks"] if n is not None and not pd.isna(n)})
+    out = {"seeds": len(scored), "failed_seeds": int((g["status"] == "failed").sum()), "n_tasks": tasks,
+           "nonfinite_tasks": int(scored["n_nonfinite"].sum()), "nonfinite": "", "ci_over": ""}
+    if not len(scored):
+        return {**out, "mean": math.nan, "ci95": math.nan, "status": "failed"}
+    means, cis = [float(x) for x in scored["mean"]], [float(x) for x in scored["ci95"]]
+    if all(math.isfinite(x) for x in means):
+        mean, ci = across_seeds(means, cis)
+    else:
+        mean, ci = sum(means) / len(means), math.nan
+    out["nonfinite"] = nonfinite_kind(mean)
+    diverged = out["nonfinite"] or (scored["status"] == "diverged").any()
+    if math.isfinite(ci):
+        out["ci_over"] = "seeds" if len(scored) > 1 else "tasks"
+    return {**out, "mean": mean, "ci95": ci, "status": "diverged" if diverged else "ok"}
+
+
+def sortable(value: Any) -> tuple:
+    """Shift values sort numerically, then as text; a task without one comes last."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (2, 0.0, "")
+    return (0, float(value), "") if isinstance(value, numbers.Real) else (1, 0.0, str(value))
+
+
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± CI over seeds for each (suite, learner, task, metric)."""
-    keys = ["suite", "group", "task", "learner", "metric", "reference"]  # alignment is per reference
+    """One cell per (suite, group, task, learner, metric, reference): mean ± CI over seeds, with
+    `order`, the canonical rank of its (suite, group, task): suites by name; in-distribution tasks
+    first, then groups by name; tasks of a group by shifted value, then label."""
     rows = []
-    for key, g in frame.groupby(keys, sort=False):
-        g = g.drop_duplicates("seed", keep="last")
-        mean, ci = across_seeds(g["mean"].tolist(), g["ci95"].tolist())
+    for key, g in frame.groupby(KEYS, sort=True):
+        g = g.sort_values(["seed", "rank"]).drop_duplicates("seed", keep="first")  # seed once per cell, whatever the input order
         first = g.iloc[0]
-        rows.append({**dict(zip(keys, key)), "mean": mean, "ci95": ci, "n_seeds": len(g),
-                     "value": first["value"], "in_distribution": bool(first["in_distribution"]),
-                     "order": int(g["order"].min())})
-    return pd.DataFrame(rows)
+        rows.append({**dict(zip(KEYS, key)), **cell(g), "value": first["value"],
+                     "in_distribution": bool(g["in_distribution"].any())})
+    agg = pd.DataFrame(rows)
+    tasks = agg.drop_duplicates(["suite", "group", "task"])
+    ranked = sorted(tasks.itertuples(), key=lambda r: (r.suite, not r.in_distribution, r.group, sortable(r.value), r.task))
+    rank = {(r.suite, r.group, r.task): i for i, r in enumerate(ranked)}
+    agg["order"] = [rank[k] for k in zip(agg["suite"], agg["group"], agg["task"])]
+    return agg
 
 
 def fmt(mean: float, ci: float) -> str:
@@ -58,56 +117,151 @@ def fmt(mean: float, ci: float) -> str:
     return f"{mean:.4g}" if math.isnan(ci) else f"{mean:.4g} ± {ci:.2g}"
 
 
+def span(values: list[int]) -> str:
+    """`3`, or `1–3` when the values differ."""
+    values = sorted(set(values))
+    if not values:
+        return ""
+    return str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
+
+
+def cell_text(c: Any, row_seeds: int | None) -> str:
+    """A Markdown cell; `row_seeds` (the row's most seeds, given when the row's cells differ in
+    seeds) marks each cell with fewer, whose CI then rests on its own seeds or tasks."""
+    if c.status == "failed":
+        return "failed"
+    text = f"diverged ({c.nonfinite})" if c.nonfinite else fmt(c.mean, c.ci95)
+    if c.status == "diverged" and not c.nonfinite:
+        text = f"diverged ({text})"
+    notes = [f"{c.seeds} seed{'s' if c.seeds != 1 else ''}"] if row_seeds is not None and c.seeds != row_seeds else []
+    notes += [f"{c.failed_seeds} failed"] if c.failed_seeds else []
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
 def learner_order(agg: pd.DataFrame) -> list[str]:
-    """Learners by in-distribution loss (the first in-distribution task; else the first task)."""
+    """Learners by in-distribution loss (the first in-distribution task; else the first task);
+    diverged and failed ones after the rest, ties by name."""
     loss = agg[agg.metric == "loss"]
     ind = loss[loss.in_distribution]
     ref = ind if len(ind) else loss
-    first_task = ref.sort_values("order")["task"].iloc[0]
-    col = ref[ref.task == first_task].set_index("learner")["mean"]
-    learners = list(dict.fromkeys(loss.sort_values("order")["learner"]))
-    return sorted(learners, key=lambda name: (col.get(name, math.inf), learners.index(name)))
+    first = ref[ref.order == ref["order"].min()]
+    cells = {r.learner: r for r in first.itertuples()}
+
+    def key(name: str) -> tuple:
+        c = cells.get(name)
+        if c is None or c.status == "failed" or not math.isfinite(c.mean):
+            return (2, 0.0, name)
+        return (0 if c.status == "ok" else 1, c.mean, name)
+
+    return sorted(set(loss["learner"]), key=key)
 
 
 def pivot(agg: pd.DataFrame, metric: str, order: list[str]) -> pd.DataFrame:
-    """Learners x tasks of `mean ± ci` strings for one metric."""
+    """Learners x tasks of cell texts for one metric, with each row's seeds and tasks per seed."""
     sub = agg[agg.metric == metric].sort_values("order")
     tasks = list(dict.fromkeys(sub["task"]))
-    cells = {(r.learner, r.task): fmt(r.mean, r.ci95) for r in sub.itertuples()}
-    rows = [[name] + [cells.get((name, t), "") for t in tasks] for name in order if any((name, t) in cells for t in tasks)]
-    return pd.DataFrame(rows, columns=["learner"] + tasks)
+    by = {(r.learner, r.task): r for r in sub.itertuples()}
+    rows = []
+    for name in order:
+        cells = [by.get((name, t)) for t in tasks]
+        present = [c for c in cells if c is not None]
+        if not present:
+            continue
+        counted = [c.seeds for c in present if c.status != "failed"]
+        varies = len(set(counted)) > 1
+        seeds = span(counted) + (" (varies)" if varies else "") if counted else "0"
+        top = max(counted) if varies else None
+        rows.append([name, seeds, span([n for c in present for n in c.n_tasks])]
+                    + [cell_text(c, top) if c is not None else "" for c in cells])
+    return pd.DataFrame(rows, columns=["learner", "seeds", "tasks"] + tasks)
 
 
-def markdown(agg: pd.DataFrame) -> str:
-    """Every suite: a loss table per shift group, then alignment tables when present."""
+def table(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def ci_note(cells: pd.DataFrame) -> str:
+    """What the ± means, true for every cell below it."""
+    counts = set(cells.loc[cells["status"] != "failed", "seeds"])
+    if counts and min(counts) > 1:
+        return "95 % CI over seeds (Student t)"
+    if counts <= {1}:
+        return "95 % CI over evaluation tasks"
+    return "95 % CI over seeds (Student t) in cells with several seeds, over evaluation tasks in 1-seed cells"
+
+
+def markdown(agg: pd.DataFrame, plots: list[str] | tuple[str, ...] = (), prov: dict[str, Any] | None = None) -> str:
+    """Every suite: a loss table per shift group, the paired loss differences and the alignment
+    tables when present; then links to `plots` (paths relative to the Markdown file) and the
+    provenance footer."""
     parts = []
-    n_seeds = int(agg["n_seeds"].max())
-    ci_note = "95 % CI over seeds (Student t)" if n_seeds > 1 else "95 % CI over evaluation tasks"
-    for suite, s in agg.groupby("suite", sort=False):
-        order = learner_order(s)
-        parts.append(f"## Suite `{suite}`\n\nLoss 0.5·‖ŷ − y‖² on the query, mean ± {ci_note}; "
-                     f"{n_seeds} seed(s); rows sorted by in-distribution loss.\n")
-        for group, g in s.groupby("group", sort=False):
-            title = group or "in distribution"
-            parts.append(f"### {title}\n\n" + pivot(g, "loss", order).to_markdown(index=False) + "\n")
-        for metric in ALIGNMENT:
+    for suite in sorted(set(agg["suite"])):
+        s = agg[agg.suite == suite]
+        order, note = learner_order(s), ci_note(s)
+        parts.append(f"## Suite `{suite}`\n\nLoss 0.5·‖ŷ − y‖² on the query, mean ± {note}; `seeds`: seeds behind "
+                     "the row, `tasks`: evaluation tasks per seed; rows sorted by in-distribution loss.\n")
+        loss = s[s.metric == "loss"]
+        for group in dict.fromkeys(loss.sort_values("order")["group"]):
+            parts.append(f"### {group or 'in distribution'}\n\n" + table(pivot(loss[loss.group == group], "loss", order)))
+        for metric in REFERENCED:
             m = s[s.metric == metric]
-            for ref, r in m.groupby("reference", sort=False):
-                parts.append(f"### {metric} against `{ref}`\n\n" + pivot(r, metric, order).to_markdown(index=False) + "\n")
+            for ref in sorted(set(m["reference"])):
+                r = m[m.reference == ref]
+                if metric == "loss_diff":
+                    parts.append(f"### loss difference to `{ref}` (paired, same tasks)\n\nThis learner's loss minus "
+                                 f"`{ref}`'s on the same evaluation tasks, mean ± paired {ci_note(r)}; below zero: "
+                                 f"lower loss than `{ref}`.\n\n" + table(pivot(r, metric, order)))
+                else:
+                    parts.append(f"### {metric} against `{ref}`\n\n" + table(pivot(r, metric, order)))
+    if plots:
+        parts.append("## Plots\n\n" + "\n\n".join(f"![{Path(p).stem}]({p})" for p in plots) + "\n")
+    if prov:
+        parts.append(provenance.markdown(prov))
     return "\n".join(parts)
+
+
+def summary(records: list[dict[str, Any]]) -> str:
+    """The Markdown tables of one run's records, for the terminal: no plots, no provenance footer."""
+    kept, _ = resolve_conflicts(records)
+    return markdown(aggregate(to_frame(kept)))
+
+
+def long_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """The CSV / JSON rows: one per cell, by task, learner and metric; `tasks` is the evaluation
+    tasks per seed, or their range as text when seeds differ in it."""
+    rank = {m: i for i, m in enumerate(METRICS)}
+    t = agg.assign(metric_rank=[rank.get(m, len(METRICS)) for m in agg["metric"]],
+                   tasks=pd.Series([(n[0] if len(n) == 1 else span(n)) if n else None for n in agg["n_tasks"]],
+                                   index=agg.index, dtype=object))
+    t["mean"] = t["mean"].where(t["nonfinite"] == "")  # blank / null; `nonfinite` says nan, inf or -inf
+    t = t.sort_values(["order", "learner", "metric_rank", "metric", "reference"], kind="stable")
+    return t[COLUMNS].reset_index(drop=True)
+
+
+def json_value(v: Any) -> Any:
+    """Native, strict-JSON values: non-finite floats become null (the row's `nonfinite` says which)."""
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float):
+        return float(f"{v:.10g}") if math.isfinite(v) else None
+    return v
 
 
 def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
     """For each shift group with numeric values: loss against the shifted parameter, per learner.
     Learners exact up to float rounding on every shift are named in a note, not drawn: on a log
-    axis they would squeeze every other curve into a sliver."""
+    axis they would squeeze every other curve into a sliver. Diverged and failed cells are not
+    drawn either, and their learners are named."""
     paths = []
     loss = agg[(agg.metric == "loss") & (agg.group != "") & agg["value"].notna()]
-    for (suite, group), g in loss.groupby(["suite", "group"], sort=False):
+    for (suite, group), g in loss.groupby(["suite", "group"], sort=True):
         fig, ax = subplots(figsize=(5.5, 3.8))
-        exact = []
+        exact, broken = [], []
         for learner in learner_order(agg[agg.suite == suite]):
             d = g[g.learner == learner].sort_values("value")
+            if (d["status"] != "ok").any():
+                broken.append(learner)
+            d = d[d["status"] == "ok"]
             if len(d) and d["mean"].max() < EXACT:
                 exact.append(learner)
             elif len(d):
@@ -120,6 +274,8 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
         decorate(ax, group, "query loss", f"{suite}: loss against {group}", log=True)
         if exact:
             ax.text(0.01, 0.01, f"not drawn, loss < {EXACT:g} throughout: {', '.join(exact)}", transform=ax.transAxes, fontsize=6)
+        if broken:
+            ax.text(0.01, 0.06, f"not drawn where diverged or failed: {', '.join(broken)}", transform=ax.transAxes, fontsize=6)
         path = out / f"{suite}-{group.replace(' ', '-')}.png"
         save(fig, path, dpi=120)
         paths.append(path)
@@ -127,29 +283,43 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, ...] = FORMATS, plots: bool = True,
-           intro: str = "") -> list[Path]:
+           intro: str = "", on_conflict: str = "prefer-most-tasks", prune: bool = False) -> list[Path]:
     """Write the leaderboard files for `records` into `out`; returns the paths written.
-    `intro` is a paragraph under the Markdown title."""
+
+    `intro` is a paragraph under the Markdown title. Records of the same measurement whose
+    numbers differ are resolved by `on_conflict` (see `merge.resolve_conflicts`; "error" raises
+    ConflictError), with one warning listing each conflict. `prune`: `out` belongs to this render, so PNGs in it that
+    this render did not write (stale plots of an earlier one) are deleted.
+    """
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ValueError(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
     if not records:
         raise ValueError("no records to render")
+    kept, conflicts = resolve_conflicts(records, on_conflict)
+    if conflicts:
+        warnings.warn(f"{len(conflicts)} conflicting measurement(s), resolved by rule {on_conflict!r}:\n"
+                      + "\n".join(f"- {c.describe()}" for c in conflicts), stacklevel=2)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    agg = aggregate(to_frame(records))
+    agg = aggregate(to_frame(kept))
+    prov = provenance.collect(kept)
+    images = plot_groups(agg, out) if plots else []
     written = []
     if "md" in formats:
         written.append(out / "leaderboard.md")
-        written[-1].write_text("# Leaderboard\n\n" + (f"{intro}\n\n" if intro else "") + markdown(agg))
-    cols = ["suite", "group", "task", "learner", "metric", "reference", "mean", "ci95", "n_seeds"]
-    long = agg.sort_values("order")[cols]
+        body = markdown(agg, [p.relative_to(out).as_posix() for p in images], prov)
+        written[-1].write_text("# Leaderboard\n\n" + (f"{intro}\n\n" if intro else "") + body)
+    long = long_table(agg)
     if "csv" in formats:
         written.append(out / "leaderboard.csv")
         long.to_csv(written[-1], index=False, float_format="%.8g")
     if "json" in formats:
         written.append(out / "leaderboard.json")
-        written[-1].write_text(json.dumps(json.loads(long.to_json(orient="records")), indent=1) + "\n")
-    if plots:
-        written.extend(plot_groups(agg, out))
+        rows = [{k: json_value(v) for k, v in row.items()} for row in long.to_dict(orient="records")]
+        doc = {"rows": rows, "provenance": provenance.strict(prov)}
+        written[-1].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    written.extend(images)
+    if prune:
+        prune_stale(out, written)
     return written

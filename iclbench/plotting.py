@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
 def subplots(*args: Any, **kwargs: Any):
@@ -35,3 +35,16 @@ def decorate(ax, xlabel: str, ylabel: str, title: str, *, log: bool = False, siz
     ax.set_title(title, fontsize=size + 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=size - 1)
+
+
+def prune_stale(folder: str | Path, written: Iterable[str | Path]) -> list[Path]:
+    """Delete the top-level PNGs in `folder` that are not in `written`, so a plot whose records are
+    gone (a dropped learner, suite or shift) does not linger beside the new ones; subfolders (an
+    analysis's figures/) are left alone. Returns the paths deleted."""
+    keep = {Path(p).resolve() for p in written}
+    removed = []
+    for path in sorted(Path(folder).glob("*.png")):
+        if path.resolve() not in keep and (path.is_file() or path.is_symlink()):
+            path.unlink()
+            removed.append(path)
+    return removed

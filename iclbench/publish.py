@@ -13,7 +13,7 @@ from typing import Any
 
 from iclbench import leaderboard
 from iclbench.reproduce import Reproduction, Results
-from iclbench.plotting import decorate, save, subplots
+from iclbench.plotting import decorate, prune_stale, save, subplots
 
 CURVE_PLOTS = {  # curve column -> (file stem, y label, log scale)
     "eval_loss": ("training-curves", "held-out loss", True),
@@ -27,14 +27,18 @@ INTRO = ("Learners are named as in the reproduction's spec; the training setting
 
 
 def publish(folder: Path, repro: Reproduction) -> list[Path]:
-    """Write leaderboard.{md,csv,json}, the plots and README.md into `folder`."""
+    """Write leaderboard.{md,csv,json}, the plots and README.md into `folder`, then delete the
+    top-level PNGs this call did not write (stale plots of an earlier publication); the
+    analyses' figures under figures/ are not touched."""
     results = Results(folder)
     shown = display_records(results)
     written = leaderboard.render(shown, folder, intro=INTRO)
     written += plot_curves(shown, folder)
     readme = folder / "README.md"
-    readme.write_text(render_readme(results, repro, shown))
-    return written + [readme]
+    readme.write_text(render_readme(results, repro, shown, [p for p in written if p.suffix == ".png"]))
+    written.append(readme)
+    prune_stale(folder, written)
+    return written
 
 
 def display_records(results: Results) -> list[dict[str, Any]]:
@@ -134,7 +138,8 @@ def wall_line(m: dict[str, Any]) -> str:
     return f"{sum(calls):.0f} s over {len(calls)} resumed `reproduce` calls (" + " + ".join(f"{c:.0f}" for c in calls) + " s)"
 
 
-def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, Any]]) -> str:
+def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, Any]], plots: list[Path]) -> str:
+    """README.md of the publication; `plots` are the top-level PNGs this publication wrote."""
     m = results.meta
     findings = repro.findings(results)
     lines = [
@@ -161,7 +166,7 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
     lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
               "in parallel with `--jobs`, so these add up to more than the wall time.", ""]
     lines += time_rows(wall_times(shown))
-    figures = sorted(p.name for p in results.folder.glob("*.png")) + sorted(
+    figures = sorted(p.name for p in plots) + sorted(
         f"figures/{p.name}" for p in (results.folder / "figures").glob("*.png"))
     lines += ["", "## Tables and figures", "", "- [leaderboard.md](leaderboard.md) (also `.csv`, `.json`)"]
     lines += [f"- [{name}]({name})" for name in figures]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 import iclbench
 from iclbench.plugins import make_plugin_manager
 from iclbench.publish import publish
-from iclbench.registry import build_catalog
+from iclbench.catalog import build_catalog
 from iclbench.reproduce import Finding, Reproduction, Results, run_reproduction
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,7 @@ def test_reproduce_then_publish(tmp_path):
     publish(out, Tiny())
     results = Results(out)
     assert results.label("lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]") == \
-        "lsa[train.steps=30,train.batch_size=64,train.grad_clip=0.001,train.eval_every=10,train.checkpoint_every=10]"
+        "lsa[train.steps=30,train.batch_size=64,train.grad_clip=0.001]"  # execution-only options are not in labels
     assert len(results.values("zero", "linear")) == 2
     readme = (out / "README.md").read_text()
     assert "| 1 | GD beats zero |" in readme and "| yes |" in readme
@@ -149,3 +150,36 @@ def test_suites_sharing_a_training_distribution_share_one_training_job(catalog):
     assert [(j.spec, j.suite, j.seed, j.steps) for j in jobs] == [
         ("lsa", "linear", 0, 5000), ("lsa", "linear", 1, 5000), ("mlp-gd[train.steps=7]", "sine", 0, 7),
         ("mlp-gd[train.steps=7]", "sine", 1, 7)]
+
+
+def test_publish_prunes_stale_plots_once_everything_is_written(tmp_path):
+    """A plot of an earlier publication that this one no longer makes is deleted; the curve plots
+    written after the tables, and the analyses' figures/, are kept."""
+    import json
+
+    spec = tmp_path / "fake.toml"
+    spec.write_text('name = "fake"\n[budgets.small]\ntrain_steps = 1\nn_tasks = 10\n[[runs]]\nsuite = "s"\nlearners = ["lsa"]\n')
+
+    class Fake(Reproduction):
+        name = "fake"
+        spec_file = spec
+
+    folder = tmp_path / "board"
+    (folder / "figures").mkdir(parents=True)
+    for name in ("s-old-shift.png", "figures/weights.png"):
+        (folder / name).write_bytes(b"\x89PNG")
+    curve = [{"step": 10, "eval_loss": 0.5}, {"step": 20, "eval_loss": 0.25}]
+    records = [{"suite": "s", "label": "lsa", "task_label": f"r={v}", "group": "range", "value": v, "seed": 0, "n_tasks": 10,
+                "in_distribution": v == 1.0, "metrics": {"loss": 0.1 * v, "loss_ci95": 0.01}, "seconds": 0.1,
+                "fit_info": {"curve": curve, "train_seconds": 1.0}} for v in (1.0, 2.0)]
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "reproduction.json").write_text(json.dumps({
+        "reproduction": "fake", "budget": "small", "budget_values": {"train_steps": 1, "n_tasks": 10}, "seeds": [0],
+        "device": "cpu", "versions": {"iclbench": "0"}, "git_commit": None, "labels": {}, "wall_seconds": 1.0}))
+    written = publish(folder, Fake())
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert pngs == ["s-range.png", "s-training-curves.png"] == sorted(p.name for p in written if p.suffix == ".png")
+    assert (folder / "figures" / "weights.png").exists()
+    readme = (folder / "README.md").read_text()
+    assert "(s-training-curves.png)" in readme and "(figures/weights.png)" in readme and "s-old-shift" not in readme
+    assert "![s-range](s-range.png)" in (folder / "leaderboard.md").read_text()
