@@ -1,0 +1,324 @@
+"""What each `iclbench` command does, once `iclbench.cli` has parsed its options.
+
+Every option is validated before anything is fitted, so a usage error (exit 2) never costs a
+training; a learner that fails during the run is stored as a failed record, the run goes on,
+and the command ends with a summary and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iclbench import leaderboard
+from iclbench.analysis import AnalysisContext
+from iclbench.catalog import Catalog, build_catalog
+from iclbench.checkpoints import cache_dir
+from iclbench.config import ConfigError, merge, parse_assignments, parse_spec, split_top_level
+from iclbench.locks import unique_tmp
+from iclbench.plugins import PluginFileError, make_plugin_manager
+from iclbench.registry import DuplicateNameError, UnknownNameError
+from iclbench.runner import Evaluation, LearnerSpec, Plan
+from iclbench.seeding import device_name, resolve_device
+from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, read_all, versions
+from iclbench.suite import Suite, SuiteError
+from iclbench.workload import WorkloadError, check_plan
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2."""
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def usage_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the command was given something unusable: exit 2."""
+    return (UsageError, ConfigError, SuiteError, UnknownNameError, DuplicateNameError, PluginFileError, WorkloadError)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iclbench.training import compiled_training
+
+    with compiled_training(getattr(args, "compile", False)):
+        return COMMANDS[args.command](args)
+
+
+def load_catalog(args: argparse.Namespace, strict: bool = True) -> Catalog:
+    """The installed plugins plus `--plugin` files; `strict=False` lists name clashes instead of failing."""
+    try:
+        pm = make_plugin_manager(files=tuple(args.plugin or ()))
+    except PluginFileError as err:
+        raise UsageError(f"--plugin: {err}") from None
+    return build_catalog(pm, strict=strict)
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"{option} expects comma-separated integers, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{option} names no value, got {text!r}")
+    return values
+
+
+def positive(value: int, option: str, least: int = 1) -> int:
+    if value < least:
+        raise UsageError(f"{option} must be at least {least}, got {value}")
+    return value
+
+
+def writable_folder(path: str | Path, option: str = "--out") -> Path:
+    """`path` as a folder this process can write into, created if missing; else a usage error
+    (checked before any fitting, so an unusable --out never costs a training)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = unique_tmp(path / "probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"{option} {str(path)!r} is not a writable folder: {err.strerror or err}") from None
+    return path
+
+
+def toml_file(path: Path, option: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise UsageError(f"{option}: no such file {str(path)!r}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{option} {str(path)!r}: TOML syntax error: {err}") from None
+
+
+def learner_defaults(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`--learner-config` values: `name:key=value,...` or a TOML file of `[name]` tables."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if item.endswith(".toml"):
+            for name, table in toml_file(Path(item), "--learner-config").items():
+                if not isinstance(table, dict):
+                    raise UsageError(f"--learner-config {item!r}: {name!r} must be a [{name}] table of options, "
+                                     f"got {name} = {table!r}")
+                out[name] = merge(out.get(name, {}), table)
+        elif ":" in item:
+            name, body = item.split(":", 1)
+            out[name.strip()] = merge(out.get(name.strip(), {}), parse_assignments(body))
+        else:
+            raise UsageError(f"--learner-config expects NAME:key=value[,...] or a .toml file, got {item!r}")
+    return out
+
+
+def learner_specs(text: str, defaults: dict[str, dict[str, Any]], catalog: Catalog) -> list[LearnerSpec]:
+    specs, labels = [], set()
+    for item in split_top_level(text):
+        name, overrides = parse_spec(item)
+        catalog.learners[name]  # unknown names fail here, with a suggestion
+        spec = LearnerSpec(name, merge(defaults.get(name, {}), overrides))
+        label = spec.build(catalog).label
+        if label not in labels:
+            labels.add(label)
+            specs.append(spec)
+    for name in defaults:
+        catalog.learners[name]
+    if not specs:
+        raise UsageError("--learners names no learner")
+    return specs
+
+
+def build_suite(args: argparse.Namespace, catalog: Catalog) -> Suite:
+    if args.task and args.suite:
+        raise UsageError("give either --suite or --task, not both")
+    if args.task:
+        overrides = parse_assignments(args.task_config) if args.task_config else {}
+        return Suite.single(catalog.tasks[args.task](overrides))
+    if args.task_config:
+        raise UsageError("--task-config needs --task")
+    return catalog.suites.load(args.suite or "linear", catalog)
+
+
+def device_option(args: argparse.Namespace) -> torch.device:
+    try:
+        return resolve_device(args.device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def cache_option(args: argparse.Namespace) -> Path | None:
+    """The checkpoint folder: --cache, else OUT/checkpoints; none with --no-cache."""
+    return None if args.no_cache else Path(args.cache or Path(args.out) / "checkpoints")
+
+
+def say(args: argparse.Namespace):
+    return None if getattr(args, "quiet", False) else (lambda msg: print(msg, file=sys.stderr))
+
+
+def summarize_failures(failures: list[str]) -> int:
+    """Print what failed and return the exit code: 1 if anything failed."""
+    if not failures:
+        return 0
+    print(f"iclbench: {len(failures)} measurement(s) failed and are stored as failed records "
+          "(a rerun retries them):", file=sys.stderr)
+    for line in failures:
+        print(f"  - {line}", file=sys.stderr)
+    return 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    seeds = parse_int_list(args.seeds, "--seeds")
+    positive(args.n_tasks, "--n-tasks", 2)
+    positive(args.batch_size, "--batch-size")
+    catalog = load_catalog(args)
+    device = device_option(args)
+    defaults = learner_defaults(args.learner_config or [])
+    align = None
+    if args.align_to:
+        name, overrides = parse_spec(args.align_to)
+        catalog.learners[name]
+        align = LearnerSpec(name, merge(defaults.get(name, {}), overrides))
+    plan = Plan(
+        learners=learner_specs(args.learners, defaults, catalog), suite=build_suite(args, catalog),
+        seeds=seeds, n_tasks=args.n_tasks, device=device, dtype=DTYPES[args.dtype],
+        batch_size=args.batch_size, align_to=align, force=args.force,
+    )
+    check_plan(plan, catalog, allow_large=args.allow_large)
+    store = ResultStore(writable_folder(args.out))
+    with cache_dir(cache_option(args)):
+        evaluation = Evaluation(catalog, plan, store, progress=say(args))
+        records = evaluation.run()
+    print(leaderboard.summary(records))
+    print(f"{len(records)} records in {store.path}", file=sys.stderr)
+    return summarize_failures(evaluation.failures)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    seeds = parse_int_list(args.seeds, "--seeds")
+    positive(args.n_tasks, "--n-tasks", 2)
+    catalog = load_catalog(args)
+    device = device_option(args)
+    analysis = catalog.analyses[args.name](parse_assignments(args.analysis_config) if args.analysis_config else {})
+    suite = build_suite(args, catalog)
+    out = writable_folder(args.out)
+    results = []
+    with cache_dir(cache_option(args)):
+        for seed in seeds:
+            ctx = AnalysisContext(catalog, suite, seed, device, args.n_tasks, out / "figures")
+            result = {"analysis": analysis.name, "config": analysis.config.model_dump(), "suite": suite.name,
+                      "seed": seed, "n_tasks": args.n_tasks, "device_type": device.type, "device": device_name(device),
+                      "versions": versions(), "git_commit": git_commit(), "result": analysis.run(ctx)}
+            ResultStore(out, ANALYSES_FILE).append(result)
+            results.append(result)
+            print(json.dumps(result["result"], indent=1))
+    print(f"{len(results)} results appended to {out / ANALYSES_FILE}", file=sys.stderr)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from iclbench.publish import publish
+    from iclbench.reproduce import run_reproduction
+
+    seeds = parse_int_list(args.seeds, "--seeds")
+    positive(args.jobs, "--jobs")
+    catalog = load_catalog(args)
+    repro = catalog.reproductions[args.name]()
+    budgets = repro.spec().budgets
+    if args.budget not in budgets:
+        raise UsageError(f"--budget must be one of {', '.join(budgets)}, got {args.budget!r}")
+    device = device_option(args)
+    out = writable_folder(args.out)
+    cache = None if args.no_cache else Path(args.cache or ".iclbench-cache")  # outside the published folder
+    failures = run_reproduction(repro, catalog, seeds, device, args.budget, out, cache,
+                                lambda msg: print(msg, file=sys.stderr), jobs=args.jobs,
+                                plugin_files=tuple(args.plugin or ()), allow_large=args.allow_large)
+    for path in publish(out, repro):
+        print(path)
+    return summarize_failures(failures)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from iclbench.publish import publish
+
+    catalog = load_catalog(args)
+    folder = Path(args.folder)
+    if not (folder / "reproduction.json").exists():
+        raise UsageError(f"{folder} holds no reproduction.json; run `iclbench reproduce` first")
+    name = json.loads((folder / "reproduction.json").read_text())["reproduction"]
+    for path in publish(folder, catalog.reproductions[name]()):
+        print(path)
+    return 0
+
+
+def leaderboard_folder(args: argparse.Namespace) -> Path:
+    """--out, else `leaderboard/` inside the first results folder: never a published
+    reproduction (that folder is re-rendered by `iclbench publish` from its own records)."""
+    first = Path(args.results[0])
+    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "leaderboard"
+    if (out / "reproduction.json").exists():
+        raise UsageError(f"--out {str(out)!r} is a published reproduction; render elsewhere, "
+                         f"or re-render it with `iclbench publish {out}`")
+    return writable_folder(out)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    bad = [f for f in formats if f not in leaderboard.FORMATS]
+    if bad:
+        raise UsageError(f"--format: unknown {', '.join(bad)}; choose from {', '.join(leaderboard.FORMATS)}")
+    try:
+        records = read_all(args.results)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    if args.suite:
+        records = [r for r in records if r["suite"] == args.suite]
+    if not records:
+        raise UsageError("no records to render" + (f" for suite {args.suite!r}" if args.suite else ""))
+    out = leaderboard_folder(args)
+    try:
+        written = leaderboard.render(records, out, formats, plots=not args.no_plots, on_conflict=args.on_conflict,
+                                     prune=True)
+    except leaderboard.ConflictError as err:
+        raise UsageError(str(err)) from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def print_clashes(catalog: Catalog) -> None:
+    for clash in catalog.clashes:
+        print(f"CLASH: {clash} (the first is used; `evaluate` refuses until one is renamed or uninstalled)")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args, strict=False)
+    registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites,
+                "analyses": catalog.analyses, "reproductions": catalog.reproductions}[args.what]
+    for name in registry:
+        print(f"{name:20s} {registry.owner(name)}")
+    print_clashes(catalog)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args, strict=False)
+    for p in catalog.plugins.info():
+        print(f"{p.name:20s} {p.source:28s} {', '.join(p.hooks)}")
+    print_clashes(catalog)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from iclbench.describe import describe
+
+    print(describe(load_catalog(args, strict=False), args.name))
+    return 0
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "analyze": cmd_analyze, "reproduce": cmd_reproduce, "publish": cmd_publish,
+            "leaderboard": cmd_leaderboard, "list": cmd_list, "plugins": cmd_plugins, "describe": cmd_describe}
