@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from iclbench import leaderboard
 from iclbench.analysis import AnalysisContext
 from iclbench.catalog import Catalog, build_catalog
 from iclbench.checkpoints import cache_dir
@@ -193,6 +192,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with cache_dir(cache_option(args)):
         evaluation = Evaluation(catalog, plan, store, progress=say(args))
         records = evaluation.run()
+    from iclbench import leaderboard
+
     print(leaderboard.summary(records))
     print(f"{len(records)} records in {store.path}", file=sys.stderr)
     return summarize_failures(evaluation.failures)
@@ -267,6 +268,8 @@ def leaderboard_folder(args: argparse.Namespace) -> Path:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from iclbench import leaderboard
+
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     bad = [f for f in formats if f not in leaderboard.FORMATS]
     if bad:

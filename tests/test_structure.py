@@ -81,3 +81,11 @@ def test_help_and_version_load_no_heavy_library():
             "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'pydantic') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_listing_loads_no_table_or_plot_library():
+    code = ("import sys; from iclbench.cli import main\n"
+            "main(['list', 'learners'])\n"
+            "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
