@@ -75,17 +75,17 @@ def test_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_help_and_version_load_no_heavy_library():
-    code = ("import sys; from iclbench.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'pydantic') if m in sys.modules))")
+def heavy_modules_after(call: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has imported after running the CLI `call`."""
+    code = (f"import sys; from iclbench.cli import main\ntry:\n    {call}\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {modules!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    return eval(out.strip().splitlines()[-1])
+
+
+def test_help_loads_no_heavy_library():
+    assert heavy_modules_after("main(['--help'])", ("torch", "pandas", "matplotlib", "pydantic")) == []
 
 
 def test_listing_loads_no_table_or_plot_library():
-    code = ("import sys; from iclbench.cli import main\n"
-            "main(['list', 'learners'])\n"
-            "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    assert heavy_modules_after("main(['list', 'learners'])", ("pandas", "matplotlib")) == []
