@@ -40,6 +40,18 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), 1.96 * float(v.std(unbiased=True)) / math.sqrt(n)
 
 
+TRIM = 0.01  # share of tasks cut from each tail for the trimmed mean
+
+
+def robust_loss(losses: torch.Tensor) -> dict[str, float]:
+    """The median and the 1 %-trimmed mean of per-task losses (B,): a few exploding tasks
+    (a brittle learning rate, an ill-conditioned context) can own the mean."""
+    v = losses.detach().double().flatten().sort().values  # (B,) ascending; NaN sorts last
+    cut = int(TRIM * v.numel())
+    kept = v[cut: v.numel() - cut] if v.numel() - 2 * cut > 0 else v
+    return {"loss_median": float(v.quantile(0.5)), "loss_trimmed": float(kept.mean())}
+
+
 def across_seeds(means: list[float], cis: list[float]) -> tuple[float, float]:
     """Mean over seeds with a Student-t 95 % interval of the seed means; one seed keeps its own CI."""
     n = len(means)

@@ -21,7 +21,7 @@ import torch
 
 from iclbench.episode import Episode
 from iclbench.learner import Learner
-from iclbench.metrics import alignment, mean_ci95, sensitivities, task_losses
+from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, task_losses
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
 from iclbench.suite import EvalTask, Suite
@@ -254,7 +254,7 @@ class Evaluation:
         losses = task_losses(pred, episode.query_y)  # (B,)
         nonfinite = int((~torch.isfinite(pred)).any(dim=-1).sum())
         loss, ci = mean_ci95(losses)
-        metrics: dict[str, float] = {"loss": loss, "loss_ci95": ci}
+        metrics: dict[str, float] = {"loss": loss, "loss_ci95": ci, **robust_loss(losses)}
         if ref is not None:
             diff = losses.double() - task_losses(ref[0], episode.query_y).double()  # (B,) paired on the same tasks
             metrics["loss_diff"], metrics["loss_diff_ci95"] = mean_ci95(diff)

@@ -23,11 +23,14 @@ LBFGS_EVALUATIONS = 250  # loss evaluations of one `lbfgs` call at most (its max
 RATE_BYTES = 48  # one per-step rate as a Python float in a list, and in a tensor
 
 
-def gd_predict(episode: iclbench.Episode, etas: torch.Tensor, gammas: torch.Tensor | None = None) -> torch.Tensor:
+def gd_predict(episode: iclbench.Episode, etas: torch.Tensor, gammas: torch.Tensor | None = None,
+               clip: float | None = None) -> torch.Tensor:
     """(B, dy) query prediction after len(etas) GD (or GD++ if `gammas`) steps.
 
     Runs in the token view that LSA layers implement: every label y_j (the query's starts
     at 0) becomes the residual y_j - W_k x_j, and the prediction is minus the query's entry.
+    With `clip`, every token value is clipped to [-clip, clip] after each step, as an LSA
+    stack with token clipping does (the reference code clips deep models and their GD++ alike).
     """
     X, R, q = episode.context_x, episode.context_y, episode.query_x  # (B,N,d), (B,N,dy), (B,d)
     N = episode.n_context
@@ -40,6 +43,8 @@ def gd_predict(episode: iclbench.Episode, etas: torch.Tensor, gammas: torch.Tens
             S = X.transpose(1, 2) @ X / N  # (B, d, d) input covariance of the current inputs
             X = X - gammas[k] * (X @ S)
             q = q - gammas[k] * torch.einsum("bde,be->bd", S, q)
+        if clip is not None:
+            X, R, q, rq = (t.clamp(-clip, clip) for t in (X, R, q, rq))
     return -rq
 
 
@@ -67,6 +72,7 @@ class GradientDescent(iclbench.Learner):
         per_step: bool = Field(False, description="tune one learning rate per step instead of one shared")
         eta: Rate = Field(None, description="fixed learning rate(s); None: tuned on training tasks")
         tune_tasks: int = Field(10000, ge=1, description="training tasks the rates are tuned on")
+        clip: float | None = Field(None, gt=0, description="clip token values to [-clip, clip] after each step")
 
         @model_validator(mode="after")
         def _check_lengths(self):
@@ -116,7 +122,7 @@ class GradientDescent(iclbench.Learner):
     def _loss(self, ep: iclbench.Episode, eta: torch.Tensor, gamma: torch.Tensor | None) -> torch.Tensor:
         K = self.config.steps
         g = None if gamma is None else gamma.expand(K)
-        return task_losses(gd_predict(ep, eta.expand(K), g), ep.query_y).mean()
+        return task_losses(gd_predict(ep, eta.expand(K), g, self.config.clip), ep.query_y).mean()
 
     def _tune(self, ep: iclbench.Episode, eta: torch.Tensor, gamma: torch.Tensor | None):
         """L-BFGS over whichever of eta / gamma the config leaves free; returns (eta, gamma)."""
@@ -160,7 +166,7 @@ class GradientDescent(iclbench.Learner):
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
         etas, gammas = self.rates()
         t = lambda v: torch.tensor(v, dtype=episode.context_x.dtype, device=episode.device)  # noqa: E731
-        return gd_predict(episode, t(etas), None if gammas is None else t(gammas))
+        return gd_predict(episode, t(etas), None if gammas is None else t(gammas), self.config.clip)
 
 
 class GDPlusPlus(GradientDescent):

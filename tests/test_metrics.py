@@ -85,3 +85,13 @@ def test_alignment_of_scaled_gd_and_zero(catalog, linear):
     z = alignment(torch.zeros_like(p1), p1, torch.zeros_like(s1), s1)
     assert torch.count_nonzero(z["sens_cos"]) == 0
     assert torch.allclose(z["sens_diff"], s1.flatten(1).norm(dim=-1), atol=0, rtol=0)
+
+
+def test_robust_loss_ignores_a_few_exploding_tasks():
+    from iclbench.metrics import robust_loss
+
+    losses = torch.cat([torch.arange(1.0, 199.0), torch.tensor([1e6, 1e9])])  # 200 tasks, two exploding
+    r = robust_loss(losses)
+    assert r["loss_median"] == pytest.approx(100.5)
+    assert r["loss_trimmed"] == pytest.approx(torch.arange(3.0, 199.0).mean().item())  # 2 cut from each tail
+    assert float(losses.mean()) > 5e6

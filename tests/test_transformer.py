@@ -221,3 +221,101 @@ def test_attention_equals_textbook_attention(kind, compiled):
     g_ref = torch.autograd.grad((ref * cot).sum(), list(attn.parameters()))
     for a, b in zip(g_ours, g_ref, strict=True):
         assert torch.allclose(a, b, atol=1e-11, rtol=0)
+
+
+QUICK_LSA = "lsa[train.steps=100,train.batch_size=256,train.lr=0.01,train.eval_every=50,train.checkpoint_every=50]"
+
+
+def test_repeated_reports_the_damping_sweep_and_the_undamped_divergence(catalog, tmp_path):
+    """The sweep's entry at the configured damping is the damped curve's end; undamped (the paper's
+    Fig. 10), GD diverges on every task whose step exceeds 2 / (largest curvature)."""
+    from iclbench_plugins.transformer.analyses import dampened_losses, unstable
+
+    ctx = context(catalog, tmp_path)
+    with cache_dir(tmp_path):
+        res = catalog.analyses["repeated"](learner=QUICK_LSA, steps=40).run(ctx)
+    assert set(res["sweep"]) == {"0.25", "0.5", "0.75", "1"} == set(res["sweep_median"]) == set(res["unstable_tasks"])
+    for label in ("trained", "gd"):
+        assert res["sweep"]["0.75"][label] == pytest.approx(res["loss"][label][-1], rel=1e-6)
+        assert res["sweep_median"]["0.75"][label] == pytest.approx(res["median_loss"][label][-1], rel=1e-6)
+        assert res["sweep"]["1"][label] == pytest.approx(res["undamped"]["loss"][label][-1], rel=1e-6)
+        assert len(res["undamped"]["loss"][label]) == 40 and len(res["loss"][label]) == 40
+    assert res["undamped"]["loss"]["gd"][-1] > res["undamped"]["loss"]["gd"][0]  # the mean blows up undamped
+    assert res["loss"]["gd"][-1] < res["loss"]["gd"][0]  # and falls damped
+    gd, ep = ctx.learner("lsa-gd"), ctx.episode().to(dtype=torch.float64)
+    eta = gd.gd.rates()[0][0]
+    assert res["gd_eta"] == eta and res["unstable_tasks"]["1"] == int(unstable(ep, eta).sum()) > 0
+    assert res["unstable_tasks"]["0.25"] == 0
+    losses = dampened_losses(gd.constructed(10, 1), ep, 120, 1.0)  # (T, B)
+    clearly = unstable(ep, 0.95 * eta)  # residuals grow by 1.1 per step at least: 1e10 in loss after 120 steps
+    assert clearly.sum() > 0 and bool((losses[-1, clearly] > losses[0, clearly]).all())
+    assert bool((losses[-1, clearly] > 1e3 * losses[0, clearly]).all())
+
+
+def test_repeated_figure_shows_damped_undamped_and_sweep(catalog, tmp_path, monkeypatch):
+    from iclbench_plugins.transformer import analyses
+
+    figures = []
+    monkeypatch.setattr(analyses, "save", lambda fig, path, **kw: figures.append(fig))
+    lsa_gd = fitted(catalog, catalog.tasks["linear-regression"](), "lsa-gd", {"eta": 4.0})
+    ep = episode(catalog.tasks["linear-regression"](), 200)
+    runs = {x: {"trained": analyses.dampened_losses(lsa_gd.constructed(10, 1), ep, 5, x),
+                "gd": analyses.dampened_losses(lsa_gd.constructed(10, 1), ep, 5, x)} for x in (0.5, 0.75, 1.0)}
+    analyses.plot_repeated(runs, 0.75, tmp_path / "r.png", "lsa")
+    titles = [ax.get_title() for ax in figures[0].axes]
+    assert titles == ["λ = 0.75 (damped)", "λ = 1 (undamped, the paper's Fig. 10)", "loss after T against damping"]
+    sweep = figures[0].axes[2]
+    assert list(sweep.lines[0].get_xdata()) == [0.5, 0.75, 1.0]
+    assert sweep.lines[0].get_ydata()[1] == pytest.approx(float(runs[0.75]["trained"][-1].mean()))
+
+
+def test_weights_recover_the_gd_plus_plus_construction(catalog, task, tmp_path, monkeypatch):
+    """The GD++ construction's own products give back its eta and gamma, also when W_KQ and W_PV are
+    scaled against each other (the same layer); the figure adds the x-block and its -gamma diagonal."""
+    from iclbench_plugins.transformer import analyses
+
+    model = fitted(catalog, task, "lsa-gd++", {"steps": 2, "eta": 3.0, "gamma": 0.5}).constructed(10, 1)
+    (kq, pv), = analyses.products(model)[:1]
+    for s in (1.0, 2.5):
+        (row,) = analyses.weight_rows([(kq * s, pv / s)], [3.0, 3.0], [0.5, 0.5], 10, 1)
+        assert (row.scale, row.eta, row.gamma) == (pytest.approx(s), pytest.approx(3.0), pytest.approx(0.5))
+        assert torch.allclose(row.pv, row.ref_pv, atol=1e-12) and torch.allclose(row.kq, row.ref_kq, atol=1e-12)
+        assert row.name == "layers 1-2 (tied)"
+    figures = []
+    monkeypatch.setattr(analyses, "save", lambda fig, path, **kw: figures.append(fig))
+    analyses.plot_weights([row], tmp_path / "w.png", "lsa", "GD++", curvature=True)
+    matrices = [ax.get_title() for ax in figures[0].axes if ax.images]
+    assert matrices == ["layers 1-2 (tied): trained W_KQ / s", "GD++ W_KQ", "layers 1-2 (tied): trained W_PV · s",
+                        "GD++ W_PV (label entry −η = -3)", "layers 1-2 (tied): trained W_PV · s, x-block",
+                        "GD++ W_PV x-block = −γ I"]
+    diag = next(ax for ax in figures[0].axes if ax.get_title() == "x-block diagonal against −γ")
+    assert list(diag.lines[0].get_ydata()) == pytest.approx([-0.5] * 10)
+    analyses.plot_weights([row], tmp_path / "w.png", "lsa", "GD", curvature=False)
+    assert len([ax for ax in figures[1].axes if ax.images]) == 4  # one layer against GD: no x-block row
+
+
+@pytest.mark.parametrize("spec,construction", [("lsa[layers=2,recurrent=true]", "gd++"), ("lsa", "gd")])
+def test_weights_analysis_compares_with_its_construction(catalog, tmp_path, spec, construction):
+    name = spec.rstrip("]") + ("," if "[" in spec else "[") + QUICK_LSA.split("[", 1)[1]
+    ctx = context(catalog, tmp_path)
+    with cache_dir(tmp_path):
+        res = catalog.analyses["weights"](learner=name).run(ctx)
+        reference = ctx.learner(f"lsa-{construction}[steps={2 if 'layers=2' in spec else 1}]")
+    etas, gammas = reference.gd.rates()
+    assert (res["construction"], res["eta"], res["gamma"]) == (construction, etas, gammas)
+    assert len(res["trained_eta"]) == len(res["trained_gamma"]) == len(res["scales"]) == 1  # tied: one layer
+    assert res["trained_eta"][0] > 0 and (tmp_path / res["figure"].split("/")[-1]).exists()
+
+
+@pytest.mark.parametrize("name", ["gd", "gd++"])
+def test_clipped_construction_equals_clipped_gd(catalog, linear, name):
+    """Token clipping binds (clip 0.3 < |y|) and the LSA construction still equals GD's clipped token view."""
+    rates = {"eta": [4.0, 9.0, 2.0]} | ({"gamma": [1.0, 0.5, 2.0]} if name == "gd++" else {})
+    gd = catalog.learners[name](steps=3, clip=0.3, **rates)
+    lsa = catalog.learners[f"lsa-{name}"](steps=3, clip=0.3, **rates)
+    ep = episode(linear, 512)
+    with torch.no_grad():
+        clipped, unclipped = gd.predict(ep), catalog.learners[name](steps=3, **rates).predict(ep)
+        assert (clipped - lsa.predict(ep)).abs().max() < 1e-10
+    assert (clipped - unclipped).abs().max() > 0.1  # the clip changes the answer
+    assert clipped.abs().max() <= 0.3 + 1e-12

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 import iclbench
 from iclbench.workload import TAPE_FACTOR, Workload, compute_seconds
 from iclbench_plugins.alternating import FORMAT, positional_encoding, shift_matrix
+from iclbench_plugins.gradient_descent import GradientDescent
 from iclbench_plugins.transformer.constructions import gd_products
 from iclbench_plugins.transformer.learners import (LSAGD, Kind, TransformerLearner, block_parameters,
                                                    layer_cost, prediction_workload, stack_cost)
@@ -78,7 +79,7 @@ class CopyGD(LSAGD):
 
     name = "copy-gd"
 
-    class Config(LSAGD.Config):
+    class Config(GradientDescent.Config):
         @model_validator(mode="after")
         def _one_step(self):
             if self.steps != 1:
@@ -92,7 +93,7 @@ class CopyGD(LSAGD):
         T, D = episode.tokens.shape[1:]
         P = D - episode.dx - episode.dy
         model = InContextTransformer(episode.dx, episode.dy, 1 + len(etas), 1, ["softmax"] + ["linear"] * len(etas),
-                                     False, False, False, None, 1.0, FORMAT, P).double()
+                                     False, False, False, self.config.clip, 1.0, FORMAT, P).double()
         set_copy_weights(model, 0, T, P)
         for k, eta in enumerate(etas):
             set_gd_layer(model, k + 1, eta, T, episode.n_context)

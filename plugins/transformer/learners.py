@@ -201,7 +201,10 @@ class LayerNormTransformer(TransformerLearner):
 
 
 class LSAGD(iclbench.Learner):
-    """LSA with the Proposition 1 weights: K layers = K steps of `gd` with its tuned rates."""
+    """LSA with the Proposition 1 weights: K layers = K steps of `gd` with its tuned rates.
+
+    With `clip`, token values are clipped after each layer, as in `gd`'s clipped token view and
+    in a trained model with the same `clip`."""
 
     name = "lsa-gd"
     Config = GradientDescent.Config
@@ -219,7 +222,7 @@ class LSAGD(iclbench.Learner):
 
     def constructed(self, dx: int, dy: int) -> InContextTransformer:
         etas, gammas = self.gd.rates()
-        model = InContextTransformer(dx, dy, len(etas), 1, "linear", False, False, False, None, 1.0).double()
+        model = InContextTransformer(dx, dy, len(etas), 1, "linear", False, False, False, self.config.clip, 1.0).double()
         set_gd_weights(model, etas, gammas)
         return model
 
