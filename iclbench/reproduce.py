@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iclbench.config import merge, parse_spec
+from iclbench.metrics import across_seeds
 from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
 
 
@@ -73,11 +74,36 @@ class Spec(BaseModel):
 
 @dataclass
 class Finding:
-    """One claim of the paper, our numbers, and whether it holds within the stated tolerance."""
+    """One claim of the paper, our numbers, whether it holds within the stated tolerance, and
+    for a claim that does not hold, why (published beside it, never hidden)."""
 
     claim: str
     ours: str
     holds: bool
+    why: str = ""
+
+
+@dataclass
+class Paired:
+    """A learner's loss minus a reference's on the same tasks, over seeds: `diff` ± `ci`
+    (Student t over seed means; one seed keeps its paired CI over tasks), and relative to the
+    reference's mean loss."""
+
+    diff: float
+    ci: float
+    reference_loss: float
+    seeds: int
+
+    @property
+    def rel(self) -> float:
+        return self.diff / self.reference_loss
+
+    @property
+    def rel_ci(self) -> float:
+        return self.ci / self.reference_loss
+
+    def text(self) -> str:
+        return f"Δ {self.diff:+.4f} ± {self.ci:.4f} ({self.rel:+.1%} ± {self.rel_ci:.1%} of {self.reference_loss:.4f})"
 
 
 class Reproduction:
@@ -116,21 +142,53 @@ class Results:
     def label(self, spec: str) -> str:
         return self.meta["labels"].get(spec, spec)
 
-    def values(self, spec: str, suite: str, task: str | None = None, metric: str = "loss",
-               align_to: str | None = None) -> list[float]:
-        """One value per seed (the latest record of each) for `spec` on `suite`'s eval task `task`
-        (default: the task named like the suite)."""
+    def records_by_seed(self, spec: str, suite: str, task: str | None = None,
+                        align_to: str | None = None) -> dict[int, dict[str, Any]]:
+        """The latest finished record per seed for `spec` on `suite`'s eval task `task` (default:
+        the task named like the suite); failed records hold no number and are left out."""
         label, task = self.label(spec), task or suite
         ref = None if align_to is None else self.label(align_to)
-        by_seed = {}
+        out = {}
         for r in self.records:
-            if (r["label"], r["suite"], r["task_label"]) == (label, suite, task) and metric in r["metrics"]:
+            if (r["label"], r["suite"], r["task_label"]) == (label, suite, task) and r.get("status", "ok") != "failed":
                 if align_to is None or r.get("align_to") == ref:
-                    by_seed[r["seed"]] = r["metrics"][metric]
-        if not by_seed:
-            where = f"{suite}/{task}" + (f" aligned to {ref!r}" if ref else "")
-            raise LookupError(f"no {metric!r} for {label!r} on {where}")
-        return [by_seed[s] for s in sorted(by_seed)]
+                    out[r["seed"]] = r
+        return dict(sorted(out.items()))
+
+    def by_seed(self, spec: str, suite: str, task: str | None = None, metric: str = "loss",
+                align_to: str | None = None) -> dict[int, float]:
+        """seed -> `metric` for `spec` on `suite`'s eval task `task`."""
+        out = {s: r["metrics"][metric] for s, r in self.records_by_seed(spec, suite, task, align_to).items()
+               if metric in r["metrics"]}
+        if not out:
+            ref = None if align_to is None else self.label(align_to)
+            where = f"{suite}/{task or suite}" + (f" aligned to {ref!r}" if ref else "")
+            raise LookupError(f"no {metric!r} for {self.label(spec)!r} on {where}")
+        return out
+
+    def values(self, spec: str, suite: str, task: str | None = None, metric: str = "loss",
+               align_to: str | None = None) -> list[float]:
+        """One value per seed, in seed order."""
+        return list(self.by_seed(spec, suite, task, metric, align_to).values())
+
+    def paired(self, spec: str, reference: str, suite: str, task: str | None = None,
+               seeds: list[int] | None = None) -> Paired:
+        """`spec`'s loss minus `reference`'s on the same tasks (records of `spec` aligned to
+        `reference`), over `seeds` (default: every seed with a record)."""
+        recs = self.records_by_seed(spec, suite, task, align_to=reference)
+        recs = {s: r for s, r in recs.items() if "loss_diff" in r["metrics"] and (seeds is None or s in seeds)}
+        if not recs:
+            raise LookupError(f"no paired loss difference of {self.label(spec)!r} to {self.label(reference)!r} "
+                              f"on {suite}/{task or suite}")
+        diffs = [r["metrics"]["loss_diff"] for r in recs.values()]
+        diff, ci = across_seeds(diffs, [r["metrics"]["loss_diff_ci95"] for r in recs.values()])
+        ref_loss = sum(r["metrics"]["loss"] - r["metrics"]["loss_diff"] for r in recs.values()) / len(recs)
+        return Paired(diff, ci, ref_loss, len(recs))
+
+    def curves(self, spec: str, suite: str) -> dict[int, list[dict[str, float]]]:
+        """seed -> the training curve (held-out rows) stored with `spec`'s records on `suite`."""
+        return {s: r["fit_info"]["curve"] for s, r in self.records_by_seed(spec, suite).items()
+                if (r.get("fit_info") or {}).get("curve")}
 
     def mean(self, spec: str, suite: str, task: str | None = None, metric: str = "loss",
              align_to: str | None = None) -> float:

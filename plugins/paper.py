@@ -1,5 +1,9 @@
 """The reproduction of von Oswald et al. (2023): its experiments (tasks/reproductions/paper.toml)
-and its claims, each checked on our numbers with the tolerance stated in the claim."""
+and its claims, each checked on our numbers with a tolerance fixed before the numbers were seen.
+
+Comparisons between learners are paired: the difference of their losses on the same tasks,
+with its 95 % CI, relative to the reference's loss. A claim that does not hold says why.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,22 @@ from importlib.resources import files
 from typing import Callable
 
 import iclbench
-from iclbench.reproduce import Finding, Reproduction, Results
+from iclbench.reproduce import Finding, Paired, Reproduction, Results
+
+ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
+DEEP_TOL = 0.05  # recurrent 2-layer vs GD++-2 and untied 5-layer vs GD++-5
+OOD_TOL = {"lsa": ONE_LAYER_TOL, "lsa[layers=2,recurrent=true]": DEEP_TOL}
+COSINE = 0.99  # sensitivity alignment the paper reports for trained LSA against its GD counterpart
+SINE_TOL, SINE_COSINE = 0.10, 0.95
+COPY_TOL = 0.05
+REPEATED_TOL = 0.10
+UNTRAINED = 0.9  # a trained model whose loss stays above 90 % of the zero predictor's never left the plateau
+
+Check = Callable[[Results], Finding]
 
 
-def rel(a: float, b: float) -> float:
-    """Relative difference of a from b."""
-    return abs(a / b - 1)
+def within(p: Paired, tol: float) -> bool:
+    return abs(p.rel) < tol
 
 
 class Paper(Reproduction):
@@ -20,103 +34,183 @@ class Paper(Reproduction):
     spec_file = files("iclbench_plugins") / "suites_data" / "reproductions" / "paper.toml"
 
     def findings(self, r: Results) -> list[Finding]:
-        claims: list[tuple[str, Callable[[], tuple[str, bool]]]] = [
-            ("constructed LSA equals GD and GD++ (prediction difference < 1e-4 in float32)", lambda: self.construction(r)),
-            ("trained 1-layer LSA within 2 % of tuned GD-1, sensitivity cosine > 0.99", lambda: self.one_layer(r)),
-            ("interpolated weights within 2 % of GD-1", lambda: self.interpolation(r)),
-            ("recurrent 2-layer LSA within 5 % of GD++ (2 steps) and better than GD (2 steps)", lambda: self.recurrent(r)),
-            ("untied 5-layer LSA beats GD (5 steps)", lambda: self.five_layers(r)),
-            ("trained LSA tracks GD out of distribution (within 10 % on every linear-ood task)", lambda: self.ood(r)),
-            ("repeated dampened LSA lowers the loss like GD (median task within 10 % of GD at every step)", lambda: self.repeated(r)),
-            ("softmax 1 head worse than GD-1, 2 heads better than 1; LayerNorm worse than GD-1", lambda: self.softmax(r)),
-            ("MLP + LSA within 10 % of MLP + GD on sine waves", lambda: self.sine(r)),
-            ("the copying circuit (copy-tf) reaches GD-1 within 5 %", lambda: self.copying(r)),
+        claims: list[tuple[str, Check]] = [
+            ("constructed LSA equals GD and GD++ (prediction difference < 1e-4 in float32)", self.construction),
+            (f"trained 1-layer LSA within {ONE_LAYER_TOL:.0%} of tuned GD-1, sensitivity cosine > {COSINE}", self.one_layer),
+            (f"interpolated weights within {ONE_LAYER_TOL:.0%} of GD-1", self.interpolation),
+            (f"recurrent 2-layer LSA within {DEEP_TOL:.0%} of GD++-2 and better than GD-2", self.recurrent),
+            (f"untied 5-layer LSA within {DEEP_TOL:.0%} of per-step GD++-5 (same token clipping), cosine > {COSINE}",
+             self.five_layers),
+            (f"trained 1-layer LSA tracks GD-1 out of distribution (within {ONE_LAYER_TOL:.0%} on every linear-ood task)",
+             lambda res: self.ood(res, "lsa", "gd")),
+            (f"recurrent 2-layer LSA tracks GD++-2 out of distribution (within {DEEP_TOL:.0%} on every linear-ood task)",
+             lambda res: self.ood(res, "lsa[layers=2,recurrent=true]", "gd++[steps=2]")),
+            (f"repeated damped LSA lowers the mean loss like GD (within {REPEATED_TOL:.0%} at every step)",
+             lambda res: self.repeated(res, "loss")),
+            (f"... and on the median task (within {REPEATED_TOL:.0%} at every step)",
+             lambda res: self.repeated(res, "median_loss")),
+            ("on trained seeds: softmax 1 head worse than GD-1, 2 heads better than 1; LayerNorm worse than GD-1",
+             self.softmax),
+            (f"MLP + LSA within {SINE_TOL:.0%} of MLP + GD on sine waves, sensitivity cosine > {SINE_COSINE}", self.sine),
+            (f"the copying circuit (copy-tf) reaches GD-1 within {COPY_TOL:.0%}", self.copying),
+            ("copy dependence rises before or with the loss drop, on every seed", self.copy_first),
+            (f"negative control: two linear layers on alternating tokens stay more than {COPY_TOL:.0%} above GD-1",
+             self.copy_control),
         ]
         out = []
         for claim, check in claims:
             try:
-                ours, holds = check()
+                found = check(r)
             except LookupError as err:  # not run (yet): shown, never silently dropped
-                ours, holds = f"missing: {err}", False
-            out.append(Finding(claim, ours, holds))
+                found = Finding("", f"missing: {err}", False, "the experiment has not been run")
+            out.append(Finding(claim, found.ours, found.holds, found.why))
         return out
 
     @staticmethod
-    def construction(r: Results):
+    def construction(r: Results) -> Finding:
         a = r.mean("lsa-gd", "linear", metric="pred_diff", align_to="gd")
         b = r.mean("lsa-gd++[steps=2]", "linear", metric="pred_diff", align_to="gd++[steps=2]")
-        return f"pred_diff {a:.1e} (lsa-gd vs gd), {b:.1e} (lsa-gd++ vs gd++, 2 steps)", max(a, b) < 1e-4
+        return Finding("", f"pred_diff {a:.1e} (lsa-gd vs gd), {b:.1e} (lsa-gd++ vs gd++, 2 steps)", max(a, b) < 1e-4)
 
     @staticmethod
-    def one_layer(r: Results):
-        lsa, gd = r.mean("lsa", "linear"), r.mean("gd", "linear")
+    def one_layer(r: Results) -> Finding:
+        p = r.paired("lsa", "gd", "linear")
         cos = r.mean("lsa", "linear", metric="sens_cos", align_to="gd")
-        return f"loss {lsa:.4f} vs GD-1 {gd:.4f} ({rel(lsa, gd):.2%}); cosine {cos:.4f}", rel(lsa, gd) < 0.02 and cos > 0.99
+        return Finding("", f"{p.text()}; cosine {cos:.4f}", within(p, ONE_LAYER_TOL) and cos > COSINE)
 
     @staticmethod
-    def interpolation(r: Results):
+    def interpolation(r: Results) -> Finding:
         res = r.analysis("interpolation")
         if not res:
             raise LookupError("no interpolation analysis")
         interp = sum(x["loss_interpolated"] for x in res) / len(res)
         gd = sum(x["loss_construction"] for x in res) / len(res)
-        return f"interpolated {interp:.4f} vs GD-1 {gd:.4f} ({rel(interp, gd):.2%})", rel(interp, gd) < 0.02
+        rel = interp / gd - 1
+        return Finding("", f"interpolated {interp:.4f} vs GD-1 {gd:.4f} ({rel:+.2%})", abs(rel) < ONE_LAYER_TOL)
 
     @staticmethod
-    def recurrent(r: Results):
-        rec = r.mean("lsa[layers=2,recurrent=true]", "linear")
-        gdpp, gd2 = r.mean("gd++[steps=2]", "linear"), r.mean("gd[steps=2]", "linear")
-        return (f"{rec:.4f} vs GD++ {gdpp:.4f} ({rel(rec, gdpp):.1%}) and GD-2 {gd2:.4f}",
-                rel(rec, gdpp) < 0.05 and rec < gd2)
+    def recurrent(r: Results) -> Finding:
+        pp = r.paired("lsa[layers=2,recurrent=true]", "gd++[steps=2]", "linear")
+        gd2 = r.paired("lsa[layers=2,recurrent=true]", "gd[steps=2]", "linear")
+        holds = within(pp, DEEP_TOL) and gd2.diff + gd2.ci < 0
+        return Finding("", f"vs GD++-2: {pp.text()}; vs GD-2: {gd2.text()}", holds)
 
     @staticmethod
-    def five_layers(r: Results):
-        lsa5, gd5 = r.mean("lsa[layers=5,clip=10]", "linear"), r.mean("gd[steps=5]", "linear")
-        return f"{lsa5:.4f} vs GD-5 {gd5:.4f}", lsa5 < gd5
+    def five_layers(r: Results) -> Finding:
+        ref = "gd++[steps=5,per_step=true,clip=10]"
+        p = r.paired("lsa[layers=5,clip=10]", ref, "linear")
+        cos = r.mean("lsa[layers=5,clip=10]", "linear", metric="sens_cos", align_to=ref)
+        robust = {m: r.mean("lsa[layers=5,clip=10]", "linear", metric=m, align_to=ref) for m in ("loss_median", "loss_trimmed")}
+        ours = (f"{p.text()}; cosine {cos:.4f}; trained median {robust['loss_median']:.4f}, "
+                f"1 %-trimmed mean {robust['loss_trimmed']:.4f}")
+        holds = within(p, DEEP_TOL) and cos > COSINE
+        why = "" if holds else ("per-step GD++-5 rates tuned by L-BFGS are large and brittle, and the untied model is not "
+                                "constrained to them" if cos <= COSINE else "the losses differ beyond the tolerance")
+        return Finding("", ours, holds, why)
 
     @staticmethod
-    def ood(r: Results):
+    def ood(r: Results, spec: str, reference: str) -> Finding:
         tasks = sorted({x["task_label"] for x in r.records if x["suite"] == "linear-ood"})
         if not tasks:
             raise LookupError("no linear-ood records")
-        diffs = {t: rel(r.mean("lsa", "linear-ood", t), r.mean("gd", "linear-ood", t)) for t in tasks}
-        worst = max(diffs, key=diffs.get)
-        median = sorted(diffs.values())[len(diffs) // 2]
-        return f"median {median:.1%}, worst {diffs[worst]:.1%} ({worst}) over {len(tasks)} tasks", diffs[worst] < 0.10
+        paired = {t: r.paired(spec, reference, "linear-ood", t) for t in tasks}
+        worst = max(paired, key=lambda t: abs(paired[t].rel))
+        failing = sorted((t for t in tasks if not within(paired[t], OOD_TOL[spec])), key=lambda t: -abs(paired[t].rel))
+        ours = f"worst {worst}: {paired[worst].text()}; {len(tasks) - len(failing)} of {len(tasks)} tasks within"
+        why = ""
+        if failing:
+            why = "outside the tolerance: " + ", ".join(f"{t} ({paired[t].rel:+.0%})" for t in failing[:6])
+            if spec.startswith("lsa[layers=2"):
+                why += ("; the in-distribution loss is flat along W_PV's y-dependent entries, so training leaves them "
+                        "at their noise, and larger teachers amplify them (the reference protocol shares this)")
+        return Finding("", ours, not failing, why)
 
     @staticmethod
-    def repeated(r: Results):
-        """On the median task: tasks whose largest curvature makes the damped step unstable
-        diverge late, for GD and the trained layer alike, and dominate the mean."""
-        res = [x for x in r.analysis("repeated") if "median_loss" in x]
+    def repeated(r: Results, key: str) -> Finding:
+        res = [x for x in r.analysis("repeated") if key in x]
         if not res:
-            raise LookupError("no repeated-application analysis with median curves")
-        avg = lambda key, label, t: sum(x[key][label][t] for x in res) / len(res)  # noqa: E731
-        T = len(res[0]["median_loss"]["gd"])
-        worst = max(rel(avg("median_loss", "trained", t), avg("median_loss", "gd", t)) for t in range(T))
-        lsa, gd, first = avg("median_loss", "trained", -1), avg("median_loss", "gd", -1), avg("median_loss", "trained", 0)
+            raise LookupError(f"no repeated-application analysis with {key!r} curves")
+        avg = lambda label, t: sum(x[key][label][t] for x in res) / len(res)  # noqa: E731
+        T = len(res[0][key]["gd"])
+        rels = [avg("trained", t) / avg("gd", t) - 1 for t in range(T)]
+        worst = max(range(T), key=lambda t: abs(rels[t]))
         div = {k: sum(x["diverged_tasks"][k] for x in res) for k in ("trained", "gd")}
         n = sum(x["tasks"] for x in res)
-        return (f"median task after {T} steps {lsa:.4f} vs GD {gd:.4f} (from {first:.4f}; worst step {worst:.1%}); "
-                f"mean {avg('loss', 'trained', -1):.4g} vs {avg('loss', 'gd', -1):.4g}, with {div['trained']} and "
-                f"{div['gd']} of {n} tasks ending above their first-step loss", lsa < first and worst < 0.10)
+        ours = (f"after {T} steps {avg('trained', -1):.4g} vs GD {avg('gd', -1):.4g} (from {avg('trained', 0):.4g}); "
+                f"worst step {worst + 1}: {rels[worst]:+.1%}; {div['trained']} and {div['gd']} of {n} tasks end above "
+                "their first-step loss")
+        holds = avg("trained", -1) < avg("trained", 0) and abs(rels[worst]) < REPEATED_TOL
+        why = "" if holds else ("the trained layer's damped steps differ from GD's on the tasks whose largest curvature "
+                                "makes the damped step unstable, which dominate the mean" if key == "loss" else
+                                "the trained layer's per-step progress differs from GD's")
+        return Finding("", ours, holds, why)
 
     @staticmethod
-    def softmax(r: Results):
-        s1, s2 = r.mean("softmax-tf", "linear"), r.mean("softmax-tf[heads=2]", "linear")
-        ln, gd = r.mean("layernorm-tf", "linear"), r.mean("gd", "linear")
-        return (f"softmax 1 head {s1:.4f}, 2 heads {s2:.4f}, LayerNorm {ln:.4f}, GD-1 {gd:.4f}",
-                s1 > gd and s2 < s1 and ln > gd)
+    def trained_seeds(r: Results, spec: str) -> list[int]:
+        """Seeds on which `spec` left the zero-predictor plateau (loss below 90 % of zero's)."""
+        zero, loss = r.by_seed("zero", "linear"), r.by_seed(spec, "linear")
+        return [s for s in loss if s in zero and loss[s] < UNTRAINED * zero[s]]
+
+    @classmethod
+    def softmax(cls, r: Results) -> Finding:
+        one, two, ln = "softmax-tf", "softmax-tf[heads=2]", "layernorm-tf"
+        seeds = {spec: cls.trained_seeds(r, spec) for spec in (one, two, ln)}
+        n_seeds = len(r.by_seed("zero", "linear"))
+        counts = ", ".join(f"{spec} {len(s)}/{n_seeds}" for spec, s in seeds.items())
+        if not all(seeds.values()):
+            untrained = [spec for spec, s in seeds.items() if not s]
+            return Finding("", f"trained seeds: {counts}", False, f"no trained seed for {', '.join(untrained)}")
+        p1, pln = r.paired(one, "gd", "linear", seeds=seeds[one]), r.paired(ln, "gd", "linear", seeds=seeds[ln])
+        loss = {spec: r.by_seed(spec, "linear") for spec in (one, two)}
+        m1, m2 = (sum(loss[s][k] for k in seeds[s]) / len(seeds[s]) for s in (one, two))
+        cos = {spec: sum(r.by_seed(spec, "linear", metric="sens_cos", align_to="gd")[k] for k in seeds[spec]) / len(seeds[spec])
+               for spec in (one, two)}
+        ours = (f"trained seeds: {counts}; 1 head vs GD-1 {p1.text()}, cosine {cos[one]:.3f}; 2 heads {m2:.4f} vs "
+                f"1 head {m1:.4f}, cosine {cos[two]:.3f}; LayerNorm vs GD-1 {pln.text()}")
+        holds = p1.diff - p1.ci > 0 and m2 < m1 and pln.diff - pln.ci > 0
+        notes = [] if holds else ["a comparison went the other way or its CI includes zero"]
+        notes += [f"{n_seeds - len(s)} {spec} seed(s) never left the zero-predictor plateau and are left out"
+                  for spec, s in seeds.items() if len(s) < n_seeds]
+        return Finding("", ours, holds, "; ".join(notes))
 
     @staticmethod
-    def sine(r: Results):
-        lsa, gd = r.mean("mlp-lsa", "sine"), r.mean("mlp-gd", "sine")
-        return f"mlp-lsa {lsa:.4f} vs mlp-gd {gd:.4f} ({rel(lsa, gd):.1%})", rel(lsa, gd) < 0.10
+    def sine(r: Results) -> Finding:
+        p = r.paired("mlp-lsa", "mlp-gd", "sine")
+        cos = r.mean("mlp-lsa", "sine", metric="sens_cos", align_to="mlp-gd")
+        diff = r.mean("mlp-lsa", "sine", metric="pred_diff", align_to="mlp-gd")
+        holds = within(p, SINE_TOL) and cos > SINE_COSINE
+        return Finding("", f"{p.text()}; cosine {cos:.3f}, prediction difference {diff:.3f}", holds,
+                       "" if holds else "the trained features differ (each model learns its own embedding and MLP)")
 
     @staticmethod
-    def copying(r: Results):
-        tf, gd = r.mean("copy-tf", "alternating"), r.mean("gd", "alternating")
-        return f"copy-tf {tf:.4f} vs GD-1 {gd:.4f} ({rel(tf, gd):.1%})", rel(tf, gd) < 0.05
+    def copying(r: Results) -> Finding:
+        p = r.paired("copy-tf", "gd", "alternating")
+        return Finding("", p.text(), within(p, COPY_TOL))
+
+    @staticmethod
+    def half_change_step(curve: list[dict[str, float]], column: str) -> float:
+        """The first step where `column` has covered half its change from start to end."""
+        first, last = curve[0][column], curve[-1][column]
+        for row in curve:
+            if abs(row[column] - first) >= 0.5 * abs(last - first):
+                return row["step"]
+        return curve[-1]["step"]
+
+    @classmethod
+    def copy_first(cls, r: Results) -> Finding:
+        curves = r.curves("copy-tf", "alternating")
+        if not curves:
+            raise LookupError("no copy-tf training curves")
+        steps = {s: (cls.half_change_step(c, "copy_next"), cls.half_change_step(c, "eval_loss")) for s, c in curves.items()}
+        ours = "; ".join(f"seed {s}: copy at step {c:.0f}, loss drop at {l:.0f}" for s, (c, l) in steps.items())
+        late = [s for s, (c, l) in steps.items() if c > l]
+        return Finding("", ours, not late, f"the copy rose after the loss drop on seed(s) {late}" if late else "")
+
+    @staticmethod
+    def copy_control(r: Results) -> Finding:
+        p = r.paired("copy-tf[attention=linear]", "gd", "alternating")
+        holds = p.rel > COPY_TOL and p.diff - p.ci > 0
+        return Finding("", p.text(), holds, "" if holds else "linear attention alone reached GD-1 on alternating tokens")
 
 
 @iclbench.hookimpl
