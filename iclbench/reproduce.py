@@ -54,6 +54,16 @@ class AnalysisRun(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class Deviation(BaseModel):
+    """One place where the defaults differ from the paper's text or its reference code, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    what: str
+    paper: str = Field(description="the paper's text or its reference code")
+    ours: str
+    why: str
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -61,6 +71,7 @@ class Spec(BaseModel):
     budgets: dict[str, Budget]
     runs: list[Run]
     analyses: list[AnalysisRun] = Field(default_factory=list)
+    deviations: list[Deviation] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _budgeted_learners_run(self):

@@ -22,10 +22,13 @@ class LinearRegression(iclbench.Task):
         N: int = Field(10, ge=1, description="context size")
         d: int = Field(10, ge=1, description="input dimension")
         dy: int = Field(1, ge=1, description="output dimension")
-        input: Literal["uniform", "normal", "exponential", "laplace"] = "uniform"
+        input: Literal["uniform", "normal", "exponential", "laplace", "mixed"] = Field(
+            "uniform", description="input law; mixed: normal, exponential or laplace, one drawn per task")
         input_low: float = -0.5  # uniform only
         input_high: float = 0.5  # uniform only
         input_scale: float = Field(1.0, gt=0, description="std of normal / scale of exponential, laplace")
+        input_norm: float | None = Field(None, gt=0, description="scale each task's context to this Frobenius "
+                                         "norm, its query by the same factor (the reference code's OOD inputs)")
         teacher_scale: float = Field(1.0, ge=0, description="W ~ N(0, teacher_scale^2 I)")
         noise_std: float = Field(0.0, ge=0, description="label noise on every y, context and query")
         distractors: int = Field(0, ge=0, description="context labels replaced by N(0, 1) noise")
@@ -39,14 +42,28 @@ class LinearRegression(iclbench.Task):
             return self
 
     def sample_inputs(self, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
-        """Inputs drawn from the configured law."""
+        """(B, N+1, d) inputs drawn from the configured law, the query last."""
+        c = self.config
+        if c.input == "mixed":
+            laws = torch.stack([self.sample_law(law, shape, generator, device)
+                                for law in ("normal", "exponential", "laplace")])  # (3, B, N+1, d)
+            pick = torch.randint(3, (shape[0],), generator=generator, device=device)  # (B,) one law per task
+            x = laws[pick, torch.arange(shape[0], device=device)]  # (B, N+1, d)
+        else:
+            x = self.sample_law(c.input, shape, generator, device)
+        if c.input_norm is not None:
+            norm = x[:, :-1].flatten(1).norm(dim=1)  # (B,) Frobenius norm of each context
+            x = x * (c.input_norm / norm)[:, None, None]
+        return x
+
+    def sample_law(self, law: str, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
         c = self.config
         u = torch.rand(shape, generator=generator, device=device)
-        if c.input == "uniform":
+        if law == "uniform":
             return c.input_low + (c.input_high - c.input_low) * u
-        if c.input == "normal":
+        if law == "normal":
             return c.input_scale * torch.randn(shape, generator=generator, device=device)
-        if c.input == "exponential":
+        if law == "exponential":
             return -c.input_scale * torch.log1p(-u)  # inverse CDF
         centred = u - 0.5  # laplace by inverse CDF, |centred| < 0.5
         return -c.input_scale * torch.sign(centred) * torch.log1p(-2 * centred.abs())

@@ -101,3 +101,16 @@ def test_bad_configs_name_the_field(catalog, config, field):
 def test_distractors_equal_to_n_is_allowed(catalog):
     ep = catalog.tasks["linear-regression"]({"N": 4, "distractors": 4}).sample(3, generator=gen(8), device="cpu")
     assert ep.context_y.shape == (3, 4, 1)
+
+
+def test_reference_ood_inputs_mix_laws_per_task_and_fix_the_context_norm(catalog):
+    task = catalog.tasks["linear-regression"](input="mixed", input_norm=3.0)
+    ep = task.sample(6000, generator=torch.Generator().manual_seed(0), device="cpu")
+    norms = ep.context_x.flatten(1).norm(dim=1)  # (B,)
+    assert torch.allclose(norms, torch.full_like(norms, 3.0), rtol=1e-5)
+    # one law per task: exponential contexts are all positive, laplace and normal ones are not
+    positive = (ep.context_x > 0).flatten(1).all(dim=1).float().mean()
+    assert abs(float(positive) - 1 / 3) < 0.03
+    # the query is scaled with its own context: an exponential task's query is positive too
+    exp_tasks = (ep.context_x > 0).flatten(1).all(dim=1)
+    assert bool((ep.query_x[exp_tasks] > 0).all())
