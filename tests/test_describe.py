@@ -43,8 +43,8 @@ def test_gd_lists_every_option_with_default_bounds_and_description(catalog):
     text = describe(catalog, "gd")
     assert text.splitlines()[0] == "learner gd (plugin gradient-descent: iclbench 0.1.0)"
     rows = options(text)
-    assert list(rows) == ["steps", "per_step", "eta", "tune_tasks"]
-    expected = {"steps": "1", "per_step": "False", "eta": "None", "tune_tasks": "10000"}
+    assert list(rows) == ["steps", "per_step", "eta", "tune_tasks", "clip"]
+    expected = {"steps": "1", "per_step": "False", "eta": "None", "tune_tasks": "10000", "clip": "None"}
     assert {k: r["default"] for k, r in rows.items()} == expected
     fields = catalog.learners["gd"].Config.model_fields
     assert all(rows[k]["description"] == fields[k].description for k in rows)

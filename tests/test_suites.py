@@ -22,12 +22,13 @@ def test_linear_suite(catalog):
     assert [(e.label, e.in_distribution, e.task.label) for e in suite.evals] == [("linear", True, "linear-regression")]
 
 
-def test_linear_ood_has_24_tasks_in_five_shift_groups(catalog):
+def test_linear_ood_has_29_tasks_in_six_shift_groups(catalog):
     suite = catalog.suites.load("linear-ood", catalog)
-    assert len(suite.evals) == 24
+    assert len(suite.evals) == 29
     assert suite.evals[0].label == "linear" and suite.evals[0].in_distribution  # included from `linear`
     groups = Counter(e.group for e in suite.evals)
-    assert groups == {None: 1, "input range": 6, "teacher scale": 5, "input law": 3, "distractors": 5, "context size": 4}
+    assert groups == {None: 1, "input range": 6, "teacher scale": 5, "input law": 3, "distractors": 5, "context size": 4,
+                      "reference inputs": 5}
     by = {e.label: e for e in suite.evals}
     c = by["input-range=2"].task.config
     assert (c.input_low, c.input_high, by["input-range=2"].value) == (-1.0, 1.0, 2.0)
