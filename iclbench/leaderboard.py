@@ -23,7 +23,7 @@ from iclbench import provenance
 from iclbench.merge import ConflictError  # noqa: F401  (raised by render(on_conflict="error"); callers catch it here)
 from iclbench.merge import preference, resolve_conflicts, status
 from iclbench.metrics import across_seeds
-from iclbench.plotting import decorate, prune_stale, save, subplots
+from iclbench.plotting import decorate, prune_stale, save, styles, subplots
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
 PAIRED = ["loss_diff"]  # this learner's loss minus the reference's, on the same tasks
@@ -247,35 +247,115 @@ def json_value(v: Any) -> Any:
     return v
 
 
+GROUP_AXES = {  # shift group -> x-axis label stating the paper's convention
+    "input range": "input range α: x ~ U(−α/2, α/2)^d  (α = 1: the training range)",
+    "teacher scale": "teacher scale α: W ~ N(0, α² I)  (α = 1: the training teachers)",
+    "context size": "context size N: context pairs (x_i, y_i) per task",
+    "distractors": "distractors: context labels replaced by N(0, 1) noise",
+    "input law": "input law, variance matched to U(−0.5, 0.5)",
+    "reference inputs": "context norm a: a random input law per task, context scaled to ‖X‖_F = a (training: ≈ 2.9)",
+}
+
+
+def ratio_reference(agg: pd.DataFrame, suite: str) -> str | None:
+    """The learner a suite's shift plots divide by: the records' reference (`align_to`) when there is
+    one, else `gd` when the suite scored it (also among several references), else none."""
+    refs = sorted(set(agg.loc[(agg.suite == suite) & (agg.reference != ""), "reference"]))
+    scored = set(agg.loc[(agg.suite == suite) & (agg.metric == "loss"), "learner"])
+    if len(refs) == 1 and refs[0] in scored:
+        return refs[0]
+    return "gd" if "gd" in scored else None
+
+
+def categories(g: pd.DataFrame) -> dict[Any, str] | None:
+    """value -> tick label for a group whose values only index its tasks (`input=laplace` at 2),
+    in value order; None when every task label states its value (`N=20` at 20)."""
+    labels = dict(sorted(zip(g["value"], g["task"]), key=lambda kv: sortable(kv[0])))
+    names = {v: str(t).split("=", 1)[-1] for v, t in labels.items()}
+    for v, name in names.items():
+        try:
+            if float(name) == float(v):
+                continue
+        except ValueError:
+            pass
+        return names
+    return None
+
+
+def group_series(g: pd.DataFrame, ref: str | None, order: list[str]) -> tuple[dict, dict, list[str], list[str], list[str]]:
+    """What one shift plot draws: learner -> its ok cells by value (loss panel), learner -> (value,
+    loss / reference's loss, paired CI / reference's loss) (ratio panel); then the learners not
+    drawn on some cells: exact ones (loss < EXACT, float rounding of an exact solver: `exact`
+    names those exact throughout, which are not drawn at all, `partly` the others) and those
+    with diverged or failed cells (`broken`)."""
+    loss = g[g.metric == "loss"]
+    ref_loss = {r.value: r.mean for r in loss[(loss.learner == ref) & (loss.status == "ok")].itertuples()}
+    diffs = g[(g.metric == "loss_diff") & (g.reference == (ref or ""))]
+    paired = {(r.learner, r.value): r.ci95 for r in diffs.itertuples()}
+    drawn, ratios, exact, partly, broken = {}, {}, [], [], []
+    for learner in order:
+        d = loss[loss.learner == learner].sort_values("value", key=lambda v: v.map(sortable))
+        if (d["status"] != "ok").any():
+            broken.append(learner)
+        d = d[d["status"] == "ok"]
+        if len(d) and (d["mean"] < EXACT).any():
+            (exact if (d["mean"] < EXACT).all() else partly).append(learner)
+            d = d[d["mean"] >= EXACT]
+        if not len(d):
+            continue
+        drawn[learner] = d
+        points = [(r.value, r.mean / ref_loss[r.value], paired.get((learner, r.value), math.nan) / ref_loss[r.value])
+                  for r in d.itertuples() if ref_loss.get(r.value, 0) > 0]
+        if ref is not None and learner != ref and points:
+            ratios[learner] = points
+    return drawn, ratios, exact, partly, broken
+
+
 def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
-    """For each shift group with numeric values: loss against the shifted parameter, per learner.
-    Learners exact up to float rounding on every shift are named in a note, not drawn: on a log
-    axis they would squeeze every other curve into a sliver. Diverged and failed cells are not
-    drawn either, and their learners are named."""
+    """For each shift group: loss against the shifted parameter per learner (distinct marker and
+    line style each, so learners on top of each other stay visible) and, below, each learner's
+    loss divided by the reference learner's. Cells exact up to float rounding are named in a note,
+    not drawn: on a log axis they would squeeze every other curve into a sliver. Diverged and
+    failed cells are not drawn either, and their learners are named."""
     paths = []
-    loss = agg[(agg.metric == "loss") & (agg.group != "") & agg["value"].notna()]
-    for (suite, group), g in loss.groupby(["suite", "group"], sort=True):
-        fig, ax = subplots(figsize=(5.5, 3.8))
-        exact, broken = [], []
-        for learner in learner_order(agg[agg.suite == suite]):
-            d = g[g.learner == learner].sort_values("value")
-            if (d["status"] != "ok").any():
-                broken.append(learner)
-            d = d[d["status"] == "ok"]
-            if len(d) and d["mean"].max() < EXACT:
-                exact.append(learner)
-            elif len(d):
-                ci = d["ci95"].fillna(0)
-                lower = ci.clip(upper=d["mean"] * 0.9)  # a log axis cannot show a bar through zero
-                ax.errorbar(d["value"], d["mean"], yerr=[lower, ci], marker="o", ms=3, capsize=2, label=learner)
-        labels = dict(zip(g["value"], g["task"]))
-        if group == "input law":
-            ax.set_xticks(list(labels), [labels[v].split("=", 1)[-1] for v in labels])
-        decorate(ax, group, "query loss", f"{suite}: loss against {group}", log=True)
-        if exact:
-            ax.text(0.01, 0.01, f"not drawn, loss < {EXACT:g} throughout: {', '.join(exact)}", transform=ax.transAxes, fontsize=6)
-        if broken:
-            ax.text(0.01, 0.06, f"not drawn where diverged or failed: {', '.join(broken)}", transform=ax.transAxes, fontsize=6)
+    groups = agg[(agg.group != "") & agg["value"].notna()]
+    for (suite, group), g in groups.groupby(["suite", "group"], sort=True):
+        order = learner_order(agg[agg.suite == suite])
+        ref = ratio_reference(agg, suite)
+        drawn, ratios, exact, partly, broken = group_series(g, ref, order)
+        style = styles(order)
+        cats = categories(g[g.metric == "loss"])
+        slot = {v: i for i, v in enumerate(cats or {})}  # a categorical group's values -> evenly spaced positions
+
+        def x(values) -> list:
+            return [slot[v] for v in values] if cats else list(values)
+
+        fig, axes = subplots(2 if ratios else 1, 1, figsize=(7.6, 6.4 if ratios else 3.9), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]} if ratios else None)
+        top = axes[0, 0]
+        for learner, d in drawn.items():
+            ci = d["ci95"].fillna(0)
+            lower = ci.clip(upper=d["mean"] * 0.9)  # a log axis cannot show a bar through zero
+            top.errorbar(x(d["value"]), d["mean"], yerr=[lower, ci], capsize=2, label=learner, **style[learner])
+        decorate(top, "" if ratios else GROUP_AXES.get(group, group), "query loss", f"{suite}: loss against {group}",
+                 log=True, legend=False)
+        notes = [f"not drawn, loss < {EXACT:g} throughout: {', '.join(exact)}"] if exact else []
+        notes += [f"not drawn where loss < {EXACT:g}: {', '.join(partly)}"] if partly else []
+        notes += [f"not drawn where diverged or failed: {', '.join(broken)}"] if broken else []
+        for i, note in enumerate(notes):
+            top.text(0.01, 0.01 + 0.05 * i, note, transform=top.transAxes, fontsize=6)
+        if ratios:
+            low = axes[1, 0]
+            for learner, points in ratios.items():
+                vs, rs, cis = zip(*points)
+                err = [0.0 if math.isnan(c) else c for c in cis]
+                low.errorbar(x(vs), rs, yerr=[[min(e, 0.9 * r) for e, r in zip(err, rs)], err], capsize=2, **style[learner])
+            low.axhline(1.0, color="k", lw=0.9)
+            decorate(low, GROUP_AXES.get(group, group), f"loss / {ref}'s loss (line: {ref})", "", log=True, legend=False)
+        if cats:
+            axes[-1, 0].set_xticks(range(len(cats)), list(cats.values()))
+        if drawn:
+            fig.legend(*top.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
         path = out / f"{suite}-{group.replace(' ', '-')}.png"
         save(fig, path, dpi=120)
         paths.append(path)

@@ -17,24 +17,56 @@ def subplots(*args: Any, **kwargs: Any):
 
 
 def save(fig, path: Path, dpi: int = 120) -> Path:
-    """Lay out, write without a software stamp (the same records give the same file), close."""
+    """Lay out, write without a software stamp (the same records give the same file), close. The
+    saved area grows to hold what sits outside the axes (a figure legend beside them)."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    fig.savefig(path, dpi=dpi, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def decorate(ax, xlabel: str, ylabel: str, title: str, *, log: bool = False, size: int = 8) -> None:
-    """The axes' labels, title, grid and legend, in the house style."""
+MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">"]
+LINESTYLES = ["-", "--", "-.", ":"]
+
+
+def styles(names: list[str]) -> dict[str, dict[str, Any]]:
+    """A distinct colour, marker and line style per name, in the order given (pass one fixed order,
+    and a learner looks the same in every figure); every other marker hollow, so a learner drawn
+    exactly on another one still shows."""
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab10"].colors
+    return {name: {"color": colors[i % 10], "marker": MARKERS[i % len(MARKERS)], "ls": LINESTYLES[i % len(LINESTYLES)],
+                   "ms": 5 if i % 2 else 4, "mfc": "none" if i % 2 else colors[i % 10], "lw": 1.3}
+            for i, name in enumerate(names)}
+
+
+def decorate(ax, xlabel: str, ylabel: str, title: str, *, log: bool = False, size: int = 8, legend: bool = True) -> None:
+    """The axes' labels, title, grid and (unless `legend` is false) legend, in the house style."""
     if log:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel, fontsize=size)
     ax.set_title(title, fontsize=size + 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=size - 1)
+    if legend:
+        ax.legend(fontsize=size - 1)
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log axis's ticks as plain numbers (0.3, not 3 x 10^-1); which ticks get a label is
+    matplotlib's choice, so a narrow range still shows its minor ticks."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class Plain(LogFormatterSciNotation):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False))
 
 
 def prune_stale(folder: str | Path, written: Iterable[str | Path]) -> list[Path]:

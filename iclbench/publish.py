@@ -6,20 +6,54 @@ same tables byte for byte, which is how a test checks that nothing was edited by
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from iclbench import leaderboard
+from iclbench.merge import status
 from iclbench.reproduce import Reproduction, Results
 from iclbench.plotting import decorate, prune_stale, save, subplots
 
-CURVE_PLOTS = {  # curve column -> (file stem, y label, log scale)
-    "eval_loss": ("training-curves", "held-out loss", True),
-    "sens_cos_gd1": ("alignment-over-training", "cosine of sensitivities with one GD step", False),
-    "copy_next": ("copy-dependence", "norm of d(layer-1 out at x_j) / d e_{j+1}", True),
+
+@dataclass(frozen=True)
+class CurvePlot:
+    """A figure per suite of one curve column: one panel per trained learner, each on its own
+    training budget, so a 5000-step model is not squeezed beside a 50 000-step one."""
+
+    stem: str
+    ylabel: str
+    log: bool
+    second: str | None = None  # another column, drawn dashed in the same panels
+    references: bool = False  # draw the reference learners' evaluation losses across each panel
+    top: float | None = None  # a shared upper limit (a cosine's 1), so panels compare at a glance
+
+
+CURVE_PLOTS = {
+    "eval_loss": CurvePlot("training-curves", "held-out loss", True, references=True),
+    "sens_cos_gd1": CurvePlot("alignment-over-training", "cosine of sensitivities with one GD step", False, top=1.02),
+    "copy_next": CurvePlot("copy-dependence", "norm of d(layer-1 out at x_j) / d e_j+1 (dashed: e_other)", True,
+                           second="copy_other"),
 }
+
+# trained learner (spec) -> learners whose evaluation loss it is compared with (the paper's comparisons)
+REFERENCES: dict[str, tuple[str, ...]] = {
+    "lsa": ("gd",),
+    "lsa[layers=2,recurrent=true]": ("gd[steps=2]", "gd++[steps=2]"),
+    "lsa[layers=5,clip=10]": ("gd[steps=5]", "gd[steps=5,per_step=true]", "gd++[steps=5,per_step=true,clip=10]"),
+    "softmax-tf": ("gd",),
+    "softmax-tf[heads=2]": ("gd",),
+    "layernorm-tf": ("gd",),
+    "copy-tf": ("gd",),
+    "copy-tf[attention=linear]": ("gd",),
+    "mlp-lsa": ("mlp-gd",),
+    "mlp-gd": ("mlp-lsa",),
+}
+BASELINE = "zero"  # the zero predictor's loss: the plateau a failed training stays on
+BASELINE_LINE = f"{BASELINE} (zero predictor)"
+LINE_STYLES = [("tab:red", "--"), ("tab:green", "-."), ("tab:purple", (0, (5, 2, 1, 2))), ("tab:brown", "--")]
 
 
 INTRO = ("Learners are named as in the reproduction's spec; the training settings each one ran "
@@ -33,7 +67,7 @@ def publish(folder: Path, repro: Reproduction) -> list[Path]:
     results = Results(folder)
     shown = display_records(results)
     written = leaderboard.render(shown, folder, intro=INTRO)
-    written += plot_curves(shown, folder)
+    written += plot_curves(shown, folder, display_analyses(results))
     readme = folder / "README.md"
     readme.write_text(render_readme(results, repro, shown, [p for p in written if p.suffix == ".png"]))
     written.append(readme)
@@ -49,33 +83,115 @@ def display_records(results: Results) -> list[dict[str, Any]]:
             for r in results.records]
 
 
+def display_analyses(results: Results) -> list[dict[str, Any]]:
+    """The analyses' records with each result's `learner` named by its spec, as the learners are."""
+    names = {label: spec for spec, label in results.meta["labels"].items()}
+    return [{**a, "result": {**a["result"], "learner": names.get(a["result"]["learner"], a["result"]["learner"])}}
+            if "learner" in a["result"] else a for a in results.analyses]
+
+
 def curves_by_learner(records: list[dict[str, Any]], column: str) -> dict[str, dict[str, list[list[dict]]]]:
-    """suite -> learner -> one training curve per seed, for learners whose curve has `column`."""
+    """suite -> learner -> one training curve per seed (in seed order), for learners whose curve has `column`."""
     out: dict[str, dict[str, dict[int, list]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
         curve = (r.get("fit_info") or {}).get("curve") or []
         if curve and column in curve[-1]:
             out[r["suite"]][r["label"]][r["seed"]] = curve
-    return {s: {lab: list(seeds.values()) for lab, seeds in d.items()} for s, d in out.items()}
+    return {s: {lab: [seeds[k] for k in sorted(seeds)] for lab, seeds in d.items()} for s, d in out.items()}
 
 
-def plot_curves(records: list[dict[str, Any]], folder: Path) -> list[Path]:
+def trace(curve: list[dict], column: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one seed's curve."""
+    rows = [row for row in curve if column in row]
+    return [row["step"] for row in rows], [float(row[column]) for row in rows]
+
+
+def mean_trace(curves: list[list[dict]], column: str) -> tuple[list[int], list[float]]:
+    """The mean over seeds at the steps every seed reached (a partial seed shortens it, never skews it)."""
+    by_seed = [dict(zip(*trace(c, column))) for c in curves]
+    steps = sorted(set.intersection(*(set(d) for d in by_seed)))
+    return steps, [sum(d[s] for d in by_seed) / len(by_seed) for s in steps]
+
+
+def evaluation_loss(records: list[dict[str, Any]], suite: str, learner: str) -> float | None:
+    """`learner`'s in-distribution loss on `suite`, the mean over seeds (each seed once, whatever
+    its reference); None if it has no finished record there."""
+    by_seed: dict[int, float] = {}
+    for r in sorted(records, key=lambda r: (r["seed"], str(r.get("align_to")))):
+        loss = (r.get("metrics") or {}).get("loss")
+        if (r["suite"], r["label"]) == (suite, learner) and r.get("in_distribution") and status(r) == "ok" \
+                and loss is not None and math.isfinite(loss):
+            by_seed.setdefault(r["seed"], float(loss))
+    return sum(by_seed.values()) / len(by_seed) if by_seed else None
+
+
+def interpolated_losses(analyses: Sequence[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """(suite, learner) -> the interpolated model's loss (mean over seeds) of the `interpolation` analysis."""
+    found: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for a in analyses:
+        if a["analysis"] == "interpolation":
+            found[(a["suite"], a["result"]["learner"])].append(float(a["result"]["loss_interpolated"]))
+    return {k: sum(v) / len(v) for k, v in found.items()}
+
+
+def reference_lines(records: list[dict[str, Any]], analyses: Sequence[dict[str, Any]], suite: str,
+                    learner: str) -> list[tuple[str, float]]:
+    """(name, loss) of the horizontal lines drawn across `learner`'s training curve on `suite`: its
+    reference learners (REFERENCES) and the zero predictor when the suite scored them, and the
+    interpolated model when an `interpolation` analysis of this learner ran on this suite."""
+    lines = [(ref, evaluation_loss(records, suite, ref)) for ref in REFERENCES.get(learner, ())]
+    lines.append(("interpolated weights (trained + GD)", interpolated_losses(analyses).get((suite, learner))))
+    lines.append((BASELINE_LINE, evaluation_loss(records, suite, BASELINE)))
+    return [(name, loss) for name, loss in lines if loss is not None]
+
+
+def plot_curves(records: list[dict[str, Any]], folder: Path, analyses: Sequence[dict[str, Any]] = ()) -> list[Path]:
+    """`<suite>-<stem>.png` per curve column and suite: small multiples, one panel per trained
+    learner on its own steps, thin lines per seed (a seed stuck on the zero predictor's plateau
+    shows) and their mean; the training-curve panels carry their reference losses."""
     paths = []
-    for column, (stem, ylabel, log) in CURVE_PLOTS.items():
+    for column, plot in CURVE_PLOTS.items():
         for suite, learners in sorted(curves_by_learner(records, column).items()):
-            fig, ax = subplots(figsize=(5.5, 3.8))
-            for label, curves in sorted(learners.items()):
-                steps = [row["step"] for row in curves[0]]
-                mean = [sum(c[i][column] for c in curves) / len(curves) for i in range(len(steps))]
-                ax.plot(steps, mean, label=f"{label} ({len(curves)} seeds)")
-                if column == "copy_next":
-                    other = [sum(c[i]["copy_other"] for c in curves) / len(curves) for i in range(len(steps))]
-                    ax.plot(steps, other, ls="--", label=f"{label}: d / d e_other")
-            decorate(ax, "training step", ylabel, f"{suite}: {stem.replace('-', ' ')}", log=log, size=7)
-            path = folder / f"{suite}-{stem}.png"
-            save(fig, path, dpi=120)
+            lines = {lab: reference_lines(records, analyses, suite, lab) if plot.references else []
+                     for lab in learners}
+            fig = curve_figure(suite, learners, column, plot, lines)
+            path = folder / f"{suite}-{plot.stem}.png"
+            save(fig, path, dpi=110)
             paths.append(path)
     return paths
+
+
+def curve_figure(suite: str, learners: dict[str, list[list[dict]]], column: str, plot: CurvePlot,
+                 lines: dict[str, list[tuple[str, float]]]):
+    """The small multiples of one suite's curves; `lines`: per learner, the (name, loss) drawn across."""
+    names = sorted(learners)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows + 0.5), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_axis_off()
+    for ax, label in zip(axes.flat, names):
+        curves = learners[label]
+        for col, dashed in ((column, False), (plot.second, True)):
+            if col is None:
+                continue
+            ls = "--" if dashed else "-"
+            for c in curves:
+                ax.plot(*trace(c, col), color="tab:blue", lw=0.7, alpha=0.45, ls=ls)
+            mean = f"mean of {len(curves)} seed{'s' if len(curves) > 1 else ''}"
+            ax.plot(*mean_trace(curves, col), color="tab:blue", lw=1.8, ls=ls, label=f"{col}, {mean}" if plot.second else mean)
+        highest = max(max(trace(c, column)[1], default=0.0) for c in curves)
+        for i, (name, value) in enumerate(lines[label]):
+            if name == BASELINE_LINE and value > 2 * highest:
+                continue  # far above every curve: it would only squeeze them
+            color, ls = ("0.45", ":") if name == BASELINE_LINE else LINE_STYLES[i % len(LINE_STYLES)]
+            ax.axhline(value, color=color, ls=ls, lw=1.1, label=f"{name}: {value:.4g}")
+        decorate(ax, "training step", plot.ylabel, label, log=plot.log, size=7)
+        if plot.top is not None:
+            ax.set_ylim(min(0.0, ax.get_ylim()[0]), plot.top)
+    what = "thin: each seed; thick: their mean" + ("; lines: evaluation loss of the compared learners" if plot.references else "")
+    fig.suptitle(f"{suite}: {plot.stem.replace('-', ' ')}\n({what})", fontsize=9)
+    return fig
 
 
 @dataclass
@@ -138,6 +254,15 @@ def wall_line(m: dict[str, Any]) -> str:
     return f"{sum(calls):.0f} s over {len(calls)} resumed `reproduce` calls (" + " + ".join(f"{c:.0f}" for c in calls) + " s)"
 
 
+def deviation_rows(repro: Reproduction) -> list[str]:
+    """The spec's table of where the defaults differ from the paper's text or reference code."""
+    devs = repro.spec().deviations
+    if not devs:
+        return []
+    rows = ["", "## Deviations from the paper", "", "| what | paper (text or reference code) | ours | why |", "|---|---|---|---|"]
+    return rows + [f"| {d.what} | {d.paper} | {d.ours} | {d.why} |" for d in devs]
+
+
 def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, Any]], plots: list[Path]) -> str:
     """README.md of the publication; `plots` are the top-level PNGs this publication wrote."""
     m = results.meta
@@ -158,11 +283,15 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
         "",
         "## Findings",
         "",
-        "| # | claim | ours (mean over seeds) | holds |",
-        "|---|---|---|---|",
+        "Comparisons are paired: Δ is a learner's loss minus its reference's on the same tasks, mean over seeds "
+        "± 95 % CI (Student t over seeds), then relative to the reference's loss. Tolerances are fixed in the claim.",
+        "",
+        "| # | claim | ours | holds | why not, or what to know |",
+        "|---|---|---|---|---|",
     ]
     for i, f in enumerate(findings, 1):
-        lines.append(f"| {i} | {f.claim} | {f.ours} | {'yes' if f.holds else '**no**'} |")
+        lines.append(f"| {i} | {f.claim} | {f.ours} | {'yes' if f.holds else '**no**'} | {f.why} |")
+    lines += deviation_rows(repro)
     lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
               "in parallel with `--jobs`, so these add up to more than the wall time.", ""]
     lines += time_rows(wall_times(shown))

@@ -84,3 +84,45 @@ def test_prediction_without_context_features_equals_the_plain_path(catalog, name
     fast, plain = model.predict(ep), model.predict_explicit(ep)
     assert plain.abs().mean() > 0.1  # the attention term is not negligible
     assert torch.allclose(fast, plain, rtol=1e-10, atol=1e-10)
+
+
+def test_sine_parameters_are_recovered_exactly():
+    from iclbench import Episode
+    from iclbench_plugins.transformer.features import sine_parameters, true_sine
+
+    amp, phase = torch.tensor([0.5, 2.0, 4.5], dtype=torch.float64), torch.tensor([0.1, 1.5, 3.0], dtype=torch.float64)
+    x = torch.linspace(-5, 5, 10, dtype=torch.float64).repeat(3, 1)[..., None]  # (3, 10, 1)
+    y = amp[:, None, None] * torch.sin(x + phase[:, None, None])  # (3, 10, 1)
+    ep = Episode(x, y, x[:, 0], y[:, 0])
+    a, p = sine_parameters(ep)
+    assert torch.allclose(a, amp, atol=1e-12) and torch.allclose(p, phase, atol=1e-12)
+    grid = torch.linspace(-5, 5, 7, dtype=torch.float64)
+    assert torch.allclose(true_sine(ep, grid), amp[:, None] * torch.sin(grid + phase[:, None]), atol=1e-12)
+
+
+def test_sine_functions_figure_names_learners_briefly_and_labels_its_axes(catalog, tmp_path, monkeypatch):
+    """A panel per task titled with its amplitude and phase, x and y labelled, one legend below the
+    panels naming learners MLP+LSA / MLP+GD rather than by their training settings."""
+    from iclbench.analysis import AnalysisContext
+    from iclbench.checkpoints import cache_dir
+    from iclbench_plugins.transformer import features
+
+    figures = []
+    monkeypatch.setattr(features, "save", lambda fig, path, **kw: figures.append(fig))
+    train = "train.steps=20,train.batch_size=256,train.eval_every=10,train.checkpoint_every=10,train.eval_tasks=256"
+    ctx = AnalysisContext(catalog, catalog.suites.load("sine", catalog), 0, torch.device("cpu"), 500, tmp_path)
+    with cache_dir(tmp_path):
+        res = catalog.analyses["sine-functions"](learners=[f"mlp-lsa[{train}]", f"mlp-gd[{train}]"], tasks=3, grid=50).run(ctx)
+    assert len(res["amplitude"]) == len(res["phase"]) == 3
+    assert all(0.1 <= a <= 5 for a in res["amplitude"]) and all(0 <= p <= math.pi for p in res["phase"])
+    label = "train.steps=20,train.batch_size=256,train.eval_tasks=256"  # execution-only options are not in labels
+    assert set(res["mse_final"]) == {f"mlp-lsa[{label}] final", f"mlp-gd[{label}] final"}
+    fig = figures[0]
+    assert [ax.get_title() for ax in fig.axes] == [f"task {i + 1}: a = {a:.2f}, φ = {p:.2f}"
+                                                  for i, (a, p) in enumerate(zip(res["amplitude"], res["phase"]))]
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [("x", "y"), ("x", ""), ("x", "")]
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "truth a sin(x + φ)", "MLP+LSA: initial (before attention)", "MLP+LSA: final",
+        "MLP+GD: initial (before attention)", "MLP+GD: final", "context (x_i, y_i)"]
+    assert legend.get_bbox_to_anchor().y1 <= fig.axes[0].get_position().y0 * fig.bbox.height  # below the panels
