@@ -179,7 +179,11 @@ class Paper(Reproduction):
         cos = r.mean("mlp-lsa", "sine", metric="sens_cos", align_to="mlp-gd")
         diff = r.mean("mlp-lsa", "sine", metric="pred_diff", align_to="mlp-gd")
         holds = within(p, SINE_TOL) and cos > SINE_COSINE
-        return Finding("", f"{p.text()}; cosine {cos:.3f}, prediction difference {diff:.3f}", holds,
+        dist = [x["distance"] for x in r.analysis("sine-functions") if x.get("distance")]
+        functions = "" if not dist else (
+            "; functions' mean squared difference: initial {:.3g}, final {:.3g}".format(
+                *(sum(d[k] for d in dist) / len(dist) for k in ("initial", "final"))))
+        return Finding("", f"{p.text()}; cosine {cos:.3f}, prediction difference {diff:.3f}{functions}", holds,
                        "" if holds else "the trained features differ (each model learns its own embedding and MLP)")
 
     @staticmethod

@@ -97,3 +97,10 @@ def test_missing_experiments_are_reported_not_dropped(tmp_path):
     findings = Paper().findings(results(tmp_path, []))
     assert len(findings) == 14 and not any(f.holds for f in findings)
     assert all(f.ours.startswith("missing: ") and f.why for f in findings)
+
+
+def test_sine_claim_reports_how_far_the_functions_are_apart(tmp_path):
+    recs = [paired("mlp-lsa", "mlp-gd", 0.005, suite="sine", ref_loss=0.13, sens_cos=0.97, pred_diff=0.2)]
+    r = results(tmp_path, recs, [("sine-functions", {"distance": {"initial": 0.4, "final": 0.02}})])
+    found = Paper.sine(r)
+    assert found.holds and "initial 0.4, final 0.02" in found.ours and "cosine 0.970" in found.ours

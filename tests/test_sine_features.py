@@ -126,3 +126,12 @@ def test_sine_functions_figure_names_learners_briefly_and_labels_its_axes(catalo
         "truth a sin(x + φ)", "MLP+LSA: initial (before attention)", "MLP+LSA: final",
         "MLP+GD: initial (before attention)", "MLP+GD: final", "context (x_i, y_i)"]
     assert legend.get_bbox_to_anchor().y1 <= fig.axes[0].get_position().y0 * fig.bbox.height  # below the panels
+
+
+def test_function_distances_compare_the_first_two_learners():
+    from iclbench_plugins.transformer.features import function_distances
+
+    a = {"initial": torch.zeros(2, 3), "final": torch.ones(2, 3)}
+    b = {"initial": torch.full((2, 3), 2.0), "final": torch.ones(2, 3)}
+    assert function_distances([a, b]) == {"initial": 4.0, "final": 0.0}
+    assert function_distances([a]) == {}

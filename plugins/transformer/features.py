@@ -178,7 +178,17 @@ class SineFunctions(Analysis):
         path = ctx.figure_path("sine-functions")
         plot_functions(ep, xs, truth, functions, amplitude, phase, path)
         return {"figure": str(path), "learners": self.config.learners, "mse_final": mse,
+                "distance": function_distances(list(functions.values())),
                 "amplitude": amplitude.tolist(), "phase": phase.tolist()}
+
+
+def function_distances(functions: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Mean squared difference between the first two learners' initial and final functions
+    over the grid (the paper compares the functions of MLP+LSA and MLP+GD, not only losses)."""
+    if len(functions) < 2:
+        return {}
+    a, b = functions[:2]
+    return {kind: float((a[kind] - b[kind]).pow(2).mean()) for kind in ("initial", "final")}
 
 
 def on_grid(ep: iclbench.Episode, xs: torch.Tensor) -> iclbench.Episode:
