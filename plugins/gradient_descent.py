@@ -58,10 +58,12 @@ def gd_step_cost(shape: TaskShape, curvature: bool) -> tuple[int, int]:
     return elems, flops
 
 
-def _per_step(value: Rate, steps: int) -> list[float] | None:
+def _per_step(value: Rate) -> list[float] | None:
+    """Configured rates as a list: one per step, or a single shared one (expanded only when
+    used, so a huge `steps` is refused by its workload estimate instead of allocated here)."""
     if value is None:
         return None
-    return [float(value)] * steps if isinstance(value, (int, float)) else [float(v) for v in value]
+    return [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
 
 
 class GradientDescent(iclbench.Learner):
@@ -86,16 +88,16 @@ class GradientDescent(iclbench.Learner):
 
     def __init__(self, config=None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self.etas = _per_step(self.config.eta, self.config.steps)
-        self.gammas = _per_step(getattr(self.config, "gamma", None), self.config.steps)
+        self.etas = _per_step(self.config.eta)
+        self.gammas = _per_step(getattr(self.config, "gamma", None))
 
     @property
     def tuned(self) -> bool:
         return self.etas is not None and (self.gammas is not None or not self.curvature_correction)
 
     def fit(self, task, *, generator, device) -> None:
-        self.etas = _per_step(self.config.eta, self.config.steps)  # refitting starts from the config again
-        self.gammas = _per_step(getattr(self.config, "gamma", None), self.config.steps)
+        self.etas = _per_step(self.config.eta)  # refitting starts from the config again
+        self.gammas = _per_step(getattr(self.config, "gamma", None))
         if self.tuned:
             return
         ep = training_sample(task, self.config.tune_tasks, generator, device)
@@ -157,7 +159,9 @@ class GradientDescent(iclbench.Learner):
         """Per-step learning rates and (GD++) gammas, after `fit` or as configured."""
         if not self.tuned:
             raise RuntimeError(f"{self.name}: rates are not set; call fit() or pass them in the config")
-        return list(self.etas), None if self.gammas is None else list(self.gammas)
+        K = self.config.steps
+        full = lambda v: list(v) * K if len(v) == 1 else list(v)  # noqa: E731  a shared rate, once per step
+        return full(self.etas), None if self.gammas is None else full(self.gammas)
 
     def hyperparameters(self) -> dict:
         etas, gammas = self.rates()

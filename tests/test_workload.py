@@ -95,3 +95,15 @@ def test_format_bytes():
     assert format_bytes(512) == "512 B"
     assert format_bytes(74.5 * GIB) == "74.5 GiB"
     assert format_bytes(3 * 2**50) == "3.0 PiB"
+
+
+def test_a_fixed_rate_with_huge_steps_is_refused_not_allocated(catalog):
+    """A shared fixed rate stays one number until used, so the estimate refuses the run at once."""
+    import time
+
+    start = time.perf_counter()
+    learner = catalog.learners["gd"](parse_spec("gd[steps=1e9,eta=0.1]")[1])
+    with pytest.raises(WorkloadError, match="--allow-large"):
+        check_workloads([(learner, catalog.tasks["linear-regression"]())], memory_limit=24 * 2**30)
+    assert time.perf_counter() - start < 5
+    assert catalog.learners["gd"](steps=3, eta=0.1).rates() == ([0.1, 0.1, 0.1], None)
