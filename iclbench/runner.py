@@ -113,14 +113,20 @@ class Evaluation:
         self.reference = plan.align_to.build(catalog) if plan.align_to else None  # for its label
         self.progress = progress or (lambda msg: None)
         self.stored: dict[str, dict[str, Any]] = {}
+        self._read_size: int | None = None  # the store's size when this run last had all of it
         self.refresh()
         self.reference_seed: int | None = None  # the seed the reference learner is fitted for
         self.failures: list[str] = []
 
     def refresh(self) -> None:
-        """Re-read the store: another process may have added records. Failed records are not
-        reused (a rerun retries them); a later record of the same key wins."""
+        """Re-read the store if another process has added records since it was last read (its
+        size moved past what this run wrote). Failed records are not reused (a rerun retries
+        them); a later record of the same key wins."""
+        size = self.store.size()
+        if size == self._read_size:
+            return
         self.stored = {record_key(r): r for r in self.store.records() if r.get("status", "ok") != "failed"}
+        self._read_size = size
 
     def run(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -199,8 +205,10 @@ class Evaluation:
                 except Exception as err:
                     rec.update(self.failed(rec, "predict", err))
             rec.update(git_commit=git_commit(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            self.store.append(rec)
+            before, after = self.store.append(rec)
             self.stored[record_key(rec)] = rec
+            if before == self._read_size:  # nobody else wrote since the last read: still up to date
+                self._read_size = after
             out.append(rec)
             self.report(rec)
         return out

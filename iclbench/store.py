@@ -73,11 +73,13 @@ class ResultStore:
         self.root = Path(root)
         self.path = self.root / filename
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any]) -> tuple[int, int]:
+        """Append one record; returns the file's size before and after, read under the lock, so
+        a caller can tell whether anyone else wrote in between."""
         self.root.mkdir(parents=True, exist_ok=True)
         line = json.dumps(to_strict_json(record), sort_keys=True, allow_nan=False) + "\n"
         with file_lock(self.lock_dir / f"{self.path.name}.lock"), open(self.path, "a+b") as f:
-            f.seek(0, os.SEEK_END)
+            before = f.seek(0, os.SEEK_END)
             if f.tell() > 0:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":  # a write torn by a kill: end that line so this record stays whole
@@ -85,9 +87,14 @@ class ResultStore:
             f.write(line.encode())
             f.flush()
             os.fsync(f.fileno())
+            return before, f.tell()
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.path) if self.path.exists() else []
+
+    def size(self) -> int:
+        """Bytes in the results file (0 if absent): a cheap test for records added by others."""
+        return self.path.stat().st_size if self.path.exists() else 0
 
     @property
     def lock_dir(self) -> Path:

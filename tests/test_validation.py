@@ -135,3 +135,17 @@ def test_records_carry_provenance_and_reuse_needs_it_to_match(catalog, tmp_path)
         "plugin": "baselines", "source": "iclbench 0.0.1", "sha256": None}}}) + "\n")
     _, (again,) = run(catalog, tmp_path, "zero")
     assert again["created_at"] and len(store.records()) == 2  # another version's record is not reused
+
+
+def test_the_store_is_read_again_only_when_another_writer_added_to_it(catalog, tmp_path):
+    store = ResultStore(tmp_path)
+    reads = []
+    records = store.records
+    store.records = lambda: reads.append(1) or records()
+    plan = Plan([LearnerSpec("zero"), LearnerSpec("averaging")], catalog.suites.load("linear", catalog), [0, 1], n_tasks=32)
+    ev = Evaluation(catalog, plan, store)
+    ev.run()
+    assert len(reads) == 1  # only this run wrote: its own appends keep it up to date
+    ResultStore(tmp_path).append({**records()[0], "seed": 7})  # another writer
+    ev.refresh()
+    assert len(reads) == 2 and len(ev.stored) == 5
