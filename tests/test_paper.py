@@ -95,7 +95,7 @@ def test_the_negative_control_must_stay_above_gd(tmp_path):
 
 def test_missing_experiments_are_reported_not_dropped(tmp_path):
     findings = Paper().findings(results(tmp_path, []))
-    assert len(findings) == 14 and not any(f.holds for f in findings)
+    assert len(findings) == 15 and not any(f.holds for f in findings)
     assert all(f.ours.startswith("missing: ") and f.why for f in findings)
 
 
@@ -104,3 +104,10 @@ def test_sine_claim_reports_how_far_the_functions_are_apart(tmp_path):
     r = results(tmp_path, recs, [("sine-functions", {"distance": {"initial": 0.4, "final": 0.02}})])
     found = Paper.sine(r)
     assert found.holds and "initial 0.4, final 0.02" in found.ours and "cosine 0.970" in found.ours
+
+
+def test_conditioning_claim_compares_the_last_step_with_the_start(tmp_path):
+    res = [("gd++-conditioning", {"median_condition": [10.4, 5.2, 4.0]}), ("gd++-conditioning", {"median_condition": [10.6, 5.4, 4.2]})]
+    found = Paper.conditioning(results(tmp_path, [], res))
+    assert found.holds and found.ours == "median condition number 10.50 -> 5.30 -> 4.10 over 2 step(s)"
+    assert not Paper.conditioning(results(tmp_path, [], [("gd++-conditioning", {"median_condition": [3.0, 4.0]})])).holds
