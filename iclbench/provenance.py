@@ -6,26 +6,15 @@ records, so a published table says which code on which machine made its numbers.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, defaultdict
 from typing import Any
 
 import pandas as pd
 
 from iclbench.merge import status
+from iclbench.store import to_strict_json as strict
 
 Record = dict[str, Any]
-
-
-def strict(value: Any) -> Any:
-    """`value` with non-finite floats as the strings "nan" / "inf" / "-inf", so it stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict(v) for v in value]
-    return value
 
 
 def distinct(values: list[Any]) -> list[Any]:
