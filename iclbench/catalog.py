@@ -8,7 +8,7 @@ one (for `iclbench list` and `plugins`) keeps the first and lists the clash.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ class Catalog:
     analyses: Registry[type[Analysis]]
     reproductions: "Registry[type[Reproduction]]"
     plugins: PluginManager
+    _file_hashes: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     @property
     def clashes(self) -> list[DuplicateNameError]:
@@ -47,9 +48,11 @@ class Catalog:
         registry = {"learner": self.learners, "task": self.tasks}[kind]
         plugin = registry.owner(name)
         source = self.plugins.sources.get(plugin, "?")
-        path = Path(source)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if source.endswith(".py") and path.is_file() else None
-        return {"plugin": plugin, "source": source, "sha256": digest}
+        if source not in self._file_hashes:  # once per process: the code this process loaded
+            path = Path(source)
+            self._file_hashes[source] = (hashlib.sha256(path.read_bytes()).hexdigest()
+                                         if source.endswith(".py") and path.is_file() else None)
+        return {"plugin": plugin, "source": source, "sha256": self._file_hashes[source]}
 
 
 _DEFAULT: list[Catalog] = []
