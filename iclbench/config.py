@@ -17,6 +17,11 @@ EXECUTION_ONLY = {"execution_only": True}
 """`Field(..., json_schema_extra=EXECUTION_ONLY)` marks a field that changes how a run executes
 (checkpoint or evaluation cadence) but not what it computes: it stays out of labels and keys."""
 
+OPTIONAL = {"optional": True}
+"""`Field(None, json_schema_extra=OPTIONAL)` marks an opt-in option whose unset value (None)
+leaves behaviour as it was before the option existed: unset, it stays out of keys, so adding
+such an option keeps every existing record and checkpoint valid."""
+
 
 class StrictConfig(BaseModel):
     """Base of every learner and task config: unknown fields are errors, values validated."""
@@ -28,12 +33,17 @@ class StrictConfig(BaseModel):
         """Names of this config's execution-only fields."""
         return {k for k, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("execution_only")}
 
+    def _unset_optional(self) -> set[str]:
+        """Opt-in fields (OPTIONAL) that are unset here."""
+        return {k for k, f in type(self).model_fields.items()
+                if (f.json_schema_extra or {}).get("optional") and getattr(self, k) is None}
+
     def identity(self) -> dict[str, Any]:
         """The config as plain data without execution-only fields (nested ones included): what
         labels, record keys and checkpoint keys are built from."""
         out: dict[str, Any] = {}
         for k in type(self).model_fields:
-            if k in self.execution_only():
+            if k in self.execution_only() or k in self._unset_optional():
                 continue
             v = getattr(self, k)
             out[k] = v.identity() if isinstance(v, StrictConfig) else (v.model_dump() if isinstance(v, BaseModel) else v)

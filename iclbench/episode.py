@@ -88,6 +88,10 @@ class Episode:
         """Tasks start..stop-1 of the batch (a view, no copy)."""
         return self._map(lambda t: t[start:stop])
 
+    def take(self, index: torch.Tensor) -> Episode:
+        """The tasks at `index` (B',) of the batch, repeats allowed (a copy)."""
+        return self._map(lambda t: t[index])
+
     def with_query_x(self, query_x: torch.Tensor) -> Episode:
         """The same tasks with another query input (used for sensitivities)."""
         tokens = self.tokens

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from iclbench.allocator import retain_freed_memory
 from iclbench.checkpoints import Checkpoint
-from iclbench.config import EXECUTION_ONLY, StrictConfig
+from iclbench.config import EXECUTION_ONLY, OPTIONAL, StrictConfig
 from iclbench.episode import Episode
 from iclbench.seeding import derive_seed
 from iclbench.task import Task
@@ -38,6 +38,9 @@ class TrainConfig(StrictConfig):
     """Meta-training hyperparameters (defaults from the paper's reference code)."""
 
     steps: int = Field(5000, ge=0, description="optimiser steps, each on fresh tasks")
+    pool: int | None = Field(None, ge=1, json_schema_extra=OPTIONAL,
+                             description="train on a fixed pool of this many tasks, each step's batch drawn "
+                                         "from it with replacement; None: fresh tasks every step")
     batch_size: int = Field(2048, ge=1, description="tasks per step")
     lr: float | None = Field(None, gt=0, description="Adam learning rate; None: 1e-3, or 5e-4 beyond 3 layers")
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -114,6 +117,17 @@ def held_out_set(task: Task, cfg: TrainConfig, generator: torch.Generator, devic
     """A fixed evaluation batch, from a stream seeded apart from the training tasks."""
     gen = torch.Generator(device=device).manual_seed(derive_seed(generator.initial_seed(), "held-out"))
     return task.sample(cfg.eval_tasks, generator=gen, device=device).to(dtype=dtype)
+
+
+def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device, dtype) -> Callable[[], Episode]:
+    """Each call, one training batch: fresh tasks, or with `cfg.pool` tasks drawn with
+    replacement from a pool sampled once from its own stream (the finite training sets of
+    the paper's A.11). All draws come from `generator`, so a resumed run continues exactly."""
+    if cfg.pool is None:
+        return lambda: task.sample(cfg.batch_size, generator=generator, device=device).to(dtype=dtype)
+    gen = torch.Generator(device=device).manual_seed(derive_seed(generator.initial_seed(), "pool"))
+    pool = task.sample(cfg.pool, generator=gen, device=device).to(dtype=dtype)  # (P, ...) the training set
+    return lambda: pool.take(torch.randint(cfg.pool, (cfg.batch_size,), generator=generator, device=device))
 
 
 def meta_train(
@@ -195,12 +209,12 @@ def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dt
                              "seconds": elapsed + time.perf_counter() - start})
 
     train_loss = step_loss(loss_fn)
+    next_batch = task_stream(task, cfg, generator, device, dtype)
     running = torch.zeros((), device=device, dtype=dtype)  # summed train loss since the last evaluation
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True, disable=True if os.environ.get("TQDM_DISABLE") else None)
     try:
         while step < cfg.steps:
-            episode = task.sample(cfg.batch_size, generator=generator, device=device).to(dtype=dtype)
-            loss = train_loss(model, episode)
+            loss = train_loss(model, next_batch())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:

@@ -8,14 +8,15 @@ meta-training loop and its checkpoint cache.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
-from iclbench.metrics import sensitivities, task_losses
+from iclbench.metrics import alignment, sensitivities, task_losses
+from iclbench.seeding import derive_seed
 from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
 from iclbench.workload import TAPE_FACTOR, TaskShape, Workload, compute_seconds, episode_bytes
 from iclbench_plugins.gradient_descent import GDPlusPlus, GradientDescent
@@ -31,6 +32,7 @@ def predict_with(model: torch.nn.Module, episode: iclbench.Episode, steps: int |
 
 Kind = Literal["linear", "softmax"]
 ALIGNMENT_TASKS = 256  # held-out tasks the alignment curve is measured on
+REFERENCE_TASKS = 2048  # training tasks the alignment curve's GD-K and GD++-K are tuned on
 
 
 def gd1_alignment(model: torch.nn.Module, episode: iclbench.Episode) -> float:
@@ -42,6 +44,29 @@ def gd1_alignment(model: torch.nn.Module, episode: iclbench.Episode) -> float:
     sens = sensitivities(lambda e: predict_with(model, e), ep).flatten(1)  # (B, dy*dx)
     gd = torch.einsum("bno,bnd->bod", ep.context_y, ep.context_x).flatten(1)  # (B, dy*dx)
     return float(torch.nn.functional.cosine_similarity(sens, gd, dim=-1, eps=1e-12).mean())
+
+
+def depth_alignment(references: dict[str, iclbench.Learner], fit: Callable[[iclbench.Learner], None]
+                    ) -> Callable[[torch.nn.Module, iclbench.Episode], dict]:
+    """A monitor: the model's prediction difference and sensitivity cosine against each
+    reference (GD-K and GD++-K for a K-layer model), on the first ALIGNMENT_TASKS held-out
+    tasks. References are fitted on first use, so a cached training never tunes them."""
+
+    def monitor(model: torch.nn.Module, episode: iclbench.Episode) -> dict[str, float]:
+        for ref in references.values():
+            if not ref.tuned:
+                fit(ref)
+        ep = episode.slice(0, ALIGNMENT_TASKS)
+        mine = lambda e: predict_with(model, e)  # noqa: E731
+        pred, sens = mine(ep).detach(), sensitivities(mine, ep)  # (B, dy), (B, dy, dx)
+        out = {}
+        for tag, ref in references.items():
+            values = alignment(pred, ref.predict(ep), sens, sensitivities(ref.predict, ep))  # each (B,)
+            out |= {f"pred_diff_{tag}": float(values["pred_diff"].mean()),
+                    f"sens_cos_{tag}": float(values["sens_cos"].mean())}
+        return out
+
+    return monitor
 
 
 def layer_cost(targets: int, keys: int, D: int, heads: int, softmax: bool, mlp: bool,
@@ -167,12 +192,24 @@ class TransformerLearner(iclbench.Learner):
         self.training = meta_train(
             self.model, self.loss, task, cfg, generator=generator, device=device,
             lr=cfg.lr or default_lr(getattr(self.config, "layers", 1)),
-            checkpoint=Checkpoint(folder, key) if folder else None, desc=self.label, monitors=self.monitors(),
+            checkpoint=Checkpoint(folder, key) if folder else None, desc=self.label,
+            monitors=self.monitors() | self.depth_monitors(task, generator, device),
         )
 
     def monitors(self) -> dict:
         """Extra curves recorded at every held-out evaluation: alignment with GD over training."""
         return {"sens_cos_gd1": gd1_alignment}
+
+    def depth_monitors(self, task, generator: torch.Generator, device) -> dict:
+        """For a K-layer model on pair tokens (K > 1), alignment over training with GD-K and
+        GD++-K (shared rates, the model's token clipping), tuned on their own training tasks."""
+        K = self.config.layers
+        if K == 1 or self.token_format != "pairs" or type(self).monitors is not TransformerLearner.monitors:
+            return {}
+        refs = {"gd_k": GradientDescent(steps=K, clip=self.config.clip, tune_tasks=REFERENCE_TASKS),
+                "gdpp_k": GDPlusPlus(steps=K, clip=self.config.clip, tune_tasks=REFERENCE_TASKS)}
+        gen = torch.Generator(device=device).manual_seed(derive_seed(generator.initial_seed(), "depth-references"))
+        return {"depth": depth_alignment(refs, lambda ref: ref.fit(task, generator=gen, device=device))}
 
     def fit_info(self) -> dict:
         t = self.training
