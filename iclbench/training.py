@@ -39,8 +39,8 @@ class TrainConfig(StrictConfig):
 
     steps: int = Field(5000, ge=0, description="optimiser steps, each on fresh tasks")
     pool: int | None = Field(None, ge=1, json_schema_extra=OPTIONAL,
-                             description="train on a fixed pool of this many tasks, each step's batch drawn "
-                                         "from it with replacement; None: fresh tasks every step")
+                             description="train on a fixed pool of this many tasks (a multiple of batch_size), "
+                                         "cycled batch by batch; None: fresh tasks every step")
     batch_size: int = Field(2048, ge=1, description="tasks per step")
     lr: float | None = Field(None, gt=0, description="Adam learning rate; None: 1e-3, or 5e-4 beyond 3 layers")
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -56,6 +56,8 @@ class TrainConfig(StrictConfig):
     def _check_periods(self):
         if self.checkpoint_every % self.eval_every:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval_every ({self.eval_every})")
+        if self.pool is not None and self.pool % self.batch_size:
+            raise ValueError(f"pool ({self.pool}) must be a multiple of batch_size ({self.batch_size})")
         return self
 
 
@@ -119,15 +121,17 @@ def held_out_set(task: Task, cfg: TrainConfig, generator: torch.Generator, devic
     return task.sample(cfg.eval_tasks, generator=gen, device=device).to(dtype=dtype)
 
 
-def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device, dtype) -> Callable[[], Episode]:
-    """Each call, one training batch: fresh tasks, or with `cfg.pool` tasks drawn with
-    replacement from a pool sampled once from its own stream (the finite training sets of
-    the paper's A.11). All draws come from `generator`, so a resumed run continues exactly."""
+def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device, dtype) -> Callable[[int], Episode]:
+    """`batch(step)`: the training batch of a step. Fresh tasks from `generator`, or with
+    `cfg.pool` the step's `batch_size` tasks of a fixed pool, cycled in a fixed order (the
+    paper's finite training sets, A.12: pool = batch_size trains full-batch on one set of
+    tasks). The pool comes from its own stream, so a resumed run sees the same pool."""
     if cfg.pool is None:
-        return lambda: task.sample(cfg.batch_size, generator=generator, device=device).to(dtype=dtype)
+        return lambda step: task.sample(cfg.batch_size, generator=generator, device=device).to(dtype=dtype)
     gen = torch.Generator(device=device).manual_seed(derive_seed(generator.initial_seed(), "pool"))
     pool = task.sample(cfg.pool, generator=gen, device=device).to(dtype=dtype)  # (P, ...) the training set
-    return lambda: pool.take(torch.randint(cfg.pool, (cfg.batch_size,), generator=generator, device=device))
+    first = lambda step: cfg.batch_size * (step % (cfg.pool // cfg.batch_size))  # noqa: E731
+    return lambda step: pool.slice(first(step), first(step) + cfg.batch_size)
 
 
 def meta_train(
@@ -214,7 +218,7 @@ def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dt
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True, disable=True if os.environ.get("TQDM_DISABLE") else None)
     try:
         while step < cfg.steps:
-            loss = train_loss(model, next_batch())
+            loss = train_loss(model, next_batch(step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
