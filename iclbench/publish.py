@@ -34,6 +34,11 @@ class CurvePlot:
 CURVE_PLOTS = {
     "eval_loss": CurvePlot("training-curves", "held-out loss", True, references=True),
     "sens_cos_gd1": CurvePlot("alignment-over-training", "cosine of sensitivities with one GD step", False, top=1.02),
+    "sens_cos_gd_k": CurvePlot("alignment-with-gd-k-over-training",
+                               "cosine of sensitivities with GD-K (dashed: GD++-K)", False, second="sens_cos_gdpp_k",
+                               top=1.02),
+    "pred_diff_gd_k": CurvePlot("prediction-difference-over-training", "|prediction - GD-K's| (dashed: GD++-K's)",
+                                True, second="pred_diff_gdpp_k"),
     "copy_next": CurvePlot("copy-dependence", "norm of d(layer-1 out at x_j) / d e_j+1 (dashed: e_other)", True,
                            second="copy_other"),
 }
@@ -43,6 +48,16 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "lsa": ("gd",),
     "lsa[layers=2,recurrent=true]": ("gd[steps=2]", "gd++[steps=2]"),
     "lsa[layers=5,clip=10]": ("gd[steps=5]", "gd[steps=5,per_step=true]", "gd++[steps=5,per_step=true,clip=10]"),
+    "lsa[layers=2]": ("gd[steps=2]", "gd++[steps=2]"),
+    "lsa[layers=3]": ("gd[steps=3]", "gd++[steps=3]"),
+    "lsa[layers=3,recurrent=true]": ("gd[steps=3]", "gd++[steps=3]"),
+    "lsa[layers=4,clip=10]": ("gd[steps=4]", "gd++[steps=4]"),
+    "lsa[layers=4,recurrent=true,clip=10]": ("gd[steps=4]", "gd++[steps=4]"),
+    "lsa[layers=5,recurrent=true,clip=10]": ("gd[steps=5]", "gd++[steps=5]"),
+    "lsa[heads=2]": ("gd",),
+    "lsa[mlp=true]": ("gd",),
+    "layernorm-tf[layers=2]": ("gd[steps=2]", "gd++[steps=2]"),
+    **{f"lsa[train.pool={P},train.batch_size={P}]": ("gd",) for P in (128, 512, 2048, 8192)},
     "softmax-tf": ("gd",),
     "softmax-tf[heads=2]": ("gd",),
     "layernorm-tf": ("gd",),
@@ -68,6 +83,7 @@ def publish(folder: Path, repro: Reproduction) -> list[Path]:
     shown = display_records(results)
     written = leaderboard.render(shown, folder, intro=INTRO)
     written += plot_curves(shown, folder, display_analyses(results))
+    written += repro.figures(results, folder)
     readme = folder / "README.md"
     readme.write_text(render_readme(results, repro, shown, [p for p in written if p.suffix == ".png"]))
     written.append(readme)

@@ -129,6 +129,11 @@ class Reproduction:
     def findings(self, results: "Results") -> list[Finding]:
         return []
 
+    def figures(self, results: "Results", folder: Path) -> list[Path]:
+        """Figures of this reproduction's own sweeps, written into `folder` from the records;
+        the PNGs written (publish keeps them and lists them)."""
+        return []
+
 
 def with_budget(spec: str, budget: Budget, catalog) -> str:
     """The label of `spec` trained under `budget` (for learners that train); the spec's own

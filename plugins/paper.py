@@ -8,14 +8,22 @@ with its 95 % CI, relative to the reference's loss. A claim that does not hold s
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 from typing import Callable
 
 import iclbench
 from iclbench.reproduce import Finding, Paired, Reproduction, Results
+from iclbench_plugins.paper_figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
 DEEP_TOL = 0.05  # recurrent 2-layer vs GD++-2 and untied 5-layer vs GD++-5
-OOD_TOL = {"lsa": ONE_LAYER_TOL, "lsa[layers=2,recurrent=true]": DEEP_TOL}
+OOD_TOL = {"lsa": ONE_LAYER_TOL, "lsa[layers=2,recurrent=true]": DEEP_TOL, "lsa[layers=5,clip=10]": DEEP_TOL}
+DEPTHS = (2, 3, 4, 5)
+RECURRENT = {2: "lsa[layers=2,recurrent=true]", 3: "lsa[layers=3,recurrent=true]",
+             4: "lsa[layers=4,recurrent=true,clip=10]", 5: "lsa[layers=5,recurrent=true,clip=10]"}
+UNTIED = {2: "lsa[layers=2]", 3: "lsa[layers=3]", 4: "lsa[layers=4,clip=10]", 5: "lsa[layers=5,clip=10]"}
+POOLS = (128, 512, 2048, 8192)  # finite training sets of A.12, trained full-batch
+SIGN_REVERSAL = -0.9  # cosine of the two softmax heads' off-diagonal terms: "almost perfect sign reversed"
 COSINE = 0.99  # sensitivity alignment the paper reports for trained LSA against its GD counterpart
 SINE_TOL, SINE_COSINE = 0.10, 0.95
 COPY_TOL = 0.05
@@ -25,6 +33,11 @@ UNTRAINED = 0.9  # a trained model whose loss stays above 90 % of the zero predi
 Check = Callable[[Results], Finding]
 
 
+def pool_spec(P: int) -> str:
+    """One LSA layer trained full-batch on a fixed set of P tasks."""
+    return f"lsa[train.pool={P},train.batch_size={P}]"
+
+
 def within(p: Paired, tol: float) -> bool:
     return abs(p.rel) < tol
 
@@ -32,6 +45,10 @@ def within(p: Paired, tol: float) -> bool:
 class Paper(Reproduction):
     name = "paper"
     spec_file = files("iclbench_plugins") / "suites_data" / "reproductions" / "paper.toml"
+
+    def figures(self, r: Results, folder: Path) -> list[Path]:
+        found = [depth_figure(r, folder, RECURRENT, UNTIED), pool_figure(r, folder, pool_spec, POOLS)]
+        return [p for p in found if p is not None]
 
     def findings(self, r: Results) -> list[Finding]:
         claims: list[tuple[str, Check]] = [
@@ -58,6 +75,19 @@ class Paper(Reproduction):
              self.copy_control),
             ("GD++'s curvature correction lowers the condition number of the context covariance (N = 25, App. A.10)",
              self.conditioning),
+            (f"depth sweep: recurrent K-layer LSA within {DEEP_TOL:.0%} of GD++-K and below GD-K, K = 2..5",
+             self.depth_recurrent),
+            (f"depth sweep: untied K-layer LSA at most {DEEP_TOL:.0%} above GD++-K (shared rates), K = 2..5",
+             self.depth_untied),
+            (f"untied 5-layer LSA tracks per-step GD++-5 out of distribution (within {DEEP_TOL:.0%} on every linear-ood task)",
+             lambda res: self.ood(res, "lsa[layers=5,clip=10]", "gd++[steps=5,per_step=true,clip=10]")),
+            (f"LSA with 2 heads, and with an MLP, within {ONE_LAYER_TOL:.0%} of GD-1, sensitivity cosine > {COSINE} (Fig 8)",
+             self.heads_and_mlp),
+            ("2-layer LayerNorm Transformer worse than GD-2 and GD++-2 (Fig 14)", self.layernorm_two),
+            (f"finite training sets: LSA trained on {POOLS[0]} fixed tasks does not align with GD-1 (cosine < {COSINE}), "
+             f"on {POOLS[-1]} it does (within {ONE_LAYER_TOL:.0%}, cosine > {COSINE}) (A.12, Fig 16)", self.pools),
+            (f"two softmax heads reverse the signs of each other's off-diagonal eta W_KQ (cosine < {SIGN_REVERSAL}) on "
+             "every trained seed (Fig 11)", self.head_cancellation),
         ]
         out = []
         for claim, check in claims:
@@ -228,6 +258,75 @@ class Paper(Reproduction):
         ours = "median condition number " + " -> ".join(f"{m:.2f}" for m in median) + f" over {steps - 1} step(s)"
         holds = median[-1] < median[0]
         return Finding("", ours, holds, "" if holds else "the tuned correction does not precondition")
+
+    @staticmethod
+    def depth_recurrent(r: Results) -> Finding:
+        parts, bad = [], []
+        for K in DEPTHS:
+            pp = r.paired(RECURRENT[K], f"gd++[steps={K}]", "linear")
+            gd = r.paired(RECURRENT[K], f"gd[steps={K}]", "linear") if K == 2 else None
+            below_gd = r.mean(RECURRENT[K], "linear") < r.mean(f"gd[steps={K}]", "linear") if gd is None else gd.diff + gd.ci < 0
+            parts.append(f"K={K}: {pp.rel:+.1%} ± {pp.rel_ci:.1%}")
+            if not (within(pp, DEEP_TOL) and below_gd):
+                bad.append(f"K={K}" + ("" if below_gd else " (not below GD-K)"))
+        return Finding("", "vs GD++-K: " + "; ".join(parts), not bad, f"outside the tolerance: {', '.join(bad)}" if bad else "")
+
+    @staticmethod
+    def depth_untied(r: Results) -> Finding:
+        parts, bad = [], []
+        for K in DEPTHS:
+            p = r.paired(UNTIED[K], f"gd++[steps={K}]", "linear")
+            parts.append(f"K={K}: {p.rel:+.1%} ± {p.rel_ci:.1%}")
+            if p.rel >= DEEP_TOL:
+                bad.append(f"K={K}")
+        return Finding("", "vs GD++-K: " + "; ".join(parts), not bad,
+                       f"above the tolerance: {', '.join(bad)} (K = 2..4 train 5000 steps)" if bad else "")
+
+    @staticmethod
+    def heads_and_mlp(r: Results) -> Finding:
+        parts, holds = [], True
+        for spec in ("lsa[heads=2]", "lsa[mlp=true]"):
+            p = r.paired(spec, "gd", "linear")
+            cos = r.mean(spec, "linear", metric="sens_cos", align_to="gd")
+            parts.append(f"{spec}: {p.text()}, cosine {cos:.4f}")
+            holds &= within(p, ONE_LAYER_TOL) and cos > COSINE
+        return Finding("", "; ".join(parts), holds, "" if holds else "a variant leaves the tolerance")
+
+    @staticmethod
+    def layernorm_two(r: Results) -> Finding:
+        spec = "layernorm-tf[layers=2]"
+        gd = r.paired(spec, "gd[steps=2]", "linear")
+        pp_loss = r.mean("gd++[steps=2]", "linear")
+        loss = r.mean(spec, "linear")
+        holds = gd.diff - gd.ci > 0 and loss > pp_loss
+        return Finding("", f"vs GD-2: {gd.text()}; loss {loss:.4f} vs GD++-2 {pp_loss:.4f}", holds,
+                       "" if holds else "the LayerNorm model matched GD-2 or GD++-2")
+
+    @staticmethod
+    def pools(r: Results) -> Finding:
+        spec = pool_spec
+        cos = {P: r.mean(spec(P), "linear", metric="sens_cos", align_to="gd") for P in POOLS}
+        paired = {P: r.paired(spec(P), "gd", "linear") for P in POOLS}
+        ours = "; ".join(f"P={P}: {paired[P].rel:+.1%} ± {paired[P].rel_ci:.1%}, cosine {cos[P]:.3f}" for P in POOLS)
+        small, large = POOLS[0], POOLS[-1]
+        holds = cos[small] < COSINE and within(paired[large], ONE_LAYER_TOL) and cos[large] > COSINE
+        why = "" if holds else ("the smallest pool already aligns" if cos[small] >= COSINE else
+                                "the largest pool does not reach GD-1")
+        return Finding("", ours, holds, why)
+
+    @classmethod
+    def head_cancellation(cls, r: Results) -> Finding:
+        res = {a["seed"]: a["result"] for a in r.analyses
+               if a["analysis"] == "softmax-heads" and a["result"].get("offdiag_cosine") is not None}
+        if not res:
+            raise LookupError("no softmax-heads analysis")
+        trained = set(cls.trained_seeds(r, "softmax-tf[heads=2]"))
+        ours = "; ".join(f"seed {s}: cosine {x['offdiag_cosine']:+.3f}, sum/heads off-diagonal "
+                         f"{x['sum_offdiag_ratio']:.2f}" + ("" if s in trained else " (never trained)")
+                         for s, x in sorted(res.items()))
+        kept = [x for s, x in res.items() if s in trained]
+        holds = bool(kept) and all(x["offdiag_cosine"] < SIGN_REVERSAL for x in kept)
+        return Finding("", ours, holds, "" if holds else "the heads' off-diagonal terms do not cancel")
 
 
 @iclbench.hookimpl

@@ -160,5 +160,5 @@ def test_learner_unknown_keys_list_the_learner_fields(catalog):
     with pytest.raises(ConfigError) as err:
         lsa({"train": {"stepz": 2}})
     train_keys = ", ".join(f"train.{k}" for k in lsa.Config.model_fields["train"].annotation.model_fields)
-    assert "train.steps, train.batch_size" in train_keys
+    assert "train.steps, train.pool, train.batch_size" in train_keys
     assert f"train.stepz: Extra inputs are not permitted (got 2); valid keys: {train_keys}" in str(err.value)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from iclbench.reproduce import Results
-from iclbench_plugins.paper import Paper
+from iclbench_plugins.paper import DEPTHS, POOLS, RECURRENT, UNTIED, Paper, pool_spec
 
 
 def record(spec, suite="linear", seed=0, loss=0.2, align_to=None, task=None, **metrics):
@@ -23,7 +23,8 @@ def paired(spec, ref, diff, seed=0, suite="linear", task=None, ref_loss=0.2, **m
 def results(tmp_path, records, analyses=()) -> Results:
     (tmp_path / "reproduction.json").write_text(json.dumps({"labels": {}}))
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (tmp_path / "analyses.jsonl").write_text("".join(json.dumps({"analysis": a[0], "result": a[1]}) + "\n" for a in analyses))
+    (tmp_path / "analyses.jsonl").write_text("".join(
+        json.dumps({"analysis": a[0], "result": a[1], "seed": a[2] if len(a) > 2 else 0}) + "\n" for a in analyses))
     return Results(tmp_path)
 
 
@@ -95,7 +96,7 @@ def test_the_negative_control_must_stay_above_gd(tmp_path):
 
 def test_missing_experiments_are_reported_not_dropped(tmp_path):
     findings = Paper().findings(results(tmp_path, []))
-    assert len(findings) == 15 and not any(f.holds for f in findings)
+    assert len(findings) == 22 and not any(f.holds for f in findings)
     assert all(f.ours.startswith("missing: ") and f.why for f in findings)
 
 
@@ -111,3 +112,68 @@ def test_conditioning_claim_compares_the_last_step_with_the_start(tmp_path):
     found = Paper.conditioning(results(tmp_path, [], res))
     assert found.holds and found.ours == "median condition number 10.50 -> 5.30 -> 4.10 over 2 step(s)"
     assert not Paper.conditioning(results(tmp_path, [], [("gd++-conditioning", {"median_condition": [3.0, 4.0]})])).holds
+
+
+def depth_records(recurrent_rel, untied_rel, seeds=(0, 1, 2)):
+    """The depth sweep's paired records: models relative to GD++-K (loss 0.2 / K), GD-K 10 % above GD++-K."""
+    recs = []
+    for K in DEPTHS:
+        ref = 0.2 / K
+        for s in seeds:
+            recs.append(record(f"gd[steps={K}]", seed=s, loss=1.1 * ref))
+            recs.append(record(f"gd++[steps={K}]", seed=s, loss=ref))
+            recs.append(paired(RECURRENT[K], f"gd++[steps={K}]", recurrent_rel[K] * ref, seed=s, ref_loss=ref, sens_cos=0.99))
+            recs.append(paired(UNTIED[K], f"gd++[steps={K}]", untied_rel[K] * ref, seed=s, ref_loss=ref, sens_cos=0.98))
+            if K == 2:
+                recs.append(paired(RECURRENT[K], "gd[steps=2]", (1 + recurrent_rel[K] - 1.1) * ref, seed=s, ref_loss=1.1 * ref))
+    for s in seeds:
+        recs += [record("gd", seed=s, loss=0.2), record("lsa", seed=s, loss=0.2)]
+    return recs
+
+
+def test_depth_claims_name_each_depth_outside_the_tolerance(tmp_path):
+    ok = {2: 0.01, 3: -0.02, 4: 0.03, 5: 0.0}
+    r = results(tmp_path, depth_records(ok, {2: -0.1, 3: 0.0, 4: 0.04, 5: 0.02}))
+    rec, unt = Paper.depth_recurrent(r), Paper.depth_untied(r)
+    assert rec.holds and "K=3: -2.0%" in rec.ours and unt.holds and "K=2: -10.0%" in unt.ours
+    r = results(tmp_path, depth_records({**ok, 4: 0.08}, {2: -0.1, 3: 0.06, 4: 0.04, 5: 0.2}))
+    rec, unt = Paper.depth_recurrent(r), Paper.depth_untied(r)
+    assert not rec.holds and rec.why == "outside the tolerance: K=4"
+    assert not unt.holds and unt.why.startswith("above the tolerance: K=3, K=5")
+
+
+def test_depth_and_pool_figures_are_drawn_from_the_records(tmp_path):
+    recs = depth_records({2: 0.01, 3: 0.0, 4: 0.0, 5: 0.0}, {2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0})
+    recs += [paired(pool_spec(P), "gd", 0.3 / P ** 0.5, seed=s, sens_cos=1 - 1 / P) for P in POOLS for s in range(3)]
+    paths = Paper().figures(results(tmp_path, recs), tmp_path)
+    assert sorted(p.name for p in paths) == ["linear-depth-sweep.png", "linear-training-set-size.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert Paper().figures(results(empty, []), empty) == []
+
+
+@pytest.mark.parametrize("small_cos, large_diff, holds", [(0.9, 0.001, True), (0.995, 0.001, False), (0.9, 0.01, False)])
+def test_pool_claim_needs_the_small_set_to_fail_and_the_large_to_align(tmp_path, small_cos, large_diff, holds):
+    recs = [paired(pool_spec(P), "gd", large_diff if P == POOLS[-1] else 0.05, sens_cos=small_cos if P == POOLS[0] else 0.995)
+            for P in POOLS]
+    found = Paper.pools(results(tmp_path, recs))
+    assert found.holds is holds and f"P={POOLS[0]}: +25.0%" in found.ours
+
+
+def test_head_cancellation_is_judged_on_trained_seeds_only(tmp_path):
+    recs = [record("zero", seed=s, loss=0.4) for s in range(3)]
+    recs += [record("softmax-tf[heads=2]", seed=s, loss=loss) for s, loss in enumerate([0.22, 0.23, 0.39])]
+    heads = [("softmax-heads", {"offdiag_cosine": c, "sum_offdiag_ratio": 0.1}, s) for s, c in enumerate([-0.97, -0.95, 0.2])]
+    found = Paper.head_cancellation(results(tmp_path, recs, heads))
+    assert found.holds and "seed 2: cosine +0.200, sum/heads off-diagonal 0.10 (never trained)" in found.ours
+    heads[1] = ("softmax-heads", {"offdiag_cosine": -0.5, "sum_offdiag_ratio": 0.6}, 1)
+    assert not Paper.head_cancellation(results(tmp_path, recs, heads)).holds
+
+
+def test_layernorm_and_variant_claims(tmp_path):
+    recs = [paired("layernorm-tf[layers=2]", "gd[steps=2]", 0.02, ref_loss=0.1), record("gd++[steps=2]", loss=0.09),
+            paired("lsa[heads=2]", "gd", 0.001, sens_cos=0.999), paired("lsa[mlp=true]", "gd", 0.002, sens_cos=0.995)]
+    assert Paper.layernorm_two(results(tmp_path, recs)).holds and Paper.heads_and_mlp(results(tmp_path, recs)).holds
+    recs[-1] = paired("lsa[mlp=true]", "gd", 0.002, sens_cos=0.97)
+    assert not Paper.heads_and_mlp(results(tmp_path, recs)).holds
