@@ -62,6 +62,8 @@ class Paper(Reproduction):
              lambda res: self.ood(res, "lsa", "gd")),
             (f"recurrent 2-layer LSA tracks GD++-2 out of distribution (within {DEEP_TOL:.0%} on every linear-ood task)",
              lambda res: self.ood(res, "lsa[layers=2,recurrent=true]", "gd++[steps=2]")),
+            (f"interpolated weights within {ONE_LAYER_TOL:.0%} of GD-1 on every linear-ood task (Fig 6a)",
+             self.interpolation_ood),
             (f"repeated damped LSA lowers the mean loss like GD (within {REPEATED_TOL:.0%} at every step)",
              lambda res: self.repeated(res, "loss")),
             (f"... and on the median task (within {REPEATED_TOL:.0%} at every step)",
@@ -119,6 +121,19 @@ class Paper(Reproduction):
         gd = sum(x["loss_construction"] for x in res) / len(res)
         rel = interp / gd - 1
         return Finding("", f"interpolated {interp:.4f} vs GD-1 {gd:.4f} ({rel:+.2%})", abs(rel) < ONE_LAYER_TOL)
+
+    @staticmethod
+    def interpolation_ood(r: Results) -> Finding:
+        res = r.analysis("interpolation-ood")
+        if not res:
+            raise LookupError("no interpolation-ood analysis")
+        rel = {t: sum(x["tasks"][t]["interpolated"] / x["tasks"][t]["construction"] for x in res) / len(res) - 1
+               for t in res[0]["tasks"]}
+        worst = max(rel, key=lambda t: abs(rel[t]))
+        failing = sorted((t for t in rel if abs(rel[t]) >= ONE_LAYER_TOL), key=lambda t: -abs(rel[t]))
+        ours = f"worst {worst}: {rel[worst]:+.2%}; {len(rel) - len(failing)} of {len(rel)} tasks within"
+        why = "outside the tolerance: " + ", ".join(f"{t} ({rel[t]:+.1%})" for t in failing[:6]) if failing else ""
+        return Finding("", ours, not failing, why)
 
     @staticmethod
     def recurrent(r: Results) -> Finding:

@@ -96,7 +96,7 @@ def test_the_negative_control_must_stay_above_gd(tmp_path):
 
 def test_missing_experiments_are_reported_not_dropped(tmp_path):
     findings = Paper().findings(results(tmp_path, []))
-    assert len(findings) == 22 and not any(f.holds for f in findings)
+    assert len(findings) == 23 and not any(f.holds for f in findings)
     assert all(f.ours.startswith("missing: ") and f.why for f in findings)
 
 
@@ -177,3 +177,13 @@ def test_layernorm_and_variant_claims(tmp_path):
     assert Paper.layernorm_two(results(tmp_path, recs)).holds and Paper.heads_and_mlp(results(tmp_path, recs)).holds
     recs[-1] = paired("lsa[mlp=true]", "gd", 0.002, sens_cos=0.97)
     assert not Paper.heads_and_mlp(results(tmp_path, recs)).holds
+
+
+def test_interpolated_ood_claim_averages_seeds_per_task(tmp_path):
+    def res(scale5):
+        return ("interpolation-ood", {"tasks": {"linear": {"interpolated": 0.201, "construction": 0.2},
+                                                "teacher-scale=5": {"interpolated": scale5, "construction": 5.0}}})
+    found = Paper.interpolation_ood(results(tmp_path, [], [res(5.05), res(5.09)]))
+    assert found.holds and "worst teacher-scale=5: +1.40%" in found.ours and "2 of 2 tasks within" in found.ours
+    found = Paper.interpolation_ood(results(tmp_path, [], [res(5.05), res(5.25)]))
+    assert not found.holds and found.why == "outside the tolerance: teacher-scale=5 (+3.0%)"

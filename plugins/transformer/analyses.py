@@ -66,19 +66,27 @@ class Interpolation(Analysis):
         gd = ctx.learner(f"lsa-gd[steps={trained.config.layers}]")
         ep = ctx.episode().to(dtype=torch.float64)
         etas, _ = gd.gd.rates()
-        a = self.config.alpha
-        mixed, scales = [], []
-        for (kq, pv), eta in zip(products(trained.model), etas):
-            s = float(kq.diagonal()[: ep.dx].mean())
-            ckq, cpv = gd_products(ep.dx, ep.dy, eta)
-            mixed.append(((1 - a) * kq / s + a * ckq, (1 - a) * pv * s + a * cpv))
-            scales.append(s)
+        model, scales = interpolated(trained, etas, ep.dx, ep.dy, self.config.alpha)
         return {
-            "learner": trained.label, "alpha": a, "scales": scales, "gd_eta": etas,
+            "learner": trained.label, "alpha": self.config.alpha, "scales": scales, "gd_eta": etas,
             "loss_trained": loss_of(trained.model, ep),
             "loss_construction": loss_of(gd.constructed(ep.dx, ep.dy), ep),
-            "loss_interpolated": loss_of(from_products(ep.dx, ep.dy, mixed), ep),
+            "loss_interpolated": loss_of(model, ep),
         }
+
+
+def interpolated(trained: TransformerLearner, etas: list[float], dx: int, dy: int,
+                 alpha: float) -> tuple[InContextTransformer, list[float]]:
+    """The model whose products average the trained ones, rescaled by s = the mean of W_KQ's
+    first dx diagonal entries (W_KQ / s, W_PV * s), with the GD construction's, weight `alpha`
+    on the construction; and the scales s per layer."""
+    mixed, scales = [], []
+    for (kq, pv), eta in zip(products(trained.model), etas):
+        s = float(kq.diagonal()[:dx].mean())
+        ckq, cpv = gd_products(dx, dy, eta)  # (D, D) each
+        mixed.append(((1 - alpha) * kq / s + alpha * ckq, (1 - alpha) * pv * s + alpha * cpv))
+        scales.append(s)
+    return from_products(dx, dy, mixed), scales
 
 
 SWEEP = (0.25, 0.5, 0.75, 1.0)  # damping values whose loss after T applications `repeated` reports
