@@ -83,5 +83,9 @@ def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Pa
                 job, seconds = future.result()
                 progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, seed {job.seed}: {seconds:.0f} s")
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)  # trainings under way keep their checkpoints
+            # stop the trainings under way too (they keep their last checkpoint, and resume from it):
+            # left running, they would outlive this process, holding their checkpoints' locks
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise

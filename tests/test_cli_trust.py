@@ -214,3 +214,70 @@ def test_concurrent_evaluations_share_one_folder(tmp_path, plugin):
     fits = (tmp_path / "fits.log").read_text().splitlines()
     assert len(fits) == 3  # each seed's learner fitted once across the three processes
     assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:  # the process ended meanwhile
+        return ""
+
+
+def children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        text = read(str(stat))
+        if text and int(text.rsplit(")", 1)[1].split()[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    text = read(f"/proc/{pid}/stat")
+    return bool(text) and text.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+LONG_SPEC = """
+name = "long"
+description = "one long training per seed"
+[budgets.full]
+train_steps = 1000000
+n_tasks = 16
+[[runs]]
+suite = "linear"
+learners = ["lsa[train.batch_size=64]"]
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_signal_stops_the_training_workers_too(tmp_path):
+    """Trainings in worker processes (reproduce --jobs) end with the run, not after it, holding their locks."""
+    (tmp_path / "long.toml").write_text(LONG_SPEC)
+    plugin = tmp_path / "long_repro.py"
+    plugin.write_text("import iclbench\nfrom pathlib import Path\nfrom iclbench.reproduce import Reproduction\n"
+                      "class Long(Reproduction):\n    name = 'long'\n"
+                      f"    spec_file = Path({str(tmp_path / 'long.toml')!r})\n"
+                      "@iclbench.hookimpl\ndef register_reproductions(register):\n    register(Long)\n")
+    proc = cli("reproduce", "long", "--plugin", str(plugin), "--seeds", "0,1", "--jobs", "2", "--device", "cpu",
+               "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"))
+    deadline, workers = time.time() + 120, set()
+    try:
+        while len(workers) < 2 and time.time() < deadline and proc.poll() is None:
+            workers = {p for p in children(proc.pid) if "spawn_main" in read(f"/proc/{p}/cmdline")}  # not the tracker
+            time.sleep(0.2)
+        assert len(workers) == 2, proc.communicate(timeout=10)
+        time.sleep(3)  # into their trainings
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        deadline = time.time() + 10
+        while any(running(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in workers if running(p)]
+    finally:  # a failure leaves nothing running
+        proc.kill()
+        for p in workers:
+            if running(p):
+                os.kill(p, signal.SIGKILL)
