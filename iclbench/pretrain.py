@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -68,6 +68,13 @@ def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...],
     return job, time.perf_counter() - start
 
 
+def as_completed_jobs(jobs: list[TrainJob], futures: list) -> Iterator[tuple[TrainJob, Future]]:
+    """(job, future) pairs in the order the trainings finish."""
+    which = dict(zip(futures, jobs))
+    for future in as_completed(futures):
+        yield which[future], future
+
+
 def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Path,
              plugin_files: tuple[str, ...] = (), progress: Callable[[str], None] = lambda m: None) -> None:
     """Run `jobs` in `workers` single-threaded processes; each result lands in `cache`."""
@@ -79,8 +86,13 @@ def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Pa
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_run, job, str(device), cache, tuple(map(str, plugin_files)), compiling()) for job in jobs]
         try:
-            for done, future in enumerate(as_completed(futures), 1):
-                job, seconds = future.result()
+            for done, (job, future) in enumerate(as_completed_jobs(jobs, futures), 1):
+                try:
+                    _, seconds = future.result()
+                except Exception as err:  # the evaluation trains it again and records the failure
+                    progress(f"[{done}/{len(jobs)}] training {job.spec} on {job.suite}, seed {job.seed} failed: "
+                             f"{type(err).__name__}: {err}")
+                    continue
                 progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, seed {job.seed}: {seconds:.0f} s")
         except BaseException:
             # stop the trainings under way too (they keep their last checkpoint, and resume from it):

@@ -203,7 +203,7 @@ class TransformerLearner(iclbench.Learner):
     def depth_monitors(self, task, generator: torch.Generator, device) -> dict:
         """For a K-layer model on pair tokens (K > 1), alignment over training with GD-K and
         GD++-K (shared rates, the model's token clipping), tuned on their own training tasks."""
-        K = self.config.layers
+        K = getattr(self.config, "layers", 1)  # feature models (mlp-gd) have no attention layers
         if K == 1 or self.token_format != "pairs" or type(self).monitors is not TransformerLearner.monitors:
             return {}
         refs = {"gd_k": GradientDescent(steps=K, clip=self.config.clip, tune_tasks=REFERENCE_TASKS),
