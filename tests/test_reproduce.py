@@ -152,6 +152,45 @@ def test_suites_sharing_a_training_distribution_share_one_training_job(catalog):
         ("mlp-gd[train.steps=7]", "sine", 1, 7)]
 
 
+FAILING_PLUGIN = """
+import iclbench
+from iclbench.training import TrainConfig
+from pydantic import Field
+
+
+class Boom(iclbench.Learner):
+    name = "boom"
+
+    class Config(iclbench.LearnerConfig):
+        train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def fit(self, task, *, generator, device):
+        raise RuntimeError("boom in fit")
+
+    def predict(self, episode):
+        raise RuntimeError("never fitted")
+
+
+@iclbench.hookimpl
+def register_learners(register):
+    register(Boom)
+"""
+
+
+def test_one_failed_pretraining_does_not_stop_the_others(tmp_path):
+    from iclbench.pretrain import TrainJob, pretrain
+
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(FAILING_PLUGIN)
+    jobs = [TrainJob("boom", "linear", 0, 9), TrainJob("lsa[train.steps=3,train.batch_size=16,train.eval_tasks=16]",
+                                                      "linear", 0, 3)]
+    said: list[str] = []
+    pretrain(jobs, 1, torch.device("cpu"), tmp_path / "cache", (str(plugin),), said.append)
+    assert said[1] == "[1/2] training boom on linear, seed 0 failed: RuntimeError: boom in fit"
+    assert said[2].startswith("[2/2] trained lsa[train.steps=3,train.batch_size=16,train.eval_tasks=16] on linear")
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
 def test_publish_prunes_stale_plots_once_everything_is_written(tmp_path):
     """A plot of an earlier publication that this one no longer makes is deleted; the curve plots
     written after the tables, and the analyses' figures/, are kept."""
