@@ -171,8 +171,7 @@ class Paper(Reproduction):
                 why += ("; the in-distribution loss is flat along W_PV's y-dependent entries, so training leaves them "
                         "at their noise, and larger teachers amplify them (the reference protocol shares this)")
             elif spec.startswith("lsa[layers=5"):
-                why += ("; the paper's Fig 6c shows the same: the untied model matches worse far from the training "
-                        "distribution, where the token clipping both share saturates differently")
+                why += "; the paper's Fig 6c shows the same: the untied model matches worse far from the training distribution"
         return Finding("", ours, not failing, why)
 
     @staticmethod
