@@ -88,6 +88,12 @@ class Episode:
         """Tasks start..stop-1 of the batch (a view, no copy)."""
         return self._map(lambda t: t[start:stop])
 
+    def prefix(self, k: int) -> Episode:
+        """The same tasks with only their first `k` context pairs (plain pairs only)."""
+        if self.tokens is not None:
+            raise ValueError("a token sequence has no context prefix to take")
+        return replace(self, context_x=self.context_x[:, :k], context_y=self.context_y[:, :k])
+
     def take(self, index: torch.Tensor) -> Episode:
         """The tasks at `index` (B',) of the batch, repeats allowed (a copy)."""
         return self._map(lambda t: t[index])

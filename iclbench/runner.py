@@ -22,6 +22,7 @@ import torch
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, task_losses
+from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
 from iclbench.suite import EvalTask, Suite
@@ -201,7 +202,7 @@ class Evaluation:
                     if ev.label not in episodes:
                         episodes[ev.label] = self.eval_tasks(ev, seed)
                     episode, ref = episodes[ev.label]
-                    rec.update(self.measure(learner, episode, ref), fit_seconds=fit_seconds)
+                    rec.update(self.measure(learner, episode, ref, ev.prefix_curve), fit_seconds=fit_seconds)
                 except Exception as err:
                     rec.update(self.failed(rec, "predict", err))
             rec.update(git_commit=git_commit(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -252,8 +253,9 @@ class Evaluation:
         bs = self.plan.batch_size
         return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs)
 
-    def measure(self, learner: Learner, episode: Episode, ref) -> dict[str, Any]:
-        """Loss (and alignment, paired loss difference to the reference) of checked predictions."""
+    def measure(self, learner: Learner, episode: Episode, ref, prefix: bool = False) -> dict[str, Any]:
+        """Loss (and alignment, paired loss difference to the reference) of checked predictions;
+        with `prefix`, the error against context length too."""
         start = time.perf_counter()
         pred = predict_chunked(learner, episode, self.plan.batch_size)
         if episode.device.type == "cuda":
@@ -270,5 +272,7 @@ class Evaluation:
             for name, values in alignment(pred, ref[0], sens, ref[1]).items():
                 metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
         status = {"status": "diverged", "n_nonfinite": nonfinite} if nonfinite else {"status": "ok"}
+        if prefix:
+            status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
         return {**status, "metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
                 "fit_info": learner.fit_info()}

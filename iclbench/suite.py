@@ -14,6 +14,7 @@ A suite is a TOML file (data, not code):
     group = "input range"              # optional: plotted as loss against `value`
     value = 2.0
     in_distribution = false
+    prefix_curve = false               # optional: also the error at every context length k = 1..N
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class EvalSpec(TaskSpec):
     group: str | None = None
     value: float | None = None
     in_distribution: bool = False
+    prefix_curve: bool = False
 
 
 class SuiteFile(BaseModel):
@@ -66,6 +68,7 @@ class EvalTask:
     group: str | None = None
     value: float | None = None
     in_distribution: bool = False
+    prefix_curve: bool = False  # also record the error against context length (iclbench.prefix)
 
 
 @dataclass
@@ -143,7 +146,7 @@ class SuiteRegistry:
         evals = []
         for i, e in enumerate(spec.eval):
             task = _build_task(catalog, e, f"{where} eval[{i}]")
-            evals.append(EvalTask(e.label or task.label, task, e.group, e.value, e.in_distribution))
+            evals.append(EvalTask(e.label or task.label, task, e.group, e.value, e.in_distribution, e.prefix_curve))
         labels = [e.label for e in evals]
         dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
         if dupes:

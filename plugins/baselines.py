@@ -6,6 +6,7 @@ import torch
 from pydantic import Field
 
 import iclbench
+from iclbench.prefix import running_means
 
 
 class Zero(iclbench.Learner):
@@ -41,6 +42,10 @@ class Averaging(iclbench.Learner):
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
         w = torch.einsum("bno,bnd->bod", episode.context_y, episode.context_x) / episode.n_context  # (B, dy, d)
         return torch.einsum("bod,bd->bo", w, episode.query_x)
+
+    def predict_prefixes(self, episode: iclbench.Episode) -> torch.Tensor:
+        """(B, N, dy): the prediction from every context prefix, in one pass."""
+        return running_means(episode)
 
 
 @iclbench.hookimpl

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.metrics import task_losses
+from iclbench.prefix import running_means
 from iclbench.tuning import lbfgs, training_sample
 from iclbench.workload import TAPE_FACTOR, TaskShape, Workload, compute_seconds, episode_bytes
 
@@ -171,6 +172,16 @@ class GradientDescent(iclbench.Learner):
         etas, gammas = self.rates()
         t = lambda v: torch.tensor(v, dtype=episode.context_x.dtype, device=episode.device)  # noqa: E731
         return gd_predict(episode, t(etas), None if gammas is None else t(gammas), self.config.clip)
+
+
+    def predict_prefixes(self, episode: iclbench.Episode) -> torch.Tensor | None:
+        """(B, N, dy): one step's prediction from every context prefix in one pass (a step is a
+        running mean; GD++'s correction acts only after it); None for more steps."""
+        if self.config.steps != 1:
+            return None
+        pred = self.rates()[0][0] * running_means(episode)  # (B, N, dy)
+        clip = self.config.clip
+        return pred if clip is None else pred.clamp(-clip, clip)
 
 
 class GDPlusPlus(GradientDescent):

@@ -1,0 +1,53 @@
+"""Error against context length (Garg et al. 2022; Akyürek et al. 2023): the query error of a
+learner given only the first k context points, k = 1..N, divided by the zero predictor's.
+
+A learner whose prediction is a running sum over the context (averaging, one GD step) can give
+every prefix in one pass through `predict_prefixes(episode) -> (B, N, dy)` (or None when its
+config has no such form); any other learner is asked once per prefix length, each time on
+all tasks at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from iclbench.episode import Episode
+from iclbench.metrics import task_losses
+
+Predict = Callable[[Episode], torch.Tensor]
+
+
+def prefix_predictions(learner: Any, episode: Episode, predict: Predict) -> torch.Tensor:
+    """(B, N, dy): the query prediction from the first k context points, at [:, k - 1]."""
+    if episode.tokens is not None:
+        raise ValueError("error against context length needs plain (x, y) pairs, not a token sequence")
+    one_pass = getattr(learner, "predict_prefixes", None)
+    if one_pass is not None:
+        with torch.no_grad():
+            out = one_pass(episode)
+        if out is not None:
+            return out
+    return torch.stack([predict(episode.prefix(k)) for k in range(1, episode.n_context + 1)], dim=1)
+
+
+def prefix_curve(learner: Any, episode: Episode, predict: Predict) -> dict[str, list[float]]:
+    """Per k: the mean query loss over tasks divided by the zero predictor's mean loss on the
+    same tasks (`error`), and the 95 % half-width of that ratio over tasks (`ci95`, the
+    denominator taken as exact)."""
+    preds = prefix_predictions(learner, episode, predict)  # (B, N, dy)
+    losses = task_losses(preds, episode.query_y[:, None]).double()  # (B, N)
+    zero = float(task_losses(torch.zeros_like(episode.query_y), episode.query_y).double().mean())
+    B = losses.shape[0]
+    ci = 1.96 * losses.std(dim=0, unbiased=True) / B ** 0.5 if B > 1 else torch.full((losses.shape[1],), float("nan"))
+    return {"k": list(range(1, losses.shape[1] + 1)), "error": (losses.mean(0) / zero).tolist(),
+            "ci95": (ci / zero).tolist()}
+
+
+def running_means(episode: Episode) -> torch.Tensor:
+    """(B, N, dy): at [:, k - 1], (1/k) sum_{i <= k} y_i (x_i . x_query), the prediction of
+    averaging (and, times eta, of one GD step) from the first k pairs, all k in one pass."""
+    terms = episode.context_y * torch.einsum("bnd,bd->bn", episode.context_x, episode.query_x)[..., None]  # (B, N, dy)
+    k = torch.arange(1, episode.n_context + 1, device=episode.device, dtype=terms.dtype)  # (N,)
+    return terms.cumsum(dim=1) / k[:, None]
