@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
-from pydantic import Field
-
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
+from iclbench.analysis import Analysis, AnalysisContext
 from iclbench.config import parse_spec
 from iclbench.plotting import decorate, save, subplots
-from iclbench_plugins.transformer.analyses import interpolated, loss_of, plain_lsa
+from iclbench_plugins.transformer.analyses import Interpolation, interpolated, loss_of, plain_lsa
 
 MODELS = ("trained", "interpolated")  # drawn as ratios to the construction's loss
 
@@ -25,9 +23,7 @@ MODELS = ("trained", "interpolated")  # drawn as ratios to the construction's lo
 class InterpolationOOD(Analysis):
     name = "interpolation-ood"
 
-    class Config(AnalysisConfig):
-        learner: str = Field("lsa", description="the trained one-layer learner")
-        alpha: float = Field(0.5, ge=0, le=1, description="weight of the construction in the average")
+    Config = Interpolation.Config  # the trained learner and the construction's weight alpha
 
     def run(self, ctx: AnalysisContext) -> dict:
         """Per evaluation column: the mean loss of the trained, constructed and interpolated
