@@ -3,8 +3,10 @@ learner given only the first k context points, k = 1..N, divided by the zero pre
 
 A learner whose prediction is a running sum over the context (averaging, one GD step) can give
 every prefix in one pass through `predict_prefixes(episode) -> (B, N, dy)` (or None when its
-config has no such form); any other learner is asked once per prefix length, each time on
-all tasks at once.
+config has no such form). A learner that sets `prefix_by_padding = True` ignores context pairs
+(0, 0) (minimum-norm least squares, a discrete posterior): all its prefixes are then batched
+into one call, the pairs beyond k set to zero. Any other learner is asked once per prefix
+length, each time on all tasks at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def prefix_predictions(learner: Any, episode: Episode, predict: Predict) -> torc
     """(B, N, dy): the query prediction from the first k context points, at [:, k - 1]."""
     if episode.tokens is not None:
         raise ValueError("error against context length needs plain (x, y) pairs, not a token sequence")
+    if getattr(learner, "prefix_by_padding", False):
+        return padded_predictions(episode, predict)
     one_pass = getattr(learner, "predict_prefixes", None)
     if one_pass is not None:
         with torch.no_grad():
@@ -30,6 +34,27 @@ def prefix_predictions(learner: Any, episode: Episode, predict: Predict) -> torc
         if out is not None:
             return out
     return torch.stack([predict(episode.prefix(k)) for k in range(1, episode.n_context + 1)], dim=1)
+
+
+PADDED_ELEMENTS = 2**25  # numbers of one batch of padded prefixes (their context)
+
+
+def padded_predictions(episode: Episode, predict: Predict) -> torch.Tensor:
+    """(B, N, dy): every prefix as its own task with the pairs beyond k zeroed, a batch of
+    tasks at a time (B * N tasks of N pairs in all)."""
+    B, N = episode.batch_size, episode.n_context
+    keep = torch.ones(N, N, device=episode.device).tril()  # (k, i): pair i is in prefix k + 1
+    chunk = max(1, PADDED_ELEMENTS // (N * N * (episode.dx + episode.dy)))
+    out = []
+    for start in range(0, B, chunk):
+        ep = episode.slice(start, start + chunk)
+        b = ep.batch_size
+        mask = keep.to(ep.context_x.dtype)[None, :, :, None]  # (1, N, N, 1)
+        padded = Episode((ep.context_x[:, None] * mask).reshape(b * N, N, ep.dx),  # (b*N, N, dx)
+                         (ep.context_y[:, None] * mask).reshape(b * N, N, ep.dy),
+                         ep.query_x.repeat_interleave(N, 0), ep.query_y.repeat_interleave(N, 0))
+        out.append(predict(padded).reshape(b, N, ep.dy))
+    return torch.cat(out)
 
 
 def prefix_curve(learner: Any, episode: Episode, predict: Predict) -> dict[str, list[float]]:

@@ -109,6 +109,7 @@ class DiscreteMMSE(iclbench.Learner):
     (1e-4): the posterior then sits on the pool member(s) that fit the context best."""
 
     name = "dmmse"
+    prefix_by_padding = True  # a pair (0, 0) has the same likelihood under every pool member
 
     class Config(iclbench.LearnerConfig):
         noise_std: float | None = Field(None, ge=0, description=f"sigma (below {SIGMA_FLOOR:g} counts as {SIGMA_FLOOR:g}); "

@@ -26,6 +26,7 @@ class LeastSquares(iclbench.Learner):
     """The minimum-norm least-squares fit: exact whenever N >= d and labels are noiseless."""
 
     name = "least-squares"
+    prefix_by_padding = True  # pairs (0, 0) change neither the fit nor its minimum norm
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
         w = min_norm_solution(episode.context_x, episode.context_y)  # (B, d, dy)

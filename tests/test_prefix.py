@@ -33,6 +33,24 @@ def test_learners_without_a_one_pass_form_are_asked_per_prefix(catalog, linear):
         assert torch.allclose(prefix_predictions(gd2, ep, gd2.predict), looped(gd2, ep), atol=0, rtol=0)
 
 
+def test_padded_prefixes_equal_one_prediction_per_prefix(catalog, linear, monkeypatch):
+    import iclbench.prefix as prefix
+
+    monkeypatch.setattr(prefix, "PADDED_ELEMENTS", 3000)  # several batches of padded prefixes
+    ls = fitted(catalog, "least-squares", linear)
+    ep = sample64(linear, 40)
+    with torch.no_grad():
+        assert torch.allclose(prefix_predictions(ls, ep, ls.predict), looped(ls, ep), atol=1e-9, rtol=0)
+
+
+def test_the_discrete_posterior_batches_its_prefixes_by_padding_too(catalog):
+    pooled = catalog.tasks["garg-linear"]({"d": 4, "N": 8, "num_tasks": 16, "noise_std": 0.5})
+    dmmse = fitted(catalog, "dmmse", pooled)
+    ep = sample64(pooled, 30)
+    with torch.no_grad():
+        assert torch.allclose(prefix_predictions(dmmse, ep, dmmse.predict), looped(dmmse, ep), atol=1e-9, rtol=0)
+
+
 def test_least_squares_error_vanishes_once_the_context_determines_the_teacher(catalog):
     task = catalog.tasks["linear-regression"]({"d": 5, "N": 12, "input": "normal"})
     ls = fitted(catalog, "least-squares", task)
