@@ -12,6 +12,7 @@ from iclbench.metrics import across_seeds
 from iclbench.plotting import decorate, save, subplots
 
 MARKERS = "os^Dv<>pP*Xh"
+TOP = 1.5  # the axis stops at 1.5 x the zero predictor's error (as Garg et al.'s figures): worse is off the chart
 
 
 def prefix_series(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[int, dict]]]:
@@ -38,8 +39,9 @@ def plot_prefix_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
                     label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
             ax.fill_between(k, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15)
         ax.axhline(1.0, color="0.5", ls=":", lw=1)
-        ax.set_ylim(bottom=0)
-        decorate(ax, "in-context examples k", "query error / zero predictor's error", f"{suite}: {column}", size=8)
+        ax.set_ylim(0, TOP)
+        decorate(ax, "in-context examples k", f"query error / zero predictor's error (axis cut at {TOP:g})",
+                 f"{suite}: {column}", size=8)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}")
         paths.append(save(fig, out / f"{safe}-error-vs-context.png", dpi=110))
     return paths
