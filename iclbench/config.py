@@ -121,7 +121,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def parse_value(text: str) -> Any:
-    """Parse one override value as TOML (`2`, `true`, `[1, 2]`, `"a"`), else keep the string."""
+    """Parse one override value as TOML (`2`, `true`, `[1, 2]`, `"a"`), `None` (any case) as
+    None, which TOML cannot say (an optional field back at its unset value), else keep the string."""
+    if text.strip().lower() == "none":
+        return None
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

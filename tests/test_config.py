@@ -162,3 +162,12 @@ def test_learner_unknown_keys_list_the_learner_fields(catalog):
     train_keys = ", ".join(f"train.{k}" for k in lsa.Config.model_fields["train"].annotation.model_fields)
     assert "train.steps, train.pool, train.batch_size" in train_keys
     assert f"train.stepz: Extra inputs are not permitted (got 2); valid keys: {train_keys}" in str(err.value)
+
+
+def test_none_sets_an_optional_field_to_none_and_labels_round_trip(catalog):
+    from iclbench.config import parse_spec, parse_value
+
+    assert parse_value("None") is None and parse_value(" none ") is None and parse_value("nonempty") == "nonempty"
+    tree = catalog.learners["tree"](parse_spec("tree[max_depth=None]")[1])
+    assert tree.config.max_depth is None and tree.label == "tree[max_depth=None]"
+    assert catalog.learners["tree"](parse_spec(tree.label)[1]).config == tree.config
