@@ -321,9 +321,8 @@ class Paper(Reproduction):
 
     @staticmethod
     def pools(r: Results) -> Finding:
-        spec = pool_spec
-        cos = {P: r.mean(spec(P), "linear", metric="sens_cos", align_to="gd") for P in POOLS}
-        paired = {P: r.paired(spec(P), "gd", "linear") for P in POOLS}
+        cos = {P: r.mean(pool_spec(P), "linear", metric="sens_cos", align_to="gd") for P in POOLS}
+        paired = {P: r.paired(pool_spec(P), "gd", "linear") for P in POOLS}
         ours = "; ".join(f"P={P}: {paired[P].rel:+.1%} ± {paired[P].rel_ci:.1%}, cosine {cos[P]:.3f}" for P in POOLS)
         small, large = POOLS[0], POOLS[-1]
         holds = cos[small] < COSINE and within(paired[large], ONE_LAYER_TOL) and cos[large] > COSINE
