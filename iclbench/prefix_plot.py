@@ -24,24 +24,28 @@ def prefix_series(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[s
     return out
 
 
+def draw_prefix_curves(ax, learners: dict[str, dict[int, dict]], title: str, size: int = 8) -> None:
+    """Draw each learner's curve (label -> seed -> stored curve) on `ax`: the mean over seeds
+    with its band (Student t over seeds; one seed: its band over tasks)."""
+    for i, (label, seeds) in enumerate(sorted(learners.items())):
+        curves = list(seeds.values())
+        k = curves[0]["k"]
+        stats = [across_seeds([c["error"][j] for c in curves], [c["ci95"][j] for c in curves]) for j in range(len(k))]
+        mean = [m for m, _ in stats]
+        ax.plot(k, mean, marker=MARKERS[i % len(MARKERS)], ms=3.5, lw=1.3, mfc="none",
+                label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+        ax.fill_between(k, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15)
+    ax.axhline(1.0, color="0.5", ls=":", lw=1)
+    ax.set_ylim(0, TOP)
+    decorate(ax, "in-context examples k", f"query error / zero predictor's error (axis cut at {TOP:g})", title, size=size)
+
+
 def plot_prefix_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
-    """`<suite>-<column>-error-vs-context.png` per column with prefix curves: the mean over
-    seeds per learner (Student t band over seeds; one seed: its band over tasks)."""
+    """`<suite>-<column>-error-vs-context.png` per column with prefix curves."""
     paths = []
     for (suite, column), learners in sorted(prefix_series(records).items()):
         fig, ax = subplots(figsize=(6.4, 4.2))
-        for i, (label, seeds) in enumerate(sorted(learners.items())):
-            curves = list(seeds.values())
-            k = curves[0]["k"]
-            stats = [across_seeds([c["error"][j] for c in curves], [c["ci95"][j] for c in curves]) for j in range(len(k))]
-            mean = [m for m, _ in stats]
-            ax.plot(k, mean, marker=MARKERS[i % len(MARKERS)], ms=3.5, lw=1.3, mfc="none",
-                    label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-            ax.fill_between(k, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15)
-        ax.axhline(1.0, color="0.5", ls=":", lw=1)
-        ax.set_ylim(0, TOP)
-        decorate(ax, "in-context examples k", f"query error / zero predictor's error (axis cut at {TOP:g})",
-                 f"{suite}: {column}", size=8)
+        draw_prefix_curves(ax, learners, f"{suite}: {column}")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}")
         paths.append(save(fig, out / f"{safe}-error-vs-context.png", dpi=110))
     return paths

@@ -13,7 +13,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,6 +27,7 @@ class Budget(BaseModel):
 
     `train` gives a learner (keyed by its spec string, as written in the runs) its own training
     protocol: the paper trains untied deep models, copying and sine models longer than one-layer ones.
+    `config` gives it other config fields, such as a model size that only a GPU budget affords.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -34,6 +35,8 @@ class Budget(BaseModel):
     n_tasks: int = Field(ge=2, description="evaluation tasks per (task, seed)")
     train: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                              description="per-learner training overrides, e.g. steps, grad_clip")
+    config: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                              description="per-learner config overrides besides train, e.g. layers")
 
     def train_config(self, spec: str) -> dict[str, Any]:
         """The training overrides this budget gives learner `spec`."""
@@ -77,9 +80,10 @@ class Spec(BaseModel):
     def _budgeted_learners_run(self):
         used = {s for run in self.runs for s in run.learners + [run.align_to] if s}
         for name, budget in self.budgets.items():
-            for spec in budget.train:
-                if spec not in used:
-                    raise ValueError(f"budgets.{name}.train names {spec!r}, which no run lists")
+            for table in ("train", "config"):
+                for spec in getattr(budget, table):
+                    if spec not in used:
+                        raise ValueError(f"budgets.{name}.{table} names {spec!r}, which no run lists")
         return self
 
 
@@ -134,12 +138,26 @@ class Reproduction:
         the PNGs written (publish keeps them and lists them)."""
         return []
 
+    @staticmethod
+    def check(claims: "list[tuple[str, Callable[[Results], Finding]]]", results: "Results") -> list[Finding]:
+        """Each (claim, check) checked on `results`; a check whose records are missing gives a
+        Finding that says so (shown, never silently dropped)."""
+        out = []
+        for claim, check in claims:
+            try:
+                found = check(results)
+            except LookupError as err:
+                found = Finding("", f"missing: {err}", False, "the experiment has not been run")
+            out.append(Finding(claim, found.ours, found.holds, found.why))
+        return out
+
 
 def with_budget(spec: str, budget: Budget, catalog) -> str:
-    """The label of `spec` trained under `budget` (for learners that train); the spec's own
-    training settings win over the budget's."""
+    """The label of `spec` under `budget`: its `config` overrides, and for learners that train,
+    its training settings; the spec's own settings win over the budget's."""
     name, overrides = parse_spec(spec)
     cls = catalog.learners[name]
+    overrides = merge(budget.config.get(spec, {}), overrides)
     if "train" in cls.Config.model_fields:
         overrides = merge({"train": budget.train_config(spec)}, overrides)
     return cls(overrides).label
@@ -200,6 +218,15 @@ class Results:
         diff, ci = across_seeds(diffs, [r["metrics"]["loss_diff_ci95"] for r in recs.values()])
         ref_loss = sum(r["metrics"]["loss"] - r["metrics"]["loss_diff"] for r in recs.values()) / len(recs)
         return Paired(diff, ci, ref_loss, len(recs))
+
+    def prefix_error(self, spec: str, suite: str, task: str | None = None) -> list[float]:
+        """`spec`'s error against context length on `suite`'s eval task `task` (k = 1..N, relative
+        to the zero predictor), averaged over seeds."""
+        curves = [r["prefix_curve"]["error"] for r in self.records_by_seed(spec, suite, task).values()
+                  if r.get("prefix_curve")]
+        if not curves:
+            raise LookupError(f"no error-against-context curve for {self.label(spec)!r} on {suite}/{task or suite}")
+        return [sum(c[k] for c in curves) / len(curves) for k in range(len(curves[0]))]
 
     def curves(self, spec: str, suite: str) -> dict[int, list[dict[str, float]]]:
         """seed -> the training curve (held-out rows) stored with `spec`'s records on `suite`."""

@@ -91,14 +91,7 @@ class Paper(Reproduction):
             (f"two softmax heads reverse the signs of each other's off-diagonal eta W_KQ (cosine < {SIGN_REVERSAL}) on "
              "every trained seed (Fig 11)", self.head_cancellation),
         ]
-        out = []
-        for claim, check in claims:
-            try:
-                found = check(r)
-            except LookupError as err:  # not run (yet): shown, never silently dropped
-                found = Finding("", f"missing: {err}", False, "the experiment has not been run")
-            out.append(Finding(claim, found.ours, found.holds, found.why))
-        return out
+        return self.check(claims, r)
 
     @staticmethod
     def construction(r: Results) -> Finding:

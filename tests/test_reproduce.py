@@ -82,6 +82,22 @@ def test_budget_naming_a_learner_no_run_lists_is_refused(tmp_path):
         Tiny().spec()
 
 
+def test_budget_config_sets_other_fields_and_the_spec_wins():
+    from iclbench.reproduce import Budget, with_budget
+    catalog = build_catalog(make_plugin_manager())
+    big = Budget(train_steps=7, n_tasks=10, config={"lsa": {"layers": 3}, "lsa[layers=2]": {"layers": 4, "heads": 2}})
+    assert with_budget("lsa", big, catalog) == "lsa[layers=3,train.steps=7]"
+    assert with_budget("lsa[layers=2]", big, catalog) == "lsa[layers=2,heads=2,train.steps=7]"
+    assert with_budget("zero", big, catalog) == "zero"
+
+
+def test_budget_config_naming_a_learner_no_run_lists_is_refused(tmp_path):
+    Tiny = tiny_reproduction(tmp_path)
+    Tiny.spec_file.write_text(SPEC + '[budgets.small.config]\n"lsa[layers=3]" = { heads = 2 }\n')
+    with pytest.raises(ValueError, match=r"budgets.small.config names 'lsa\[layers=3\]', which no run lists"):
+        Tiny().spec()
+
+
 def test_resumed_reproduction_reports_every_call(tmp_path):
     from iclbench.publish import wall_line
     from iclbench.reproduce import earlier_calls, write_meta
