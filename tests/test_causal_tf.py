@@ -9,6 +9,7 @@ from iclbench.checkpoints import Checkpoint
 from iclbench.config import ConfigError
 from iclbench.prefix import prefix_curve
 from iclbench_plugins.function_classes import GargLinear
+from iclbench_plugins.transformer import causal
 from iclbench_plugins.transformer.causal import CausalTransformerLearner
 
 TINY = {"layers": 2, "width": 16, "heads": 2}
@@ -53,11 +54,13 @@ def test_causality(task):
             assert not torch.allclose(pre[:, j:], base_prefixes[:, j:])
 
 
-def test_prefixes_match_predict(task):
+def test_prefixes_match_predict(task, monkeypatch):
     learner = untrained(task)
     ep = sample(task)
     with torch.no_grad():
         pre = learner.predict_prefixes(ep)
+        monkeypatch.setattr(causal, "PREFIX_CHUNK", 50)  # 128 tasks in chunks of 50, 50 and 28
+        assert torch.allclose(learner.predict_prefixes(ep), pre, atol=1e-12, rtol=0)
         assert pre.shape == (128, 10, 1)
         assert torch.allclose(pre[:, -1], learner.predict(ep), atol=1e-5, rtol=0)
         for k in range(1, 11):

@@ -49,6 +49,9 @@ from iclbench.workload import TaskShape, Workload
 from iclbench_plugins.transformer.learners import prediction_workload, training_workload
 
 
+PREFIX_CHUNK = 1024  # tasks per prefix pass: 3N tokens each, so memory grows like N * PREFIX_CHUNK
+
+
 class CausalTrainConfig(TrainConfig):
     """Meta-training for `causal-tf`: Garg's batch (64) and Adam betas (0.9, 0.999); lr 1e-3
     (Garg: 1e-4 for the 12-layer model), which trains the small preset in minutes on a CPU."""
@@ -303,8 +306,11 @@ class CausalTransformerLearner(iclbench.Learner):
         return self._model_for(episode).predict(episode)
 
     def predict_prefixes(self, episode: iclbench.Episode) -> torch.Tensor:
-        """(B, N, dy): at [:, k-1] the query prediction from the first k pairs, one forward pass."""
-        return self._model_for(episode).prefixes(episode)
+        """(B, N, dy): at [:, k-1] the query prediction from the first k pairs, one forward pass
+        per PREFIX_CHUNK tasks."""
+        model = self._model_for(episode)
+        B = episode.batch_size
+        return torch.cat([model.prefixes(episode.slice(i, i + PREFIX_CHUNK)) for i in range(0, B, PREFIX_CHUNK)])
 
     def model_cost(self, shape: TaskShape) -> tuple[float, float, float, str]:
         """(tape numbers, flops) per task of one training forward pass, parameters, size."""
