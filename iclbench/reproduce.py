@@ -33,6 +33,7 @@ class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid")
     train_steps: int = Field(ge=1, description="training steps of every trainable learner not listed in `train`")
     n_tasks: int = Field(ge=2, description="evaluation tasks per (task, seed)")
+    batch_size: int = Field(20000, ge=1, description="tasks per predict call (bounds a large model's memory)")
     train: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                              description="per-learner training overrides, e.g. steps, grad_clip")
     config: dict[str, dict[str, Any]] = Field(default_factory=dict,
@@ -273,7 +274,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     store = ResultStore(out)
     start = time.perf_counter()
     plans = [Plan([LearnerSpec(*parse_spec(labels[s])) for s in run.learners], catalog.suites.load(run.suite, catalog),
-                  seeds, budget.n_tasks, device,
+                  seeds, budget.n_tasks, device, batch_size=budget.batch_size,
                   align_to=LearnerSpec(*parse_spec(labels[run.align_to])) if run.align_to else None)
              for run in spec.runs]
     for plan in plans:
