@@ -14,7 +14,6 @@ from pathlib import Path
 
 import iclbench
 from iclbench.reproduce import Finding, Reproduction, Results
-from iclbench_plugins.garg_figures import function_class_figure
 
 TF = "causal-tf"
 CURVE_TOL = 0.05  # "matches": curves at most this far apart at every k (Garg Figs 2, 5: the curves overlap)
@@ -38,6 +37,8 @@ class Garg(Reproduction):
     spec_file = files("iclbench_plugins") / "suites_data" / "reproductions" / "garg.toml"
 
     def figures(self, r: Results, folder: Path) -> list[Path]:
+        from iclbench_plugins.garg_figures import function_class_figure  # plotting only when publishing
+
         found = function_class_figure(r, folder, FUNCTION_CLASSES)
         return [found] if found is not None else []
 
