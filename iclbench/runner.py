@@ -22,6 +22,7 @@ import torch
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, task_losses
+from iclbench.positions import is_sequence, position_curve
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
@@ -255,7 +256,8 @@ class Evaluation:
 
     def measure(self, learner: Learner, episode: Episode, ref, prefix: bool = False) -> dict[str, Any]:
         """Loss (and alignment, paired loss difference to the reference) of checked predictions;
-        with `prefix`, the error against context length too."""
+        with `prefix`, the error against context length too; on a sequence, the loss at every
+        position and its mean (`position_loss`)."""
         start = time.perf_counter()
         pred = predict_chunked(learner, episode, self.plan.batch_size)
         if episode.device.type == "cuda":
@@ -274,5 +276,9 @@ class Evaluation:
         status = {"status": "diverged", "n_nonfinite": nonfinite} if nonfinite else {"status": "ok"}
         if prefix:
             status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
+        if is_sequence(episode):  # the loss at every position and its mean over positions
+            curve = position_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
+            status["position_curve"] = {k: curve[k] for k in ("t", "loss", "ci95")}
+            metrics["position_loss"], metrics["position_loss_ci95"] = curve["mean"], curve["mean_ci95"]
         return {**status, "metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
                 "fit_info": learner.fit_info()}

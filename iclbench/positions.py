@@ -1,0 +1,87 @@
+"""Sequence episodes (von Oswald et al. 2023, "Uncovering mesa-optimization"): states s_1..s_T,
+and the loss at every position t of predicting s_{t+1} from s_1..s_t.
+
+A sequence is an ordinary Episode, so every pair learner reads it unchanged: the context pairs
+are the transitions (s_t, s_{t+1}), t = 1..T-2, the query is s_{T-1} with target s_T, and
+`tokens` holds the states the last prediction may see, s_1..s_{T-1} (token_format "sequence").
+Position t is the episode of transitions 1..t-1 with query s_t.
+
+Every learner gets a loss per position: a learner with `predict_positions(episode) -> (B, T-1, D)`
+(a causal model) in one pass; one that ignores zero pairs (`prefix_by_padding`) in one batched
+call, the transitions from t on zeroed; any other once per position, on all tasks at once. At
+t = 1 no transition has been seen: learners asked per position then get one zero pair.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from iclbench.episode import Episode
+from iclbench.metrics import mean_ci95, task_losses
+
+SEQUENCE = "sequence"
+Predict = Callable[[Episode], torch.Tensor]
+
+
+def sequence_episode(states: torch.Tensor) -> Episode:
+    """(B, T, D) states -> the Episode predicting s_T from s_1..s_{T-1} (module docstring)."""
+    if states.ndim != 3 or states.shape[1] < 3:
+        raise ValueError(f"a sequence needs shape (B, T >= 3, D), got {tuple(states.shape)}")
+    return Episode(states[:, :-2], states[:, 1:-1], states[:, -2], states[:, -1],  # pairs (s_t, s_t+1), query s_T-1
+                   tokens=states[:, :-1], token_format=SEQUENCE)
+
+
+def is_sequence(episode: Episode) -> bool:
+    return episode.token_format == SEQUENCE
+
+
+def states_of(episode: Episode) -> torch.Tensor:
+    """(B, T, D): the whole sequence, target included."""
+    if not is_sequence(episode):
+        raise ValueError(f"not a sequence episode (token_format {episode.token_format!r})")
+    return torch.cat([episode.tokens, episode.query_y[:, None]], dim=1)
+
+
+def position_episode(episode: Episode, t: int) -> Episode:
+    """Position t (1..T-1): transitions 1..t-1 as context, s_t as query, s_{t+1} as target.
+    At t = 1 the context is one zero pair."""
+    s = states_of(episode)  # (B, T, D)
+    cx, cy = s[:, :t - 1], s[:, 1:t]  # (B, t-1, D)
+    if t == 1:
+        cx = cy = s.new_zeros(s.shape[0], 1, s.shape[2])  # (B, 1, D)
+    return Episode(cx, cy, s[:, t - 1], s[:, t], tokens=s[:, :t], token_format=SEQUENCE)
+
+
+def position_predictions(learner: Any, episode: Episode, predict: Predict) -> torch.Tensor:
+    """(B, T-1, D): at [:, t-1] the prediction of s_{t+1} from s_1..s_t."""
+    one_pass = getattr(learner, "predict_positions", None)
+    if one_pass is not None:
+        with torch.no_grad():
+            out = one_pass(episode)
+        if out is not None:
+            return out
+    s = states_of(episode)  # (B, T, D)
+    B, T, D = s.shape
+    if getattr(learner, "prefix_by_padding", False):
+        keep = torch.ones(T - 1, T - 1, device=s.device).tril(-1).to(s.dtype)  # (t, i): transition i+1 seen at t+1
+        cx = (s[:, None, :-1] * keep[None, :, :, None]).reshape(B * (T - 1), T - 1, D)  # (B*(T-1), T-1, D)
+        cy = (s[:, None, 1:] * keep[None, :, :, None]).reshape(B * (T - 1), T - 1, D)
+        padded = Episode(cx, cy, s[:, :-1].reshape(-1, D), s[:, 1:].reshape(-1, D))
+        return predict(padded).reshape(B, T - 1, D)
+    return torch.stack([predict(position_episode(episode, t)) for t in range(1, T)], dim=1)
+
+
+def position_curve(learner: Any, episode: Episode, predict: Predict) -> dict[str, Any]:
+    """Per position t = 1..T-1: the mean loss over tasks (`loss`, 0.5 squared error as
+    everywhere) with its 95 % half-width (`ci95`); and `mean`, the loss averaged over
+    positions, with its CI over tasks."""
+    preds = position_predictions(learner, episode, predict)  # (B, T-1, D)
+    target = states_of(episode)[:, 1:]  # (B, T-1, D)
+    losses = task_losses(preds, target).double()  # (B, T-1)
+    B = losses.shape[0]
+    ci = 1.96 * losses.std(dim=0, unbiased=True) / B ** 0.5 if B > 1 else torch.full_like(losses[0], float("nan"))
+    mean, mean_ci = mean_ci95(losses.mean(dim=1))
+    return {"t": list(range(1, losses.shape[1] + 1)), "loss": losses.mean(dim=0).tolist(), "ci95": ci.tolist(),
+            "mean": mean, "mean_ci95": mean_ci}
