@@ -1,5 +1,6 @@
 """Figures of error against context length: per evaluation column that records it, each
-learner's error relative to the zero predictor at every prefix k, with its 95 % band."""
+learner's error relative to the zero predictor at every prefix k, with its 95 % band; and on
+sequence columns, each learner's loss at every position t."""
 
 from __future__ import annotations
 
@@ -15,29 +16,48 @@ MARKERS = "os^Dv<>pP*Xh"
 TOP = 1.5  # the axis stops at 1.5 x the zero predictor's error (as Garg et al.'s figures): worse is off the chart
 
 
-def prefix_series(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[int, dict]]]:
-    """(suite, column) -> learner label -> seed -> its stored prefix curve."""
+def prefix_series(records: list[dict[str, Any]], field: str = "prefix_curve") -> dict[tuple[str, str], dict[str, dict[int, dict]]]:
+    """(suite, column) -> learner label -> seed -> its stored curve `field`."""
     out: dict = defaultdict(lambda: defaultdict(dict))
     for r in records:
-        if r.get("prefix_curve") and r.get("status", "ok") == "ok":
-            out[(r["suite"], r["task_label"])][r["label"]][r["seed"]] = r["prefix_curve"]
+        if r.get(field) and r.get("status", "ok") == "ok":
+            out[(r["suite"], r["task_label"])][r["label"]][r["seed"]] = r[field]
     return out
 
 
-def draw_prefix_curves(ax, learners: dict[str, dict[int, dict]], title: str, size: int = 8) -> None:
-    """Draw each learner's curve (label -> seed -> stored curve) on `ax`: the mean over seeds
-    with its band (Student t over seeds; one seed: its band over tasks)."""
+def draw_curves(ax, learners: dict[str, dict[int, dict]], x: str, y: str) -> None:
+    """Each learner's curve (label -> seed -> stored curve with keys x, y, ci95) on `ax`: the
+    mean over seeds with its band (Student t over seeds; one seed: its band over tasks)."""
     for i, (label, seeds) in enumerate(sorted(learners.items())):
         curves = list(seeds.values())
-        k = curves[0]["k"]
-        stats = [across_seeds([c["error"][j] for c in curves], [c["ci95"][j] for c in curves]) for j in range(len(k))]
+        xs = curves[0][x]
+        stats = [across_seeds([c[y][j] for c in curves], [c["ci95"][j] for c in curves]) for j in range(len(xs))]
         mean = [m for m, _ in stats]
-        ax.plot(k, mean, marker=MARKERS[i % len(MARKERS)], ms=3.5, lw=1.3, mfc="none",
+        ax.plot(xs, mean, marker=MARKERS[i % len(MARKERS)], ms=3.5, lw=1.3, mfc="none",
                 label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-        ax.fill_between(k, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15)
+        ax.fill_between(xs, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15)
+
+
+def draw_prefix_curves(ax, learners: dict[str, dict[int, dict]], title: str, size: int = 8) -> None:
+    """Error against context length, cut at TOP x the zero predictor's."""
+    draw_curves(ax, learners, "k", "error")
     ax.axhline(1.0, color="0.5", ls=":", lw=1)
     ax.set_ylim(0, TOP)
     decorate(ax, "in-context examples k", f"query error / zero predictor's error (axis cut at {TOP:g})", title, size=size)
+
+
+def plot_position_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """`<suite>-<column>-loss-vs-position.png` per sequence column: the loss of predicting
+    s_{t+1} from s_1..s_t against t, log scale (noise floors and the zero predictor differ by decades)."""
+    paths = []
+    for (suite, column), learners in sorted(prefix_series(records, "position_curve").items()):
+        fig, ax = subplots(figsize=(6.4, 4.2))
+        draw_curves(ax, learners, "t", "loss")
+        decorate(ax, "position t (states seen)", "loss of predicting s_t+1 (0.5 squared error)", f"{suite}: {column}",
+                 log=True)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}")
+        paths.append(save(fig, out / f"{safe}-loss-vs-position.png", dpi=110))
+    return paths
 
 
 def plot_prefix_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
