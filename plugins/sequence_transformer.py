@@ -93,13 +93,17 @@ class SequenceTransformer(nn.Module):
         prev = torch.cat([torch.zeros_like(s[:, :1]), s[:, :-1]], dim=1)  # (B, T, D) s_{t-1}, s_0 = 0
         return torch.cat([torch.zeros_like(s), s, prev], dim=-1)  # (B, T, 3D) (0, s_t, s_{t-1})
 
+    def streams(self, s: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream (B, T, width) of states s (B, T, D): the tokens, then after each layer."""
+        out = [self.embed(s)]
+        for i, attn in enumerate(self.attn):
+            e = out[-1] + attn(self.norms[i](out[-1]))
+            out.append(e + self.mlps[i](e) if self.mlps is not None else e)
+        return out
+
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         """(B, T, D) states s_1..s_T -> (B, T, D) predictions of s_2..s_{T+1}."""
-        e = self.embed(s)
-        for i, attn in enumerate(self.attn):
-            e = e + attn(self.norms[i](e))
-            if self.mlps is not None:
-                e = e + self.mlps[i](e)
+        e = self.streams(s)[-1]
         return self.read_out(e) if self.read_out is not None else e[..., :self.D]
 
 
