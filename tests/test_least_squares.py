@@ -27,6 +27,18 @@ def test_least_squares_is_minimum_norm_when_n_below_d(catalog):
     assert float(task_losses(pred, ep.query_y).mean()) > 0.05
 
 
+def test_least_squares_is_exact_with_a_coordinate_zero_in_every_point(catalog):
+    """A coordinate that is 0 in all context points (a dead feature) leaves the fit unique on the
+    others; LAPACK's gelsy, as torch calls it, misses it (residual ~10), so it must not be used."""
+    ep = sample64(catalog.tasks["linear-regression"]({"N": 20}), 300, seed=2)
+    cx, qx = ep.context_x.clone(), ep.query_x.clone()
+    cx[:, :, 0], qx[:, 0] = 0.0, 0.0  # the first of 10 coordinates is dead in context and query
+    W = torch.linalg.pinv(cx) @ ep.context_y  # (B, d, 1) minimum norm
+    dead = type(ep)(cx, cx @ W, qx, torch.einsum("bdo,bd->bo", W, qx))  # labels from a teacher on the live ones
+    pred = predict(catalog.learners["least-squares"](), dead)
+    assert torch.allclose(pred, dead.query_y, atol=1e-9, rtol=0)
+
+
 def test_least_squares_keeps_float32_in_float32(catalog, linear):
     ep = linear.sample(64, generator=torch.Generator().manual_seed(0), device="cpu")
     assert predict(catalog.learners["least-squares"](), ep).dtype == torch.float32
