@@ -73,13 +73,17 @@ def position_predictions(learner: Any, episode: Episode, predict: Predict) -> to
     return torch.stack([predict(position_episode(episode, t)) for t in range(1, T)], dim=1)
 
 
-def position_curve(learner: Any, episode: Episode, predict: Predict) -> dict[str, Any]:
+def position_losses(learner: Any, episode: Episode, predict: Predict) -> torch.Tensor:
+    """(B, T-1): the loss (0.5 squared error) of every task at every position."""
+    preds = position_predictions(learner, episode, predict)  # (B, T-1, D)
+    return task_losses(preds, states_of(episode)[:, 1:]).double()
+
+
+def position_curve(learner: Any, episode: Episode, predict: Predict, losses: torch.Tensor | None = None) -> dict[str, Any]:
     """Per position t = 1..T-1: the mean loss over tasks (`loss`, 0.5 squared error as
     everywhere) with its 95 % half-width (`ci95`); and `mean`, the loss averaged over
-    positions, with its CI over tasks."""
-    preds = position_predictions(learner, episode, predict)  # (B, T-1, D)
-    target = states_of(episode)[:, 1:]  # (B, T-1, D)
-    losses = task_losses(preds, target).double()  # (B, T-1)
+    positions, with its CI over tasks. `losses`: the (B, T-1) position losses if already known."""
+    losses = position_losses(learner, episode, predict) if losses is None else losses  # (B, T-1)
     B = losses.shape[0]
     ci = 1.96 * losses.std(dim=0, unbiased=True) / B ** 0.5 if B > 1 else torch.full_like(losses[0], float("nan"))
     mean, mean_ci = mean_ci95(losses.mean(dim=1))

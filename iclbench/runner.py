@@ -22,7 +22,7 @@ import torch
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, task_losses
-from iclbench.positions import is_sequence, position_curve
+from iclbench.positions import is_sequence, position_curve, position_losses
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
@@ -248,11 +248,14 @@ class Evaluation:
         fit_for_evaluation(learner, self.plan.suite.train, seed, self.plan.device)
         return time.perf_counter() - start
 
-    def reference_outputs(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def reference_outputs(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+        """The reference's predictions, sensitivities and, on a sequence, its (B, T) position losses."""
         if self.reference is None:
             return None
         bs = self.plan.batch_size
-        return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs)
+        positions = position_losses(self.reference, episode, lambda e: predict_chunked(self.reference, e, bs)) \
+            if is_sequence(episode) else None
+        return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs), positions
 
     def measure(self, learner: Learner, episode: Episode, ref, prefix: bool = False) -> dict[str, Any]:
         """Loss (and alignment, paired loss difference to the reference) of checked predictions;
@@ -276,9 +279,14 @@ class Evaluation:
         status = {"status": "diverged", "n_nonfinite": nonfinite} if nonfinite else {"status": "ok"}
         if prefix:
             status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
-        if is_sequence(episode):  # the loss at every position and its mean over positions
-            curve = position_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
+        if is_sequence(episode):  # the loss at every position, its mean over positions, paired to the reference's
+            predict = lambda e: predict_chunked(learner, e, self.plan.batch_size)  # noqa: E731
+            per_position = position_losses(learner, episode, predict)  # (B, T)
+            curve = position_curve(learner, episode, predict, per_position)
             status["position_curve"] = {k: curve[k] for k in ("t", "loss", "ci95")}
             metrics["position_loss"], metrics["position_loss_ci95"] = curve["mean"], curve["mean_ci95"]
+            if ref is not None:
+                diff = per_position.mean(1) - ref[2].mean(1)  # (B,) paired on the same sequences
+                metrics["position_loss_diff"], metrics["position_loss_diff_ci95"] = mean_ci95(diff)
         return {**status, "metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
                 "fit_info": learner.fit_info()}

@@ -101,5 +101,13 @@ def test_lds_suite_records_the_loss_at_every_position(tmp_path):
     from iclbench import leaderboard
     written = leaderboard.render(list(recs.values()), tmp_path / "board")
     assert tmp_path / "board" / "lds-lds-loss-vs-position.png" in written
+    ridge = LearnerSpec("online-ridge", {"lam": 1e-3})
+    aligned = Plan([LearnerSpec("online-gd", {}), ridge], suite, [0], n_tasks=300, align_to=ridge)
+    Evaluation(catalog, aligned, ResultStore(tmp_path / "aligned")).run()
+    paired = {r["label"]: r["metrics"] for r in read_records(tmp_path / "aligned" / RESULTS_FILE)}
+    gd, own = paired["online-gd"], paired["online-ridge[lam=0.001]"]
+    assert own["position_loss_diff"] == 0.0  # the reference against itself
+    assert gd["position_loss_diff"] == pytest.approx(gd["position_loss"] - own["position_loss"], rel=1e-9)
+    assert gd["position_loss_diff"] - gd["position_loss_diff_ci95"] > 0  # one GD step is worse than ridge
     for name in ("lds-partial", "lds-ood"):
         catalog.suites.load(name, catalog)
