@@ -52,6 +52,7 @@ class CausalAttention(nn.Module):
         for lin in (self.W_Q, self.W_K, self.W_V, self.P):
             nn.init.normal_(lin.weight, std=init_std)
         self.log_lambda = nn.Parameter(torch.zeros(heads)) if kind == "mesa" else None  # (H,) lambda = 1 at init
+        self.method = "auto"  # the mesa-layer's solver (`mesa_attention`); the same function either way
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -65,7 +66,7 @@ class CausalAttention(nn.Module):
         elif self.kind == "softmax":
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, key_dim)
         else:
-            out = mesa_attention(q, k, v, self.log_lambda.exp())  # (B, H, T, key_dim)
+            out = mesa_attention(q, k, v, self.log_lambda.exp(), self.method)  # (B, H, T, key_dim)
         B, T, _ = e.shape
         return self.P(out.transpose(1, 2).reshape(B, T, self.heads * self.key_dim))
 
