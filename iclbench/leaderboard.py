@@ -285,7 +285,8 @@ def categories(g: pd.DataFrame) -> dict[Any, str] | None:
 
 def group_series(g: pd.DataFrame, ref: str | None, order: list[str]) -> tuple[dict, dict, list[str], list[str], list[str]]:
     """What one shift plot draws: learner -> its ok cells by value (loss panel), learner -> (value,
-    loss / reference's loss, paired CI / reference's loss) (ratio panel); then the learners not
+    loss / reference's loss, paired CI / reference's loss) (ratio panel, where the reference is
+    not exact: a ratio to float rounding says nothing); then the learners not
     drawn on some cells: exact ones (loss < EXACT, float rounding of an exact solver: `exact`
     names those exact throughout, which are not drawn at all, `partly` the others) and those
     with diverged or failed cells (`broken`)."""
@@ -306,7 +307,7 @@ def group_series(g: pd.DataFrame, ref: str | None, order: list[str]) -> tuple[di
             continue
         drawn[learner] = d
         points = [(r.value, r.mean / ref_loss[r.value], paired.get((learner, r.value), math.nan) / ref_loss[r.value])
-                  for r in d.itertuples() if ref_loss.get(r.value, 0) > 0]
+                  for r in d.itertuples() if ref_loss.get(r.value, 0) >= EXACT]  # never divide by float rounding
         if ref is not None and learner != ref and points:
             ratios[learner] = points
     return drawn, ratios, exact, partly, broken

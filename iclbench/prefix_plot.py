@@ -25,22 +25,28 @@ def prefix_series(records: list[dict[str, Any]], field: str = "prefix_curve") ->
     return out
 
 
-def draw_curves(ax, learners: dict[str, dict[int, dict]], x: str, y: str) -> None:
+def draw_curves(ax, learners: dict[str, dict[int, dict]], x: str, y: str, order: list[str] | None = None) -> None:
     """Each learner's curve (label -> seed -> stored curve with keys x, y, ci95) on `ax`: the
-    mean over seeds with its band (Student t over seeds; one seed: its band over tasks)."""
-    for i, (label, seeds) in enumerate(sorted(learners.items())):
+    mean over seeds with its band (Student t over seeds; one seed: its band over tasks). A
+    learner's colour and marker follow its place in `order` (default: these learners sorted),
+    so panels drawn with one order show each learner alike."""
+    order = order or sorted(learners)
+    for label, seeds in sorted(learners.items()):
+        i = order.index(label)
         curves = list(seeds.values())
         xs = curves[0][x]
         stats = [across_seeds([c[y][j] for c in curves], [c["ci95"][j] for c in curves]) for j in range(len(xs))]
         mean = [m for m, _ in stats]
-        ax.plot(xs, mean, marker=MARKERS[i % len(MARKERS)], ms=3.5, lw=1.3, mfc="none",
+        color = f"C{i % 10}"
+        ax.plot(xs, mean, marker=MARKERS[i % len(MARKERS)], ms=3.5, lw=1.3, mfc="none", color=color,
                 label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-        ax.fill_between(xs, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15)
+        ax.fill_between(xs, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15, color=color)
 
 
-def draw_prefix_curves(ax, learners: dict[str, dict[int, dict]], title: str, size: int = 8) -> None:
+def draw_prefix_curves(ax, learners: dict[str, dict[int, dict]], title: str, size: int = 8,
+                       order: list[str] | None = None) -> None:
     """Error against context length, cut at TOP x the zero predictor's."""
-    draw_curves(ax, learners, "k", "error")
+    draw_curves(ax, learners, "k", "error", order)
     ax.axhline(1.0, color="0.5", ls=":", lw=1)
     ax.set_ylim(0, TOP)
     decorate(ax, "in-context examples k", f"query error / zero predictor's error (axis cut at {TOP:g})", title, size=size)

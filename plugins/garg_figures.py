@@ -22,8 +22,9 @@ def function_class_figure(r: Results, folder: Path, columns: dict[str, str]) -> 
     cols = min(2, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = subplots(rows, cols, figsize=(6.2 * cols, 4.2 * rows), squeeze=False)
+    order = sorted({label for panel in panels for label in series[panel]})  # one colour per learner in every panel
     for ax, (suite, col) in zip(axes.flat, panels):
-        draw_prefix_curves(ax, series[(suite, col)], f"{suite}: {col}", size=7)
+        draw_prefix_curves(ax, series[(suite, col)], f"{suite}: {col}", size=7, order=order)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     return save(fig, folder / "function-classes-error-vs-context.png", dpi=100)

@@ -193,3 +193,14 @@ def test_exact_cells_are_left_out_cell_by_cell(tmp_path, monkeypatch):
     assert list(drawn["least-squares"].get_xdata()) == [5] and list(drawn["gd"].get_xdata()) == [5, 20]
     assert [t.get_text() for t in loss.texts] == ["not drawn where loss < 1e-06: least-squares"]
     assert figures[0].axes[1].get_xlabel() == "context size N: context pairs (x_i, y_i) per task"
+
+
+def test_no_ratio_panel_against_an_exact_reference(tmp_path, monkeypatch):
+    """Least squares on noiseless linear tasks is exact (loss ~1e-13): loss ratios to it would be
+    ~1e13 and say nothing, so a suite aligned to it gets no ratio panel."""
+    figures = captured(monkeypatch, leaderboard)
+    records = [{**shifted("least-squares", 0, "x scale", f"x={v}", v, 1e-13), "align_to": "least-squares"}
+               for v in (1, 2)]
+    records += [{**shifted("zero", 0, "x scale", f"x={v}", v, 10.0 * v), "align_to": "least-squares"} for v in (1, 2)]
+    leaderboard.plot_groups(leaderboard.aggregate(leaderboard.to_frame(records)), tmp_path)
+    assert [len(f.axes) for f in figures] == [1]

@@ -109,14 +109,16 @@ def test_sparse_claim_needs_below_least_squares_and_near_lasso(tmp_path):
 
 
 def test_tree_claim_needs_both_paired_differences_below_zero(tmp_path):
-    def recs(vs_boosting):
+    def recs(vs_boosting, error=0.5):
         return [record("causal-tf", "garg-tree", "tree", 0.3, "tree", loss_diff=-0.2, loss_diff_ci95=0.05),
                 record("causal-tf", "garg-tree", "tree", 0.3, "boosting", loss_diff=vs_boosting, loss_diff_ci95=0.05),
-                record("causal-tf", "garg-tree", "tree", errors=[0.5] * N)]
+                record("causal-tf", "garg-tree", "tree", errors=[error] * N)]
     assert Garg.trees(results(tmp_path, recs(-0.1))).holds
     found = Garg.trees(results(tmp_path, recs(-0.03)))  # the CI includes 0
     assert not found.holds and "vs boosting: Δ -0.0300 ± 0.0500" in found.ours
     assert found.why.startswith("causal-tf is not below both")
+    plateau = Garg.trees(results(tmp_path, recs(-0.1, error=0.95)))  # below baselines worse than predicting 0
+    assert not plateau.holds and plateau.why.startswith("causal-tf never left the zero-predictor plateau (error 0.95")
 
 
 def test_missing_experiments_are_shown_not_dropped(tmp_path):

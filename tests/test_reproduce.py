@@ -108,14 +108,15 @@ def test_resumed_reproduction_reports_every_call(tmp_path):
         "135 s over 3 resumed `reproduce` calls (100 + 30 + 5 s)"
 
 
-def test_published_leaderboard_is_rendered_from_its_records(tmp_path):
-    """Every table in leaderboard/ is what `iclbench publish` makes of the stored records."""
-    copy = tmp_path / "leaderboard"
-    shutil.copytree(PUBLISHED, copy)
+@pytest.mark.parametrize("folder", [PUBLISHED, PUBLISHED / "garg"], ids=["paper", "garg"])
+def test_published_leaderboard_is_rendered_from_its_records(tmp_path, folder):
+    """Every table in a published reproduction is what `iclbench publish` makes of its stored records."""
+    copy = tmp_path / "board"
+    shutil.copytree(folder, copy)
     catalog = build_catalog(make_plugin_manager())
     publish(copy, catalog.reproductions[Results(copy).meta["reproduction"]]())
     for name in TABLES:
-        assert (copy / name).read_text() == (PUBLISHED / name).read_text(), f"leaderboard/{name} differs from its records"
+        assert (copy / name).read_text() == (folder / name).read_text(), f"{folder}/{name} differs from its records"
 
 
 def test_paper_reproduction_is_registered():
