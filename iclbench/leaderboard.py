@@ -27,9 +27,11 @@ from iclbench.plotting import decorate, prune_stale, save, styles, subplots
 from iclbench.prefix_plot import plot_position_curves, plot_prefix_curves
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
-PAIRED = ["loss_diff"]  # this learner's loss minus the reference's, on the same tasks
+PAIRED = ["loss_diff", "position_loss_diff"]  # this learner's loss minus the reference's, on the same tasks
 REFERENCED = PAIRED + ALIGNMENT  # metrics measured against the record's `align_to`
-METRICS = ["loss", *PAIRED, *ALIGNMENT]  # row order in the CSV / JSON
+SCORES = {"position_loss": "mean loss over positions (sequence tasks)",
+          "accuracy": "accuracy of the prediction's sign (classification tasks)"}
+METRICS = ["loss", *SCORES, *PAIRED, *ALIGNMENT]  # row order in the CSV / JSON
 FORMATS = ("md", "csv", "json")
 EXACT = 1e-6  # a loss this small is float rounding of an exact solver (least squares), not a curve to compare
 KEYS = ["suite", "group", "task", "learner", "metric", "reference"]
@@ -204,6 +206,10 @@ def markdown(agg: pd.DataFrame, plots: list[str] | tuple[str, ...] = (), prov: d
         loss = s[s.metric == "loss"]
         for group in dict.fromkeys(loss.sort_values("order")["group"]):
             parts.append(f"### {group or 'in distribution'}\n\n" + table(pivot(loss[loss.group == group], "loss", order)))
+        for metric, title in SCORES.items():
+            m = s[s.metric == metric]
+            for group in dict.fromkeys(m.sort_values("order")["group"]):
+                parts.append(f"### {title}: {group or 'in distribution'}\n\n" + table(pivot(m[m.group == group], metric, order)))
         for metric in REFERENCED:
             m = s[s.metric == metric]
             for ref in sorted(set(m["reference"])):

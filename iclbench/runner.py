@@ -27,6 +27,7 @@ from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
 from iclbench.suite import EvalTask, Suite
+from iclbench.task import Task
 
 if TYPE_CHECKING:
     from iclbench.catalog import Catalog
@@ -203,7 +204,7 @@ class Evaluation:
                     if ev.label not in episodes:
                         episodes[ev.label] = self.eval_tasks(ev, seed)
                     episode, ref = episodes[ev.label]
-                    rec.update(self.measure(learner, episode, ref, ev.prefix_curve), fit_seconds=fit_seconds)
+                    rec.update(self.measure(learner, episode, ref, ev.prefix_curve, ev.task), fit_seconds=fit_seconds)
                 except Exception as err:
                     rec.update(self.failed(rec, "predict", err))
             rec.update(git_commit=git_commit(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -257,10 +258,10 @@ class Evaluation:
             if is_sequence(episode) else None
         return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs), positions
 
-    def measure(self, learner: Learner, episode: Episode, ref, prefix: bool = False) -> dict[str, Any]:
+    def measure(self, learner: Learner, episode: Episode, ref, prefix: bool = False, task: Task | None = None) -> dict[str, Any]:
         """Loss (and alignment, paired loss difference to the reference) of checked predictions;
         with `prefix`, the error against context length too; on a sequence, the loss at every
-        position and its mean (`position_loss`)."""
+        position and its mean (`position_loss`); and the task's own scores (`Task.scores`)."""
         start = time.perf_counter()
         pred = predict_chunked(learner, episode, self.plan.batch_size)
         if episode.device.type == "cuda":
@@ -270,6 +271,8 @@ class Evaluation:
         nonfinite = int((~torch.isfinite(pred)).any(dim=-1).sum())
         loss, ci = mean_ci95(losses)
         metrics: dict[str, float] = {"loss": loss, "loss_ci95": ci, **robust_loss(losses)}
+        for name, values in (task.scores(pred, episode) if task is not None else {}).items():  # (B,) each
+            metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
         if ref is not None:
             diff = losses.double() - task_losses(ref[0], episode.query_y).double()  # (B,) paired on the same tasks
             metrics["loss_diff"], metrics["loss_diff_ci95"] = mean_ci95(diff)

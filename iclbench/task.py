@@ -27,3 +27,8 @@ class Task(Configurable):
     def sample(self, n: int, *, generator: torch.Generator, device: torch.device | str) -> Episode:
         """Draw `n` independent tasks on `device`, using only `generator` for randomness."""
         raise NotImplementedError(f"task {self.name!r} does not implement sample()")
+
+    def scores(self, pred: torch.Tensor, episode: Episode) -> dict[str, torch.Tensor]:
+        """Per-task scores (B,) besides the loss, each stored with its mean and CI in the record
+        (e.g. a classification task's accuracy); none by default."""
+        return {}

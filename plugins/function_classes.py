@@ -209,6 +209,13 @@ class GargLinear(iclbench.Task):
         return episode(x, y)
 
 
+    def scores(self, pred: torch.Tensor, episode: iclbench.Episode) -> dict[str, torch.Tensor]:
+        """Classification tasks: the accuracy of the prediction's sign (Garg's metric), per task."""
+        if not self.config.classification:
+            return {}
+        return {"accuracy": (torch.sign(pred[:, 0]) == torch.sign(episode.query_y[:, 0])).double()}  # (B,)
+
+
 class GargRelu(iclbench.Task):
     """y = sqrt(2 / h) * v.relu(W x), W (h, d) and v (h,) ~ N(0, 1): E y^2 = d (Relu2nnRegression)."""
 

@@ -273,3 +273,25 @@ def test_conflicting_or_bad_configs_name_the_fields(garg, config, fields):
     with pytest.raises(ConfigError) as err:
         garg.tasks["garg-linear"](config)
     assert all(f in str(err.value) for f in fields), str(err.value)
+
+
+def test_classification_is_scored_by_accuracy(tmp_path):
+    """The classification suite records the accuracy of the prediction's sign beside the loss:
+    least squares on 40 points in d = 20 separates far better than chance, zero never does."""
+    from iclbench import leaderboard
+    from iclbench.catalog import build_catalog
+    from iclbench.plugins import make_plugin_manager
+    from iclbench.runner import Evaluation, LearnerSpec, Plan
+    from iclbench.store import RESULTS_FILE, ResultStore, read_records
+
+    catalog = build_catalog(make_plugin_manager())
+    suite = catalog.suites.load("garg-classification", catalog)
+    plan = Plan([LearnerSpec("zero", {}), LearnerSpec("least-squares", {})], suite, [0], n_tasks=400)
+    Evaluation(catalog, plan, ResultStore(tmp_path)).run()
+    records = read_records(tmp_path / RESULTS_FILE)
+    acc = {r["label"]: r["metrics"]["accuracy"] for r in records}
+    assert acc["zero"] == 0.0 and acc["least-squares"] > 0.7  # measured 0.785 on 400 tasks; chance is 0.5
+    assert "### accuracy of the prediction's sign (classification tasks): in distribution" in \
+        leaderboard.markdown(leaderboard.aggregate(leaderboard.to_frame(records)))
+    plain = catalog.tasks["garg-linear"]()
+    assert plain.scores(torch.zeros(3, 1), plain.sample(3, generator=torch.Generator().manual_seed(0), device="cpu")) == {}
