@@ -309,7 +309,9 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
         lines.append(f"| {i} | {f.claim} | {f.ours} | {'yes' if f.holds else '**no**'} | {f.why} |")
     lines += deviation_rows(repro)
     lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
-              "in parallel with `--jobs`, so these add up to more than the wall time.", ""]
+              "in parallel with `--jobs`, so these add up to more than the wall time. Evaluation counts one prediction of "
+              "each column's tasks; the error against context length, for learners asked once per prefix, costs up "
+              "to N times more and is not included.", ""]
     lines += time_rows(wall_times(shown))
     figures = sorted(p.name for p in plots) + sorted(
         f"figures/{p.name}" for p in (results.folder / "figures").glob("*.png"))
