@@ -20,6 +20,7 @@ import torch
 
 from iclbench.episode import Episode
 from iclbench.metrics import mean_ci95, task_losses
+from iclbench.prefix import one_pass
 
 SEQUENCE = "sequence"
 Predict = Callable[[Episode], torch.Tensor]
@@ -56,12 +57,9 @@ def position_episode(episode: Episode, t: int) -> Episode:
 
 def position_predictions(learner: Any, episode: Episode, predict: Predict) -> torch.Tensor:
     """(B, T-1, D): at [:, t-1] the prediction of s_{t+1} from s_1..s_t."""
-    one_pass = getattr(learner, "predict_positions", None)
-    if one_pass is not None:
-        with torch.no_grad():
-            out = one_pass(episode)
-        if out is not None:
-            return out
+    out = one_pass(learner, "predict_positions", episode)
+    if out is not None:
+        return out
     s = states_of(episode)  # (B, T, D)
     B, T, D = s.shape
     if getattr(learner, "prefix_by_padding", False):

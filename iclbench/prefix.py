@@ -21,18 +21,25 @@ from iclbench.metrics import task_losses
 Predict = Callable[[Episode], torch.Tensor]
 
 
+def one_pass(learner: Any, method: str, episode: Episode) -> torch.Tensor | None:
+    """The learner's own all-at-once form (`predict_prefixes`, `predict_positions`) on `episode`,
+    without a tape; None when it has none or declines (returns None)."""
+    fn = getattr(learner, method, None)
+    if fn is None:
+        return None
+    with torch.no_grad():
+        return fn(episode)
+
+
 def prefix_predictions(learner: Any, episode: Episode, predict: Predict) -> torch.Tensor:
     """(B, N, dy): the query prediction from the first k context points, at [:, k - 1]."""
     if episode.tokens is not None:
         raise ValueError("error against context length needs plain (x, y) pairs, not a token sequence")
     if getattr(learner, "prefix_by_padding", False):
         return padded_predictions(episode, predict)
-    one_pass = getattr(learner, "predict_prefixes", None)
-    if one_pass is not None:
-        with torch.no_grad():
-            out = one_pass(episode)
-        if out is not None:
-            return out
+    out = one_pass(learner, "predict_prefixes", episode)
+    if out is not None:
+        return out
     return torch.stack([predict(episode.prefix(k)) for k in range(1, episode.n_context + 1)], dim=1)
 
 
