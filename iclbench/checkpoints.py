@@ -55,6 +55,16 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def training_checkpoint(learner: Any, task: Any, generator: Any) -> "Checkpoint | None":
+    """The cache entry of `learner` meta-trained on `task` from `generator`'s seed, in the active
+    cache folder; None without one. The key covers learner config, task config, seed and version."""
+    folder = current_cache_dir()
+    if folder is None:
+        return None
+    return Checkpoint(folder, cache_key(learner=learner.name, config=learner.config.identity(), task=task.name,
+                                        task_config=task.config.model_dump(), seed=generator.initial_seed()))
+
+
 class Checkpoint:
     """One cache entry: `<dir>/<key>.pt`, holding a dict of tensors and plain values."""
 

@@ -20,6 +20,7 @@ import iclbench
 from iclbench.metrics import task_losses
 from iclbench.positions import is_sequence, states_of
 from iclbench.tuning import grid_search, training_sample
+from iclbench_plugins.least_squares import Ridge
 from iclbench_plugins.mesa_layer import mesa_attention
 
 
@@ -41,17 +42,15 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return scores @ v
 
 
-class OnlineRidge(iclbench.Learner):
+class OnlineRidge(Ridge):
+    """`ridge` at every position, lambda unscaled by the number of transitions (as the mesa-layer's)."""
+
     name = "online-ridge"
 
     class Config(iclbench.LearnerConfig):
         lam: float | None = Field(None, gt=0, description="fixed lambda; None: tuned on training sequences")
         grid: list[float] = Field(default_factory=lambda: [10.0**e for e in range(-6, 3)])
         tune_tasks: int = Field(2048, ge=1)
-
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.lam = self.config.lam
 
     def fit(self, task, *, generator, device) -> None:
         if self.config.lam is not None:
@@ -60,9 +59,6 @@ class OnlineRidge(iclbench.Learner):
         target = transition_qkv(ep)[3]  # (B, T, D)
         self.lam = grid_search(({"lam": lam} for lam in self.config.grid),
                                lambda c: float(task_losses(self.positions(ep, c["lam"]), target).mean()))["lam"]
-
-    def hyperparameters(self) -> dict:
-        return {"lam": self.lam}
 
     @staticmethod
     def positions(episode: iclbench.Episode, lam: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pydantic import Field
 from torch import nn
 
 import iclbench
-from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
+from iclbench.checkpoints import training_checkpoint
 from iclbench.positions import is_sequence, states_of
 from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench_plugins.mesa_layer import mesa_attention
@@ -153,12 +153,9 @@ class SequenceTransformerLearner(iclbench.Learner):
             raise ValueError(f"seq-tf trains on sequence tasks; {task.name!r} gives token_format {probe.token_format!r}")
         torch.manual_seed(generator.initial_seed())  # the init draws from torch's global stream
         self.model = self.build_model(probe.dx)
-        folder = current_cache_dir()
-        key = cache_key(learner=self.name, config=self.config.identity(), task=task.name,
-                        task_config=task.config.model_dump(), seed=generator.initial_seed())
         cfg = self.config.train
         self.training = meta_train(self.model, sequence_loss, task, cfg, generator=generator, device=device,
-                                   lr=cfg.lr or 1e-3, checkpoint=Checkpoint(folder, key) if folder else None,
+                                   lr=cfg.lr or 1e-3, checkpoint=training_checkpoint(self, task, generator),
                                    desc=self.label)
 
     def fit_info(self) -> dict:

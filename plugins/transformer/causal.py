@@ -43,7 +43,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import iclbench
-from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
+from iclbench.checkpoints import Checkpoint, training_checkpoint
 from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench.workload import TaskShape, Workload
 from iclbench_plugins.transformer.learners import prediction_workload, training_workload
@@ -283,10 +283,7 @@ class CausalTransformerLearner(iclbench.Learner):
         return self.training
 
     def fit(self, task, *, generator, device) -> None:
-        folder = current_cache_dir()
-        key = cache_key(learner=self.name, config=self.config.identity(), task=task.name,
-                        task_config=task.config.model_dump(), seed=generator.initial_seed())
-        self.train(task, generator=generator, device=device, checkpoint=Checkpoint(folder, key) if folder else None)
+        self.train(task, generator=generator, device=device, checkpoint=training_checkpoint(self, task, generator))
 
     def fit_info(self) -> dict:
         t = self.training

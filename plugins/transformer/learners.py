@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.checkpoints import Checkpoint, cache_key, current_cache_dir
+from iclbench.checkpoints import training_checkpoint
 from iclbench.metrics import alignment, sensitivities, task_losses
 from iclbench.seeding import derive_seed
 from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
@@ -185,14 +185,11 @@ class TransformerLearner(iclbench.Learner):
         torch.manual_seed(generator.initial_seed())  # the init draws from torch's global stream
         extra = 0 if self.token_format == "pairs" else probe.tokens.shape[-1] - probe.dx - probe.dy
         self.model = self.build_model(probe.dx, probe.dy, extra)
-        folder = current_cache_dir()
-        key = cache_key(learner=self.name, config=self.config.identity(), task=task.name,
-                        task_config=task.config.model_dump(), seed=generator.initial_seed())
         cfg = self.config.train
         self.training = meta_train(
             self.model, self.loss, task, cfg, generator=generator, device=device,
             lr=cfg.lr or default_lr(getattr(self.config, "layers", 1)),
-            checkpoint=Checkpoint(folder, key) if folder else None, desc=self.label,
+            checkpoint=training_checkpoint(self, task, generator), desc=self.label,
             monitors=self.monitors() | self.depth_monitors(task, generator, device),
         )
 
