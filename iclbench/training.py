@@ -114,6 +114,11 @@ class TrainResult:
     from_cache: bool = False
     resumed_at: int | None = None
 
+    def info(self) -> dict:
+        """What a trained learner's `fit_info` stores in its records."""
+        return {"curve": self.curve, "train_seconds": self.seconds, "from_cache": self.from_cache,
+                "resumed_at": self.resumed_at}
+
 
 def held_out_set(task: Task, cfg: TrainConfig, generator: torch.Generator, device, dtype) -> Episode:
     """A fixed evaluation batch, from a stream seeded apart from the training tasks."""

@@ -159,10 +159,7 @@ class SequenceTransformerLearner(iclbench.Learner):
                                    desc=self.label)
 
     def fit_info(self) -> dict:
-        t = self.training
-        if t is None:
-            return {}
-        return {"curve": t.curve, "train_seconds": t.seconds, "from_cache": t.from_cache, "resumed_at": t.resumed_at}
+        return {} if self.training is None else self.training.info()
 
     def predict_positions(self, episode: iclbench.Episode) -> torch.Tensor:
         """(B, T, D): the prediction of s_{t+1} at every position, one causal pass."""

@@ -286,10 +286,7 @@ class CausalTransformerLearner(iclbench.Learner):
         self.train(task, generator=generator, device=device, checkpoint=training_checkpoint(self, task, generator))
 
     def fit_info(self) -> dict:
-        t = self.training
-        if t is None:
-            return {}
-        return {"curve": t.curve, "train_seconds": t.seconds, "from_cache": t.from_cache, "resumed_at": t.resumed_at}
+        return {} if self.training is None else self.training.info()
 
     def _model_for(self, episode: iclbench.Episode) -> CausalTransformer:
         if self.model is None:

@@ -209,10 +209,7 @@ class TransformerLearner(iclbench.Learner):
         return {"depth": depth_alignment(refs, lambda ref: ref.fit(task, generator=gen, device=device))}
 
     def fit_info(self) -> dict:
-        t = self.training
-        if t is None:
-            return {}
-        return {"curve": t.curve, "train_seconds": t.seconds, "from_cache": t.from_cache, "resumed_at": t.resumed_at}
+        return {} if self.training is None else self.training.info()
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
         if self.model is None:
