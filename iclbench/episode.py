@@ -12,6 +12,8 @@ class Episode:
     """B tasks, each N context pairs (x_i, y_i) and one query x whose y is to be predicted.
 
     context_x: (B, N, dx), context_y: (B, N, dy), query_x: (B, dx), query_y: (B, dy).
+    `truth` is for oracle references only (a Kalman filter knows the system's matrices); learners
+    that compete must not read it. It follows the tasks through to / slice / take.
     """
 
     context_x: torch.Tensor
@@ -20,6 +22,7 @@ class Episode:
     query_y: torch.Tensor
     tokens: torch.Tensor | None = None  # (B, T, D) a task-made token sequence, query last
     token_format: str | None = None  # what `tokens` holds, e.g. "alternating"; None: plain pairs only
+    truth: dict[str, torch.Tensor] | None = None  # per-task generative parameters, each (B, ...), for oracles
 
     def __post_init__(self) -> None:
         cx, cy, qx, qy = self.context_x, self.context_y, self.query_x, self.query_y
@@ -51,7 +54,11 @@ class Episode:
                 raise ValueError(
                     f"Episode.{name} must have shape {shape}, got {tuple(getattr(self, name).shape)}"
                 )
-        devices = {t.device for t in (cx, cy, qx, qy, self.tokens) if t is not None}
+        for name, t in (self.truth or {}).items():
+            if not isinstance(t, torch.Tensor) or t.ndim == 0 or t.shape[0] != B:
+                raise ValueError(f"Episode.truth[{name!r}] must be a tensor of shape (B={B}, ...)")
+        truth = list((self.truth or {}).values())
+        devices = {t.device for t in (cx, cy, qx, qy, self.tokens, *truth) if t is not None}
         if len(devices) > 1:
             raise ValueError(f"Episode tensors must share one device, got {sorted(map(str, devices))}")
 
@@ -76,9 +83,11 @@ class Episode:
         return self.context_x.device
 
     def _map(self, fn) -> Episode:
-        """Apply `fn` to every tensor field."""
-        return replace(self, **{f.name: fn(getattr(self, f.name)) for f in fields(self)
-                                if isinstance(getattr(self, f.name), torch.Tensor)})
+        """Apply `fn` to every tensor field, and to every tensor of `truth`."""
+        out = {f.name: fn(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+        if self.truth is not None:
+            out["truth"] = {k: fn(v) for k, v in self.truth.items()}
+        return replace(self, **out)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Episode:
         """A copy on `device` and/or in floating `dtype`."""

@@ -26,12 +26,13 @@ SEQUENCE = "sequence"
 Predict = Callable[[Episode], torch.Tensor]
 
 
-def sequence_episode(states: torch.Tensor) -> Episode:
-    """(B, T, D) states -> the Episode predicting s_T from s_1..s_{T-1} (module docstring)."""
+def sequence_episode(states: torch.Tensor, truth: dict[str, torch.Tensor] | None = None) -> Episode:
+    """(B, T, D) states -> the Episode predicting s_T from s_1..s_{T-1} (module docstring);
+    `truth`: the generating system's parameters, for oracle references."""
     if states.ndim != 3 or states.shape[1] < 3:
         raise ValueError(f"a sequence needs shape (B, T >= 3, D), got {tuple(states.shape)}")
     return Episode(states[:, :-2], states[:, 1:-1], states[:, -2], states[:, -1],  # pairs (s_t, s_t+1), query s_T-1
-                   tokens=states[:, :-1], token_format=SEQUENCE)
+                   tokens=states[:, :-1], token_format=SEQUENCE, truth=truth)
 
 
 def is_sequence(episode: Episode) -> bool:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.positions import sequence_episode
@@ -41,44 +41,64 @@ class LinearDynamics(iclbench.Task):
         teacher: Literal["linear", "mlp"] = Field("linear", description="mlp: s_t+1 = W f(s_t) / |f(s_t)| + noise, "
                                                   "f(s) = B gelu(A s), A, B random per task")
         hidden: int = Field(40, ge=1, description="width of the mlp teacher's f")
+        active: int | None = Field(None, ge=1, description="a smaller system in the same state space: only the "
+                                   "first `active` coordinates move, the rest stay 0; None: all D")
+
+        @model_validator(mode="after")
+        def _active_within_D(self):
+            if self.active is not None and self.active > self.D:
+                raise ValueError(f"active={self.active} exceeds D={self.D}")
+            return self
+
+    @property
+    def dims(self) -> int:
+        """The coordinates that move (`active`, default all D)."""
+        return self.config.active or self.config.D
 
     def transition(self, n: int, generator: torch.Generator, device):
-        """A function s (n, D) -> next state before noise, drawn per task."""
-        c = self.config
-        W = c.spectral_radius * haar_orthogonal(n, c.D, generator, device)  # (n, D, D)
+        """A function s (n, k) -> next state before noise, drawn per task (k = `dims`), and W (n, k, k)."""
+        c, k = self.config, self.dims
+        W = c.spectral_radius * haar_orthogonal(n, k, generator, device)  # (n, k, k)
         if c.teacher == "linear":
-            return lambda s: torch.einsum("nij,nj->ni", W, s)
-        A = torch.randn(n, c.hidden, c.D, generator=generator, device=device) / c.D ** 0.5  # (n, H, D)
-        B = torch.randn(n, c.D, c.hidden, generator=generator, device=device) / c.hidden ** 0.5  # (n, D, H)
+            return (lambda s: torch.einsum("nij,nj->ni", W, s)), W
+        A = torch.randn(n, c.hidden, k, generator=generator, device=device) / k ** 0.5  # (n, H, k)
+        B = torch.randn(n, k, c.hidden, generator=generator, device=device) / c.hidden ** 0.5  # (n, k, H)
 
         def step(s: torch.Tensor) -> torch.Tensor:
             f = torch.einsum("ndh,nh->nd", B, F.gelu(torch.einsum("nhd,nd->nh", A, s)))  # (n, D)
             return torch.einsum("nij,nj->ni", W, f / f.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
-        return step
+        return step, W
 
-    def states(self, n: int, *, generator: torch.Generator, device) -> torch.Tensor:
-        """(n, T+1, D) states. A loop over time, batched over tasks: clipping makes the
-        recurrence nonlinear, so there is no closed form to vectorise."""
-        c = self.config
-        step = self.transition(n, generator, device)
-        s = (2 * torch.rand(n, c.D, generator=generator, device=device) - 1) * c.init_range  # (n, D)
-        noise = c.noise_std * torch.randn(n, c.T, c.D, generator=generator, device=device)  # (n, T, D)
+    def states(self, n: int, *, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, T+1, D) states and W (n, D, D). A loop over time, batched over tasks: clipping
+        makes the recurrence nonlinear, so there is no closed form to vectorise."""
+        c, k = self.config, self.dims
+        step, W = self.transition(n, generator, device)
+        s = (2 * torch.rand(n, k, generator=generator, device=device) - 1) * c.init_range  # (n, k)
+        noise = c.noise_std * torch.randn(n, c.T, k, generator=generator, device=device)  # (n, T, k)
         out = [s]
         for t in range(c.T):
             s = step(s) + noise[:, t]
             if c.clip is not None:
                 s = s.clamp(-c.clip, c.clip)
             out.append(s)
-        return torch.stack(out, dim=1)  # (n, T+1, D)
+        pad = (0, c.D - k)  # the coordinates that stay 0
+        return F.pad(torch.stack(out, dim=1), pad), F.pad(W, pad + pad)  # (n, T+1, D), (n, D, D)
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config
-        s = self.states(n, generator=generator, device=device)  # (n, T+1, D)
+        s, W = self.states(n, generator=generator, device=device)  # (n, T+1, D), (n, D, D)
+        C = torch.eye(c.D, device=device).expand(n, c.D, c.D)  # (n, D, D) fully observed
         if c.observed is not None:
             C = 0.5 * torch.randn(n, c.observed, c.D, generator=generator, device=device)  # (n, obs, D)
             s = torch.einsum("nod,ntd->nto", C, s)  # (n, T+1, obs)
-        return sequence_episode(s)
+        truth = None
+        if c.teacher == "linear":  # what a Kalman filter needs; the clip is left out (it rarely binds)
+            full = torch.ones(n, device=device)  # (n,)
+            truth = {"W": W, "C": C, "noise_std": c.noise_std * full, "init_range": c.init_range * full,
+                     "active": self.dims * full}
+        return sequence_episode(s, truth)
 
 
 @iclbench.hookimpl

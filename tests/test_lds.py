@@ -42,25 +42,25 @@ def test_default_law_initial_state_orthogonal_transition_and_noise():
 
 
 def test_noiseless_dynamics_are_orthogonal_keep_the_norm_and_radius_scales_it():
-    s = LinearDynamics(noise_std=0.0).states(100, generator=gen(1), device="cpu")
+    s = LinearDynamics(noise_std=0.0).states(100, generator=gen(1), device="cpu")[0]
     W, _ = fitted_transitions(s)
     assert torch.allclose(W @ W.transpose(1, 2), torch.eye(10, dtype=torch.float64).expand(100, 10, 10), atol=1e-4)
     norms = s.norm(dim=-1)  # (n, T+1)
     assert torch.allclose(norms, norms[:, :1].expand_as(norms), rtol=1e-4)
-    shrink = LinearDynamics(noise_std=0.0, spectral_radius=0.9, T=10).states(100, generator=gen(1), device="cpu").norm(dim=-1)
+    shrink = LinearDynamics(noise_std=0.0, spectral_radius=0.9, T=10).states(100, generator=gen(1), device="cpu")[0].norm(dim=-1)
     assert torch.allclose(shrink[:, -1] / shrink[:, 0], torch.full((100,), 0.9 ** 10), rtol=1e-4)
 
 
 def test_clip_bounds_an_expanding_system():
-    s = LinearDynamics(spectral_radius=1.5, clip=10.0).states(50, generator=gen(2), device="cpu")
+    s = LinearDynamics(spectral_radius=1.5, clip=10.0).states(50, generator=gen(2), device="cpu")[0]
     assert float(s.abs().max()) == pytest.approx(10.0)
-    assert float(LinearDynamics(spectral_radius=1.5, clip=None).states(50, generator=gen(2), device="cpu").abs().max()) > 10
+    assert float(LinearDynamics(spectral_radius=1.5, clip=None).states(50, generator=gen(2), device="cpu")[0].abs().max()) > 10
 
 
 def test_partially_observed_sequences_are_projections_of_hidden_states():
     task = LinearDynamics(observed=3, noise_std=0.0)
     obs = states_of(task.sample(200, generator=gen(3), device="cpu"))  # (n, 51, 3)
-    hidden = LinearDynamics(noise_std=0.0).states(200, generator=gen(3), device="cpu")  # the same draws, unprojected
+    hidden = LinearDynamics(noise_std=0.0).states(200, generator=gen(3), device="cpu")[0]  # the same draws, unprojected
     C = torch.linalg.lstsq(hidden.double(), obs.double()).solution  # (n, D, 3): obs = hidden C
     assert obs.shape == (200, 51, 3) and torch.allclose(hidden.double() @ C, obs.double(), atol=1e-4)
     assert float(C.var()) == pytest.approx(0.25, rel=0.1)  # C ~ 0.5 N(0, 1)
@@ -68,10 +68,33 @@ def test_partially_observed_sequences_are_projections_of_hidden_states():
 
 def test_mlp_teacher_keeps_the_state_norm_near_one():
     """s_t+1 = W f(s_t) / |f(s_t)| (+ noise): from step 2 on, states lie on the unit sphere."""
-    s = LinearDynamics(teacher="mlp", noise_std=0.0).states(100, generator=gen(4), device="cpu")
+    s = LinearDynamics(teacher="mlp", noise_std=0.0).states(100, generator=gen(4), device="cpu")[0]
     assert torch.allclose(s[:, 1:].norm(dim=-1), torch.ones(100, 50), atol=1e-5)
     W, res = fitted_transitions(s)
     assert float(res.pow(2).mean()) > 1e-4  # not a linear system
+
+
+def test_truth_is_the_generating_system():
+    """Episode.truth holds W and C exactly: noiseless states obey o_t+1 = C W s_t with o_t = C s_t."""
+    task = LinearDynamics(observed=4, noise_std=0.0, T=6)
+    ep = task.sample(50, generator=gen(5), device="cpu")
+    W, C = ep.truth["W"], ep.truth["C"]  # (n, 10, 10), (n, 4, 10)
+    hidden = LinearDynamics(noise_std=0.0, T=6).states(50, generator=gen(5), device="cpu")[0]  # (n, 7, 10)
+    assert torch.allclose(states_of(ep), hidden @ C.transpose(1, 2), atol=1e-5)
+    assert torch.allclose(hidden[:, 1:], hidden[:, :-1] @ W.transpose(1, 2), atol=1e-5)
+    assert float(ep.truth["noise_std"][0]) == 0.0 and ep.slice(0, 7).truth["W"].shape == (7, 10, 10)
+    assert torch.equal(LinearDynamics(T=6).sample(3, generator=gen(), device="cpu").truth["C"], torch.eye(10).expand(3, 10, 10))
+    assert LinearDynamics(teacher="mlp", T=6).sample(3, generator=gen(), device="cpu").truth is None  # no linear model
+
+
+def test_active_dimensions_move_and_the_rest_stay_zero():
+    task = LinearDynamics(active=4, noise_std=0.0)
+    s = states_of(task.sample(100, generator=gen(6), device="cpu"))  # (n, 51, 10)
+    assert float(s[..., 4:].abs().max()) == 0.0 and float(s[..., :4].abs().min(dim=1).values.mean()) > 0
+    W, _ = fitted_transitions(s[..., :4])
+    assert torch.allclose(W @ W.transpose(1, 2), torch.eye(4, dtype=torch.float64).expand(100, 4, 4), atol=1e-4)
+    with pytest.raises(ConfigError, match="active"):
+        LinearDynamics(active=11)
 
 
 def test_bad_config_names_the_field():
