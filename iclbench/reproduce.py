@@ -207,17 +207,19 @@ class Results:
         return list(self.by_seed(spec, suite, task, metric, align_to).values())
 
     def paired(self, spec: str, reference: str, suite: str, task: str | None = None,
-               seeds: list[int] | None = None) -> Paired:
-        """`spec`'s loss minus `reference`'s on the same tasks (records of `spec` aligned to
-        `reference`), over `seeds` (default: every seed with a record)."""
+               seeds: list[int] | None = None, metric: str = "loss") -> Paired:
+        """`spec`'s `metric` minus `reference`'s on the same tasks (records of `spec` aligned to
+        `reference`), over `seeds` (default: every seed with a record). `metric`: "loss", or
+        "position_loss" (a sequence's loss averaged over positions)."""
         recs = self.records_by_seed(spec, suite, task, align_to=reference)
-        recs = {s: r for s, r in recs.items() if "loss_diff" in r["metrics"] and (seeds is None or s in seeds)}
+        d = f"{metric}_diff"
+        recs = {s: r for s, r in recs.items() if d in r["metrics"] and (seeds is None or s in seeds)}
         if not recs:
-            raise LookupError(f"no paired loss difference of {self.label(spec)!r} to {self.label(reference)!r} "
+            raise LookupError(f"no paired {metric} difference of {self.label(spec)!r} to {self.label(reference)!r} "
                               f"on {suite}/{task or suite}")
-        diffs = [r["metrics"]["loss_diff"] for r in recs.values()]
-        diff, ci = across_seeds(diffs, [r["metrics"]["loss_diff_ci95"] for r in recs.values()])
-        ref_loss = sum(r["metrics"]["loss"] - r["metrics"]["loss_diff"] for r in recs.values()) / len(recs)
+        diffs = [r["metrics"][d] for r in recs.values()]
+        diff, ci = across_seeds(diffs, [r["metrics"][f"{d}_ci95"] for r in recs.values()])
+        ref_loss = sum(r["metrics"][metric] - r["metrics"][d] for r in recs.values()) / len(recs)
         return Paired(diff, ci, ref_loss, len(recs))
 
     def prefix_error(self, spec: str, suite: str, task: str | None = None) -> list[float]:
