@@ -22,7 +22,7 @@ import torch
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, task_losses
-from iclbench.positions import is_sequence, position_curve, position_losses
+from iclbench.positions import is_sequence, position_curve, position_predictions, states_of
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
@@ -250,11 +250,12 @@ class Evaluation:
         return time.perf_counter() - start
 
     def reference_outputs(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
-        """The reference's predictions, sensitivities and, on a sequence, its (B, T) position losses."""
+        """The reference's predictions, sensitivities and, on a sequence, its (B, T, D) predictions
+        at every position."""
         if self.reference is None:
             return None
         bs = self.plan.batch_size
-        positions = position_losses(self.reference, episode, lambda e: predict_chunked(self.reference, e, bs)) \
+        positions = position_predictions(self.reference, episode, lambda e: predict_chunked(self.reference, e, bs)) \
             if is_sequence(episode) else None
         return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs), positions
 
@@ -284,12 +285,17 @@ class Evaluation:
             status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
         if is_sequence(episode):  # the loss at every position, its mean over positions, paired to the reference's
             predict = lambda e: predict_chunked(learner, e, self.plan.batch_size)  # noqa: E731
-            per_position = position_losses(learner, episode, predict)  # (B, T)
+            at_positions = position_predictions(learner, episode, predict)  # (B, T, D)
+            target = states_of(episode)[:, 1:]  # (B, T, D)
+            per_position = task_losses(at_positions, target).double()  # (B, T)
             curve = position_curve(learner, episode, predict, per_position)
             status["position_curve"] = {k: curve[k] for k in ("t", "loss", "ci95")}
             metrics["position_loss"], metrics["position_loss_ci95"] = curve["mean"], curve["mean_ci95"]
             if ref is not None:
-                diff = per_position.mean(1) - ref[2].mean(1)  # (B,) paired on the same sequences
+                diff = per_position.mean(1) - task_losses(ref[2], target).double().mean(1)  # (B,) paired
                 metrics["position_loss_diff"], metrics["position_loss_diff_ci95"] = mean_ci95(diff)
+                gap = (at_positions - ref[2]).double().norm(dim=-1)  # (B, T) ||yhat_t - yhat_ref,t||
+                metrics["position_pred_diff"], metrics["position_pred_diff_ci95"] = mean_ci95(gap.mean(1))
+                status["position_curve"]["pred_diff"] = gap.mean(0).tolist()
         return {**status, "metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
                 "fit_info": learner.fit_info()}

@@ -129,7 +129,10 @@ def test_lds_suite_records_the_loss_at_every_position(tmp_path):
     Evaluation(catalog, aligned, ResultStore(tmp_path / "aligned")).run()
     paired = {r["label"]: r["metrics"] for r in read_records(tmp_path / "aligned" / RESULTS_FILE)}
     gd, own = paired["online-gd"], paired["online-ridge[lam=0.001]"]
-    assert own["position_loss_diff"] == 0.0  # the reference against itself
+    assert own["position_loss_diff"] == 0.0 and own["position_pred_diff"] == 0.0  # the reference against itself
+    curve = next(r for r in read_records(tmp_path / "aligned" / RESULTS_FILE) if r["label"] == "online-gd")["position_curve"]
+    assert len(curve["pred_diff"]) == 50 and gd["position_pred_diff"] == pytest.approx(sum(curve["pred_diff"]) / 50)
+    assert curve["pred_diff"][0] == 0.0 < curve["pred_diff"][1]  # at t = 1 both predict 0 (no transition seen)
     assert gd["position_loss_diff"] == pytest.approx(gd["position_loss"] - own["position_loss"], rel=1e-9)
     assert gd["position_loss_diff"] - gd["position_loss_diff_ci95"] > 0  # one GD step is worse than ridge
     for name in ("lds-partial", "lds-ood"):
