@@ -9,6 +9,7 @@ comparison is a paired difference on the same sequences.
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 from statistics import mean
 from typing import Any
 
@@ -48,6 +49,12 @@ def averaged(results: list[dict[str, Any]], key) -> Any:
 class Mesa(Reproduction):
     name = "mesa"
     spec_file = files("iclbench_plugins") / "suites_data" / "reproductions" / "mesa.toml"
+
+    def figures(self, r: Results, folder: Path) -> list[Path]:
+        from iclbench_plugins.mesa_figures import depth_figure  # plotting only when publishing
+
+        found = depth_figure(r, folder)
+        return [found] if found is not None else []
 
     def findings(self, r: Results) -> list[Finding]:
         return self.check([

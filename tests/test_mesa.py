@@ -13,7 +13,8 @@ from iclbench_plugins.mesa import DEPTHS, HYBRID, LSA, MESA, PROBED, REVERSED, S
 
 def record(spec, align_to, position_loss=0.5, diff=0.0, ci=0.01, seed=0, suite="lds", **metrics):
     return {"label": spec, "suite": suite, "task_label": suite, "seed": seed, "align_to": align_to, "n_tasks": 100,
-            "metrics": {"loss": 0.1, "loss_ci95": 0.01, "position_loss": position_loss, "position_loss_diff": diff,
+            "metrics": {"loss": 0.1, "loss_ci95": 0.01, "position_loss": position_loss, "position_loss_ci95": 0.01,
+                        "position_loss_diff": diff,
                         "position_loss_diff_ci95": ci, **metrics}}
 
 
@@ -89,6 +90,14 @@ def test_compressed_claim(tmp_path):
         return "compressed", {"learner": REVERSED, "loss": {"model": 0.4}, "families": {"polynomial": {"loss": loss}}}
     assert Mesa.compressed(results(tmp_path, [], [fit(0.43)])).holds
     assert not Mesa.compressed(results(tmp_path, [], [fit(0.45)])).holds
+
+
+def test_depth_figure_draws_what_was_run(tmp_path):
+    recs = [record(spec, "online-ridge", position_loss=loss) for spec, loss in
+            [(DEPTHS[0], 0.9), (DEPTHS[1], 0.5), (DEPTHS[2], 0.3), (SOFTMAX, 0.6), (MESA, 0.2), ("online-ridge", 0.19)]]
+    paths = Mesa().figures(results(tmp_path, recs), tmp_path)
+    assert [p.name for p in paths] == ["loss-vs-depth.png"] and paths[0].stat().st_size > 10_000
+    assert Mesa().figures(results(tmp_path, [record("online-ridge", "online-ridge")]), tmp_path) == []
 
 
 def test_missing_experiments_are_shown_not_dropped(tmp_path):
