@@ -82,6 +82,17 @@ class Episode:
     def device(self) -> torch.device:
         return self.context_x.device
 
+    def nonfinite(self) -> dict[str, int]:
+        """Per tensor field, how many tasks hold a NaN or an infinity (fields with none left out)."""
+        out = {}
+        for name in ("context_x", "context_y", "query_x", "query_y", "tokens"):
+            t = getattr(self, name)
+            if t is not None and t.is_floating_point():
+                bad = int((~torch.isfinite(t)).flatten(1).any(dim=1).sum())
+                if bad:
+                    out[name] = bad
+        return out
+
     def _map(self, fn) -> Episode:
         """Apply `fn` to every tensor field, and to every tensor of `truth`."""
         out = {f.name: fn(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}

@@ -236,6 +236,11 @@ class Evaluation:
         p = self.plan
         gen = generator(p.device, seed, "eval", p.suite.name, ev.label)
         episode = ev.task.sample(p.n_tasks, generator=gen, device=p.device).to(dtype=p.dtype)
+        bad = episode.nonfinite()
+        if bad:  # a sampler bug: every learner's loss on these tasks would be NaN, so stop here
+            fields = ", ".join(f"{n} in {name}" for name, n in bad.items())
+            raise ValueError(f"task {ev.label!r} ({ev.task.label}) drew non-finite values for seed {seed}: {fields} "
+                             f"of {p.n_tasks} tasks")
         if self.reference is None:
             return episode, None
         if self.reference_seed != seed:

@@ -15,6 +15,15 @@ from pydantic import Field, model_validator
 import iclbench
 
 
+def laplace_inverse_cdf(u: torch.Tensor) -> torch.Tensor:
+    """Unit Laplace draws from uniforms u in [0, 1). u = 0 (one draw in 2^24 in float32) would map
+    to -inf, so |u - 1/2| is kept one float step below 1/2: every other draw is unchanged."""
+    centred = u - 0.5  # in [-0.5, 0.5)
+    half = torch.tensor(0.5, dtype=u.dtype, device=u.device)
+    edge = torch.nextafter(half, torch.zeros_like(half))  # the largest float below 1/2
+    return -torch.sign(centred) * torch.log1p(-2 * centred.abs().clamp_max(edge))
+
+
 class LinearRegression(iclbench.Task):
     name = "linear-regression"
 
@@ -65,8 +74,7 @@ class LinearRegression(iclbench.Task):
             return c.input_scale * torch.randn(shape, generator=generator, device=device)
         if law == "exponential":
             return -c.input_scale * torch.log1p(-u)  # inverse CDF
-        centred = u - 0.5  # laplace by inverse CDF, |centred| < 0.5
-        return -c.input_scale * torch.sign(centred) * torch.log1p(-2 * centred.abs())
+        return c.input_scale * laplace_inverse_cdf(u)
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config

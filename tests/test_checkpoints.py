@@ -182,7 +182,7 @@ def slowed(evaluate_row):
 def meet(folder: Path, me: str, other: str, alive: Callable[[], bool] = lambda: True) -> None:
     """A two-process barrier: mark `me` ready in `folder`, then wait for `other` while it is alive."""
     (folder / f"ready-{me}").touch()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a loaded machine may take a minute to import torch and warm up
     while not (folder / f"ready-{other}").exists():
         assert alive() and time.monotonic() < deadline, f"{other} never got ready"
         time.sleep(0.01)

@@ -105,6 +105,30 @@ def test_an_exception_is_stored_as_a_failed_record_and_the_run_goes_on(catalog, 
     assert ev.failures == [f"faulty[fault={fault}] on linear/linear, seed {s}: {stage} failed: {text}" for s in (0, 1)]
 
 
+def test_a_task_drawing_non_finite_inputs_fails_every_record_naming_the_task(catalog, tmp_path, monkeypatch):
+    from iclbench_plugins.linear_regression import LinearRegression
+    real = LinearRegression.sample
+
+    def broken(self, n, *, generator, device):
+        ep = real(self, n, generator=generator, device=device)
+        ep.context_x[3, 0, 0] = float("inf")
+        return ep
+    monkeypatch.setattr(LinearRegression, "sample", broken)
+    ev, records = run(catalog, tmp_path, "zero", "least-squares")
+    assert all(r["status"] == "failed" for r in records) and len(records) == 2
+    assert records[0]["error"] == ("ValueError: task 'linear' (linear-regression) drew non-finite values for seed 0: "
+                                   "1 in context_x of 64 tasks")
+
+
+def test_laplace_inputs_stay_finite_at_the_edge_and_unchanged_elsewhere():
+    from iclbench_plugins.linear_regression import laplace_inverse_cdf
+    u = torch.tensor([0.0, 2.0 ** -24, 0.25, 0.5, 0.75, 1 - 2.0 ** -24])
+    x = laplace_inverse_cdf(u)
+    assert bool(torch.isfinite(x).all()) and float(x[0]) < float(x[1]) < 0  # u = 0: the most negative draw, finite
+    centred = u[1:] - 0.5
+    assert torch.equal(x[1:], -torch.sign(centred) * torch.log1p(-2 * centred.abs()))  # the plain inverse CDF
+
+
 def test_failed_records_are_retried_by_a_rerun(catalog, tmp_path):
     run(catalog, tmp_path, ("faulty", {"fault": "predict"}))
     store = ResultStore(tmp_path)
