@@ -202,8 +202,11 @@ class Compressed(Analysis):
         names = [n for n in curves if n != "t"]
         style = styles(names)
         fig, ax = subplots(figsize=(5.6, 3.8))
+        shown = {"model": f"model ({label})", "reference": self.config.reference,
+                 "polynomial": f"compressed: polynomial, degree {self.config.degree}",
+                 "blocks": "compressed: scalar blocks"}
         for name in names:
-            ax.plot(curves["t"], curves[name], label=name, **style[name])
+            ax.plot(curves["t"], curves[name], label=shown.get(name, name), **style[name])
         decorate(ax, "position t", "loss (mean over tasks)", f"{label}, seed {ctx.seed}", log=True)
         save(fig, path)
         return path
