@@ -173,6 +173,20 @@ class Results:
         self.records = read_records(folder / RESULTS_FILE)
         path = folder / ANALYSES_FILE
         self.analyses = read_records(path) if path.exists() else []
+        self.records, self.analyses = self.in_spec(self.records, self.analyses)
+
+    def in_spec(self, records: list[dict[str, Any]], analyses: list[dict[str, Any]]) -> tuple[list, list]:
+        """Only the records of the spec's runs and analyses as of the last `reproduce` call (named
+        in reproduction.json): a record left from a run since removed from the spec is never
+        taken for a current one. A folder written before the runs were recorded keeps everything."""
+        if "runs" in self.meta:
+            runs = {(run["suite"], run["align_to"], label) for run in self.meta["runs"] for label in run["learners"]}
+            records = [r for r in records if (r["suite"], r.get("align_to"), r["label"]) in runs]
+        if "analyses" in self.meta:
+            key = lambda a: (a["analysis"], json.dumps(a["config"], sort_keys=True))  # noqa: E731
+            wanted = {key(a) for a in self.meta["analyses"]}
+            analyses = [a for a in analyses if key(a) in wanted]
+        return records, analyses
 
     def label(self, spec: str) -> str:
         return self.meta["labels"].get(spec, spec)
@@ -267,8 +281,12 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     budget = spec.budgets[budget_name]
     specs = {s for run in spec.runs for s in run.learners + [run.align_to] if s}
     labels = {s: with_budget(s, budget, catalog) for s in sorted(specs)}
+    analyses = [(a, catalog.analyses[a.name](analysis_config(a.config, budget, catalog))) for a in spec.analyses]
     meta = {"reproduction": repro.name, "budget": budget_name, "budget_values": budget.model_dump(), "seeds": seeds,
             "device": device_name(device), "versions": versions(), "git_commit": git_commit(), "labels": labels,
+            "runs": [{"suite": run.suite, "align_to": labels[run.align_to] if run.align_to else None,
+                      "learners": [labels[s] for s in run.learners]} for run in spec.runs],
+            "analyses": [{"analysis": a.name, "config": analysis.config.model_dump()} for a, analysis in analyses],
             "wall_seconds": None, "earlier_calls_seconds": earlier_calls(out, repro.name, budget_name),
             "execution": {"jobs": jobs, "compile": compiling()}}
     out.mkdir(parents=True, exist_ok=True)
@@ -294,10 +312,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
             evaluation.run()
             failures += evaluation.failures
         done = {(a["analysis"], a["seed"], json.dumps(a["config"], sort_keys=True)) for a in _analyses(out)}
-        for a in spec.analyses:
-            cfg = {k: with_budget(v, budget, catalog) if k == "learner" else
-                   [with_budget(x, budget, catalog) for x in v] if k == "learners" else v for k, v in a.config.items()}
-            analysis = catalog.analyses[a.name](cfg)
+        for a, analysis in analyses:
             suite = catalog.suites.load(a.suite, catalog)
             for seed in seeds:
                 key = (a.name, seed, json.dumps(analysis.config.model_dump(), sort_keys=True))
@@ -310,6 +325,12 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
                     "result": analysis.run(ctx)})
     write_meta(out, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
     return failures
+
+
+def analysis_config(config: dict[str, Any], budget: Budget, catalog) -> dict[str, Any]:
+    """An analysis's config from the spec, its `learner` / `learners` named by their labels under `budget`."""
+    return {k: with_budget(v, budget, catalog) if k == "learner" else
+            [with_budget(x, budget, catalog) for x in v] if k == "learners" else v for k, v in config.items()}
 
 
 def earlier_calls(out: Path, name: str, budget_name: str) -> list[float]:

@@ -98,6 +98,27 @@ def test_budget_config_naming_a_learner_no_run_lists_is_refused(tmp_path):
         Tiny().spec()
 
 
+def test_records_of_runs_no_longer_in_the_spec_are_not_read(tmp_path):
+    """A record stays in results.jsonl after its run leaves the spec; the claims must not use it."""
+    from iclbench.reproduce import write_meta
+    rec = lambda label, align, suite="linear": {"label": label, "suite": suite, "task_label": suite, "seed": 0,  # noqa: E731
+                                                "align_to": align, "metrics": {"loss": 0.2, "loss_diff": 0.0,
+                                                                               "loss_diff_ci95": 0.0}}
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        rec("lsa", "gd"), rec("lsa", "gd++[steps=2]"), rec("lsa", "gd", "linear-ood"), rec("old-learner", "gd")]))
+    (tmp_path / "analyses.jsonl").write_text("".join(json.dumps({"analysis": "weights", "seed": 0, "config": c,
+                                                                  "result": {}}) + "\n" for c in ({"learner": "lsa"}, {"learner": "x"})))
+    write_meta(tmp_path, {"labels": {}, "runs": [{"suite": "linear", "align_to": "gd", "learners": ["lsa"]}],
+                          "analyses": [{"analysis": "weights", "config": {"learner": "lsa"}}]})
+    r = Results(tmp_path)
+    assert [(x["label"], x["suite"], x["align_to"]) for x in r.records] == [("lsa", "linear", "gd")]
+    assert [a["config"] for a in r.analyses] == [{"learner": "lsa"}]
+    with pytest.raises(LookupError, match="no paired loss difference of 'lsa' to 'gd\\+\\+\\[steps=2\\]'"):
+        r.paired("lsa", "gd++[steps=2]", "linear")
+    write_meta(tmp_path, {"labels": {}})  # a folder from before runs were recorded: everything is read
+    assert len(Results(tmp_path).records) == 4
+
+
 def test_resumed_reproduction_reports_every_call(tmp_path):
     from iclbench.publish import wall_line
     from iclbench.reproduce import earlier_calls, write_meta
