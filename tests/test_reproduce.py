@@ -129,7 +129,7 @@ def test_resumed_reproduction_reports_every_call(tmp_path):
         "135 s over 3 resumed `reproduce` calls (100 + 30 + 5 s)"
 
 
-@pytest.mark.parametrize("folder", [PUBLISHED, PUBLISHED / "garg"], ids=["paper", "garg"])
+@pytest.mark.parametrize("folder", [PUBLISHED, PUBLISHED / "garg", PUBLISHED / "mesa"], ids=["paper", "garg", "mesa"])
 def test_published_leaderboard_is_rendered_from_its_records(tmp_path, folder):
     """Every table in a published reproduction is what `iclbench publish` makes of its stored records."""
     copy = tmp_path / "board"
