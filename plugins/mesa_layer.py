@@ -7,15 +7,13 @@ For each task b and head h, position t fits a linear map from keys to values on 
 
 and outputs Phi_t q_t. Since Phi_t q_t = sum_{t'<=t} v_t' (k_t'^T R_t q_t), the layer is causal
 linear attention applied to the preconditioned queries qtilde_t = R_t q_t. Two ways to get them:
-a Sherman-Morrison recurrence over t, or one batched linear solve per position.
+a Sherman-Morrison recurrence over t, or one batched linear solve per position. The layer with
+its projections and learned lambda is `CausalAttention(kind="mesa")` in sequence_transformer.py.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import nn
 
 METHODS = ("auto", "sherman-morrison", "solve")
 
@@ -82,45 +80,3 @@ def mesa_attention(
     causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()  # (T, T), t' <= t
     scores = scores.masked_fill(~causal, 0.0)  # (B, H, T, T)
     return scores @ v  # (B, H, T, dv)
-
-
-class MesaLayer(nn.Module):
-    """Multi-head mesa-layer: every head solves a causal ridge regression in its forward pass.
-
-    Keys, queries and values are linear projections of the tokens e; each head fits values from
-    keys on the prefix (ridge parameter lambda_h = exp(log_lambda_h), learned and always positive)
-    and reads the fit out at its query. The head outputs are concatenated and projected back to
-    d_model by P. The result is meant to be added residually by the caller.
-    """
-
-    def __init__(
-        self, d_model: int, heads: int, key_dim: int | None = None, init_lambda: float = 1.0
-    ) -> None:
-        super().__init__()
-        if init_lambda <= 0:
-            raise ValueError(f"init_lambda must be positive, got {init_lambda}")
-        self.heads = heads
-        self.key_dim = key_dim if key_dim is not None else max(1, d_model // heads)
-        inner = heads * self.key_dim
-        self.W_Q = nn.Linear(d_model, inner, bias=False)
-        self.W_K = nn.Linear(d_model, inner, bias=False)
-        self.W_V = nn.Linear(d_model, inner, bias=False)
-        self.P = nn.Linear(inner, d_model, bias=False)
-        self.log_lambda = nn.Parameter(torch.full((heads,), math.log(init_lambda)))  # (heads,)
-
-    @property
-    def lam(self) -> torch.Tensor:
-        """Per-head ridge parameter, (heads,), positive by construction."""
-        return self.log_lambda.exp()
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
-        return x.view(B, T, self.heads, self.key_dim).transpose(1, 2)  # (B, H, T, key_dim)
-
-    def forward(self, e: torch.Tensor, method: str = "auto") -> torch.Tensor:
-        """e (B, T, d_model) -> mesa update (B, T, d_model), not yet added to e."""
-        q, k, v = self._split(self.W_Q(e)), self._split(self.W_K(e)), self._split(self.W_V(e))
-        out = mesa_attention(q, k, v, self.lam, method=method)  # (B, H, T, key_dim)
-        B, T, _ = e.shape
-        out = out.transpose(1, 2).reshape(B, T, self.heads * self.key_dim)  # (B, T, H * key_dim)
-        return self.P(out)  # (B, T, d_model)

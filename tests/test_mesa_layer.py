@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from iclbench_plugins.mesa_layer import (
-    MesaLayer,
     mesa_attention,
     preconditioned_queries_sherman_morrison,
     preconditioned_queries_solve,
 )
+from iclbench_plugins.sequence_transformer import CausalAttention
 
 F64 = torch.float64
 METHODS = ["sherman-morrison", "solve"]
@@ -141,40 +143,43 @@ def test_bad_method_names_it():
     q, k, v = inputs(1, 1, 3, 2, 2, seed=0)
     with pytest.raises(ValueError, match="cholesky-please"):
         mesa_attention(q, k, v, torch.ones(1, dtype=F64), method="cholesky-please")
+    layer = CausalAttention(8, 2, 4, "mesa", 0.02)
+    layer.method = "nope"
     with pytest.raises(ValueError, match="nope"):
-        MesaLayer(8, 2)(torch.randn(1, 3, 8), method="nope")
+        layer(torch.randn(1, 3, 8))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_mesa_layer_shapes_and_dtypes(dtype):
     torch.manual_seed(0)
-    layer = MesaLayer(d_model=12, heads=3, key_dim=5, init_lambda=0.3).to(dtype)
+    layer = CausalAttention(12, 3, 5, "mesa", 0.3).to(dtype)
+    with torch.no_grad():
+        layer.log_lambda.fill_(math.log(0.3))
     assert layer.W_Q.weight.shape == (15, 12) and layer.P.weight.shape == (12, 15)
     assert layer.W_Q.bias is None and layer.P.bias is None
     e = torch.randn(4, 9, 12, dtype=dtype)
     out = layer(e)
     assert out.shape == (4, 9, 12) and out.dtype == dtype
     assert bool(torch.isfinite(out).all())
-    assert torch.allclose(layer.lam, torch.full((3,), 0.3, dtype=dtype))
+    assert torch.allclose(layer.log_lambda.exp(), torch.full((3,), 0.3, dtype=dtype))
     # not residual: the layer returns only the update (zero output projection -> zero update)
     with torch.no_grad():
         layer.P.weight.zero_()
     assert bool((layer(e) == 0).all())
 
 
-def test_mesa_layer_default_key_dim_and_head_split():
-    layer = MesaLayer(d_model=8, heads=2).double()
-    assert layer.key_dim == 4
+def test_mesa_layer_head_split():
+    layer = CausalAttention(8, 2, 4, "mesa", 0.5).double()
     e = torch.randn(2, 5, 8, dtype=F64)
-    q, k, v = (layer._split(W(e)) for W in (layer.W_Q, layer.W_K, layer.W_V))  # (2, 2, 5, 4)
-    _, ref = reference(q.detach(), k.detach(), v.detach(), layer.lam.detach())  # (2, 2, 5, 4)
+    q, k, v = (layer.split(W(e)) for W in (layer.W_Q, layer.W_K, layer.W_V))  # (2, 2, 5, 4)
+    _, ref = reference(q.detach(), k.detach(), v.detach(), layer.log_lambda.exp().detach())  # (2, 2, 5, 4)
     expect = layer.P(ref.transpose(1, 2).reshape(2, 5, 8))
     assert rel_err(layer(e).detach(), expect.detach()) < 1e-8
 
 
 def test_lambda_stays_positive_under_training():
     torch.manual_seed(1)
-    layer = MesaLayer(d_model=6, heads=2, init_lambda=1.0)
+    layer = CausalAttention(6, 2, 3, "mesa", 0.5)  # lambda = 1 at init
     opt = torch.optim.Adam([layer.log_lambda], lr=1.0)
     e = torch.randn(8, 7, 6)
     for _ in range(8):
@@ -182,8 +187,9 @@ def test_lambda_stays_positive_under_training():
         (-layer(e).pow(2).mean()).backward()  # weaker ridge, bigger output: pushes lambda to 0
         assert layer.log_lambda.grad is not None and bool(layer.log_lambda.grad.ne(0).all())
         opt.step()
-        assert bool((layer.lam > 0).all())
+        assert bool((layer.log_lambda.exp() > 0).all())
     assert bool((layer.log_lambda < -4).all())  # well below log(1) = 0, yet lambda > 0
     with torch.no_grad():
         layer.log_lambda.copy_(torch.tensor([-30.0, 30.0]))  # any real log_lambda is a valid ridge
-    assert bool((layer.lam > 0).all()) and bool(torch.isfinite(layer.lam).all())
+    lam = layer.log_lambda.exp()
+    assert bool((lam > 0).all()) and bool(torch.isfinite(lam).all())
