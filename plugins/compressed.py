@@ -47,7 +47,7 @@ from iclbench.positions import position_losses, states_of
 from iclbench.seeding import generator
 from iclbench.tuning import lbfgs
 from iclbench_plugins.online_references import spectrum
-from iclbench_plugins.sequence_transformer import SequenceTransformer, SequenceTransformerLearner
+from iclbench_plugins.sequence_transformer import SequenceTransformer, trained_seq_tf
 
 Family = Literal["polynomial", "blocks"]
 Predictor = Callable[[iclbench.Episode], torch.Tensor]
@@ -153,9 +153,7 @@ class Compressed(Analysis):
 
     def run(self, ctx: AnalysisContext) -> dict:
         c = self.config
-        trained = ctx.learner(c.learner)
-        if not isinstance(trained, SequenceTransformerLearner):
-            raise ValueError(f"analysis {self.name!r} needs a seq-tf learner, got {trained.label!r}")
+        trained = trained_seq_tf(ctx, c.learner, self.name)
         model = trained.model.to(device=ctx.device, dtype=torch.float64)
         fit = ctx.suite.train.sample(c.fit_tasks, generator=generator(ctx.device, ctx.seed, "compressed-fit"),
                                      device=ctx.device).to(dtype=torch.float64)

@@ -33,7 +33,7 @@ from iclbench.metrics import mean_ci95
 from iclbench.plotting import decorate, save, styles, subplots
 from iclbench.seeding import generator
 from iclbench_plugins.lds import haar_orthogonal
-from iclbench_plugins.sequence_transformer import SequenceTransformer, SequenceTransformerLearner
+from iclbench_plugins.sequence_transformer import SequenceTransformer, trained_seq_tf
 
 FORMATS = ("pairs", "eos", "prompt")
 Draw = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
@@ -153,9 +153,7 @@ class FewShot(Analysis):
 
     def run(self, ctx: AnalysisContext) -> dict:
         c = self.config
-        trained = ctx.learner(c.learner)
-        if not isinstance(trained, SequenceTransformerLearner):
-            raise ValueError(f"analysis {self.name!r} needs a seq-tf learner, got {trained.label!r}")
+        trained = trained_seq_tf(ctx, c.learner, self.name)
         model = trained.model.to(device=ctx.device, dtype=ctx.dtype)
         D, dev, dt = model.D, ctx.device, ctx.dtype
 

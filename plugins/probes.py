@@ -22,7 +22,7 @@ from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
 from iclbench.plotting import decorate, save, subplots
 from iclbench.positions import states_of
 from iclbench.seeding import generator
-from iclbench_plugins.sequence_transformer import SequenceTransformerLearner
+from iclbench_plugins.sequence_transformer import trained_seq_tf
 
 TARGETS = ("next", "previous", "preconditioned")
 
@@ -64,9 +64,7 @@ class Probes(Analysis):
         fit_tasks: int = Field(1024, ge=1, description="training sequences the probes are fitted on")
 
     def run(self, ctx: AnalysisContext) -> dict:
-        trained = ctx.learner(self.config.learner)
-        if not isinstance(trained, SequenceTransformerLearner):
-            raise ValueError(f"analysis {self.name!r} needs a seq-tf learner, got {trained.label!r}")
+        trained = trained_seq_tf(ctx, self.config.learner, self.name)
         fit = ctx.suite.train.sample(self.config.fit_tasks, generator=generator(ctx.device, ctx.seed, "probe-fit"),
                                      device=ctx.device).to(dtype=ctx.dtype)
         model = trained.model.to(device=ctx.device, dtype=ctx.dtype)

@@ -172,6 +172,15 @@ class SequenceTransformerLearner(iclbench.Learner):
         return self.predict_positions(episode)[:, -1]
 
 
+def trained_seq_tf(ctx, spec: str, analysis: str) -> SequenceTransformerLearner:
+    """`spec` fitted by the analysis context `ctx` (cache and seed as `evaluate`'s), refused
+    unless it is a seq-tf: the analyses of sequence Transformers read its model."""
+    trained = ctx.learner(spec)
+    if not isinstance(trained, SequenceTransformerLearner):
+        raise ValueError(f"analysis {analysis!r} needs a seq-tf learner, got {trained.label!r}")
+    return trained
+
+
 def set_online_weights(model: SequenceTransformer, eta: float | None = None, lam: float | None = None) -> None:
     """Make a 1-layer, 1-head, key_dim-D model on constructed tokens online GD with rate eta
     (linear attention) or online ridge with lambda (mesa attention)."""
