@@ -24,7 +24,7 @@ from iclbench.merge import ConflictError  # noqa: F401  (raised by render(on_con
 from iclbench.merge import preference, resolve_conflicts, status
 from iclbench.metrics import across_seeds
 from iclbench.plotting import decorate, prune_stale, save, styles, subplots
-from iclbench.prefix_plot import plot_position_curves, plot_prefix_curves
+from iclbench.prefix_plot import plot_position_alignment, plot_position_curves, plot_prefix_curves
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
 PAIRED = ["loss_diff", "position_loss_diff"]  # this learner's loss minus the reference's, on the same tasks
@@ -392,7 +392,8 @@ def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, .
     out.mkdir(parents=True, exist_ok=True)
     agg = aggregate(to_frame(kept))
     prov = provenance.collect(kept)
-    images = plot_groups(agg, out) + plot_prefix_curves(kept, out) + plot_position_curves(kept, out) if plots else []
+    images = plot_groups(agg, out) + plot_prefix_curves(kept, out) + plot_position_curves(kept, out) \
+        + plot_position_alignment(kept, out) if plots else []
     written = []
     if "md" in formats:
         written.append(out / "leaderboard.md")

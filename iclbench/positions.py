@@ -10,6 +10,12 @@ Every learner gets a loss per position: a learner with `predict_positions(episod
 (a causal model) in one pass; one that ignores zero pairs (`prefix_by_padding`) in one batched
 call, the transitions from t on zeroed; any other once per position, on all tasks at once. At
 t = 1 no transition has been seen: learners asked per position then get one zero pair.
+
+Input sensitivities per position (alignment, as the 2023a paper's at the query): at a few
+positions t, the Jacobian d yhat_t / d s_t of the prediction from s_1..s_t, earlier states held
+fixed; s_t counts wherever the learner reads it (the query and the last transition's target), as
+a causal model cannot tell the two apart. Each is the last-position sensitivity of the sequence
+cut after s_{t+1}, so every learner, causal or not, is measured by the same means.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from iclbench.prefix import one_pass
 
 SEQUENCE = "sequence"
 Predict = Callable[[Episode], torch.Tensor]
+Sensitivity = Callable[[Any, Episode], torch.Tensor]  # (learner, episode) -> (B, dy, dx) at the query
+SENSITIVITY_AT = (0.1, 0.25, 0.5, 0.75, 1.0)  # positions measured, as fractions of the last one
 
 
 def sequence_episode(states: torch.Tensor, truth: dict[str, torch.Tensor] | None = None) -> Episode:
@@ -88,3 +96,17 @@ def position_curve(learner: Any, episode: Episode, predict: Predict, losses: tor
     mean, mean_ci = mean_ci95(losses.mean(dim=1))
     return {"t": list(range(1, losses.shape[1] + 1)), "loss": losses.mean(dim=0).tolist(), "ci95": ci.tolist(),
             "mean": mean, "mean_ci95": mean_ci}
+
+
+def sensitivity_positions(last: int) -> list[int]:
+    """The positions t (2..last) whose input sensitivities are measured: SENSITIVITY_AT of the
+    last position, rounded; t = 1 is left out (it has no transition to cut after)."""
+    return sorted({min(last, max(2, round(f * last))) for f in SENSITIVITY_AT}) if last >= 2 else []
+
+
+def position_sensitivities(learner: Any, episode: Episode, sensitivity: Sensitivity,
+                           positions: list[int] | None = None) -> dict[int, torch.Tensor]:
+    """t -> (B, D, D) d yhat_t / d s_t at each of `positions` (default `sensitivity_positions`)."""
+    s = states_of(episode)  # (B, T, D)
+    positions = sensitivity_positions(s.shape[1] - 1) if positions is None else positions
+    return {t: sensitivity(learner, sequence_episode(s[:, :t + 1], episode.truth)) for t in positions}

@@ -1,6 +1,6 @@
 """Figures of error against context length: per evaluation column that records it, each
 learner's error relative to the zero predictor at every prefix k, with its 95 % band; and on
-sequence columns, each learner's loss at every position t."""
+sequence columns, each learner's loss at every position t and its alignment to the reference."""
 
 from __future__ import annotations
 
@@ -63,6 +63,41 @@ def plot_position_curves(records: list[dict[str, Any]], out: Path) -> list[Path]
                  log=True)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}")
         paths.append(save(fig, out / f"{safe}-loss-vs-position.png", dpi=110))
+    return paths
+
+
+def alignment_series(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, dict[int, dict]]]:
+    """(suite, column, reference) -> learner label -> seed -> {"curve", "sens"} for in-distribution
+    sequence records aligned to a reference (the reference itself left out; out-of-distribution
+    columns keep their alignment in the tables)."""
+    out: dict = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        curve, sens = r.get("position_curve") or {}, r.get("position_sensitivity")
+        if "pred_diff" in curve and sens and r.get("status", "ok") == "ok" and r["label"] != r.get("align_to") \
+                and r.get("in_distribution", True):
+            out[(r["suite"], r["task_label"], r["align_to"])][r["label"]][r["seed"]] = {"curve": curve, "sens": sens}
+    return out
+
+
+def plot_position_alignment(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """`<suite>-<column>-alignment-to-<reference>.png` per sequence column with a reference: left,
+    ||yhat_t - yhat_ref,t|| at every position; right, the cosine of the input sensitivities
+    d yhat_t / d s_t at the measured positions (1: the same local linear map)."""
+    paths = []
+    for (suite, column, ref), learners in sorted(alignment_series(records).items()):
+        fig, (left, right) = subplots(1, 2, figsize=(11, 4.2))
+        diffs = {lb: {s: {"t": v["curve"]["t"], "d": v["curve"]["pred_diff"],
+                          "ci95": v["curve"].get("pred_diff_ci95", [0.0] * len(v["curve"]["t"]))}
+                      for s, v in seeds.items()} for lb, seeds in learners.items()}
+        draw_curves(left, diffs, "t", "d")
+        decorate(left, "position t (states seen)", f"|prediction - {ref}'s|", f"{suite}: {column}", size=8)
+        draw_curves(right, {lb: {s: v["sens"] for s, v in seeds.items()} for lb, seeds in learners.items()},
+                    "t", "sens_cos")
+        right.axhline(1.0, color="0.5", ls=":", lw=1)
+        decorate(right, "position t (states seen)", f"cosine of input sensitivities with {ref}'s",
+                 "d yhat_t / d s_t", size=8)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}-alignment-to-{ref}")
+        paths.append(save(fig, out / f"{safe}.png", dpi=110))
     return paths
 
 

@@ -22,7 +22,7 @@ import torch
 from iclbench.episode import Episode
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, task_losses
-from iclbench.positions import is_sequence, position_curve, position_predictions, states_of
+from iclbench.positions import is_sequence, position_curve, position_predictions, position_sensitivities, states_of
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
@@ -254,15 +254,22 @@ class Evaluation:
         fit_for_evaluation(learner, self.plan.suite.train, seed, self.plan.device)
         return time.perf_counter() - start
 
-    def reference_outputs(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    def reference_outputs(self, episode: Episode) -> tuple | None:
         """The reference's predictions, sensitivities and, on a sequence, its (B, T, D) predictions
-        at every position."""
+        at every position and its sensitivities at a few (t -> (B, D, D))."""
         if self.reference is None:
             return None
         bs = self.plan.batch_size
-        positions = position_predictions(self.reference, episode, lambda e: predict_chunked(self.reference, e, bs)) \
-            if is_sequence(episode) else None
-        return predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs), positions
+        positions = position_sens = None
+        if is_sequence(episode):
+            positions = position_predictions(self.reference, episode, lambda e: predict_chunked(self.reference, e, bs))
+            position_sens = position_sensitivities(self.reference, episode, self.sensitivity)
+        return (predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs),
+                positions, position_sens)
+
+    def sensitivity(self, learner: Learner, episode: Episode) -> torch.Tensor:
+        """(B, dy, dx) query sensitivities in this plan's batches."""
+        return sensitivities_chunked(learner, episode, self.plan.batch_size)
 
     def measure(self, learner: Learner, episode: Episode, ref, prefix: bool = False, task: Task | None = None) -> dict[str, Any]:
         """Loss (and alignment, paired loss difference to the reference) of checked predictions;
@@ -302,5 +309,13 @@ class Evaluation:
                 gap = (at_positions - ref[2]).double().norm(dim=-1)  # (B, T) ||yhat_t - yhat_ref,t||
                 metrics["position_pred_diff"], metrics["position_pred_diff_ci95"] = mean_ci95(gap.mean(1))
                 status["position_curve"]["pred_diff"] = gap.mean(0).tolist()
+                status["position_curve"]["pred_diff_ci95"] = (1.96 * gap.std(0) / gap.shape[0] ** 0.5).tolist()
+                cosines = {t: alignment(pred, pred, sens_t, ref[3][t])["sens_cos"]  # (B,) per measured t
+                           for t, sens_t in position_sensitivities(learner, episode, self.sensitivity, list(ref[3])).items()}
+                per_t = [mean_ci95(c) for c in cosines.values()]
+                status["position_sensitivity"] = {"t": list(cosines), "sens_cos": [m for m, _ in per_t],
+                                                  "ci95": [c for _, c in per_t]}
+                metrics["position_sens_cos"], metrics["position_sens_cos_ci95"] = \
+                    mean_ci95(torch.stack(list(cosines.values())).mean(0))
         return {**status, "metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
                 "fit_info": learner.fit_info()}

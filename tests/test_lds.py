@@ -135,5 +135,10 @@ def test_lds_suite_records_the_loss_at_every_position(tmp_path):
     assert curve["pred_diff"][0] == 0.0 < curve["pred_diff"][1]  # at t = 1 both predict 0 (no transition seen)
     assert gd["position_loss_diff"] == pytest.approx(gd["position_loss"] - own["position_loss"], rel=1e-9)
     assert gd["position_loss_diff"] - gd["position_loss_diff_ci95"] > 0  # one GD step is worse than ridge
+    sens = next(r for r in read_records(tmp_path / "aligned" / RESULTS_FILE) if r["label"] == "online-gd")["position_sensitivity"]
+    assert sens["t"] == [5, 12, 25, 38, 50] and own["position_sens_cos"] == pytest.approx(1, abs=1e-6)
+    assert 0.5 < gd["position_sens_cos"] < 0.999 and gd["position_sens_cos"] == pytest.approx(sum(sens["sens_cos"]) / 5)
+    drawn = leaderboard.render(read_records(tmp_path / "aligned" / RESULTS_FILE), tmp_path / "aligned-board")
+    assert tmp_path / "aligned-board" / "lds-lds-alignment-to-online-ridge_lam_0.001_.png" in drawn
     for name in ("lds-partial", "lds-ood"):
         catalog.suites.load(name, catalog)

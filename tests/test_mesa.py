@@ -29,11 +29,18 @@ def results(tmp_path, records, analyses=(), budget="small") -> Results:
 
 @pytest.mark.parametrize("diff, cos, holds", [(-0.04, 0.995, True), (0.06, 0.995, False), (0.0, 0.98, False)])
 def test_one_layer_claim_needs_the_loss_within_5_percent_and_aligned_sensitivities(tmp_path, diff, cos, holds):
-    r = results(tmp_path, [record(LSA, "online-gd", position_loss=1.0 + diff, diff=diff, sens_cos=cos)])
-    found = Mesa.one_layer(r)
-    assert found.holds is holds and f"{diff:+.4f}" in found.ours and f"{cos:.4f}" in found.ours
+    """The cosine must reach 0.99 at every measured position: one low position fails the claim."""
+    rec = record(LSA, "online-gd", position_loss=1.0 + diff, diff=diff)
+    rec["position_sensitivity"] = {"t": [5, 12, 25], "sens_cos": [0.999, cos, 0.997], "ci95": [0.001] * 3}
+    found = Mesa.one_layer(results(tmp_path, [rec]))
+    assert found.holds is holds and f"{diff:+.4f}" in found.ours and f"{cos:.3f} (t = 12)" in found.ours
     if not holds:
         assert "the small budget trains 2000 steps" in found.why
+    if cos < 0.99:
+        assert f"sensitivity cosine {cos:.3f} at t = 12" in found.why
+    with pytest.raises(LookupError, match="per-position sensitivities"):
+        del rec["position_sensitivity"]
+        Mesa.one_layer(results(tmp_path, [rec]))
 
 
 def test_depth_claim_needs_each_step_beyond_the_cis(tmp_path):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iclbench.metrics import task_losses
-from iclbench.positions import position_curve, position_episode, position_predictions, states_of
+from iclbench.metrics import sensitivities, task_losses
+from iclbench.positions import (position_curve, position_episode, position_predictions, position_sensitivities,
+                                 sensitivity_positions, states_of)
 from iclbench_plugins.lds import LinearDynamics
 from iclbench_plugins.least_squares import LeastSquares
 from iclbench_plugins.online_references import OnlineGD, OnlineGDPP, OnlineRidge, transition_moments
@@ -190,3 +191,18 @@ def test_tuned_steps_on_dynamics():
         learner.eta = eta
     assert mean["gd1"] > mean["gd2"] > mean["gd3"]
     assert mean["pp2"] <= mean["gd2"] and mean["pp3"] <= mean["gd3"]
+
+
+def test_online_gd_sensitivity_at_every_position_is_its_closed_form(episode):
+    """d yhat_t / d s_t of eta M_t s_t, s_t also the last transition's target:
+    eta [(s_{t-1} . s_t) I + M_t], M_t = sum_{t' <= t} s_t' s_{t'-1}^T."""
+    gd = OnlineGD(eta=0.3)
+    s = states_of(episode)  # (B, 13, 4)
+    positions = sensitivity_positions(12)
+    assert positions == [2, 3, 6, 9, 12]
+    got = position_sensitivities(gd, episode, lambda learner, ep: sensitivities(learner.predict, ep), positions)
+    for t in positions:
+        M = torch.einsum("bti,btj->bij", s[:, 1:t], s[:, :t - 1])  # (B, D, D) sum s_t' s_{t'-1}^T
+        dot = (s[:, t - 2] * s[:, t - 1]).sum(-1)  # (B,) s_{t-1} . s_t (1-based)
+        want = 0.3 * (dot[:, None, None] * torch.eye(4, dtype=s.dtype) + M)  # (B, D, D)
+        assert torch.allclose(got[t], want, atol=1e-12, rtol=0), t

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from iclbench.config import ConfigError
-from iclbench.positions import position_curve, states_of
+from iclbench.metrics import sensitivities
+from iclbench.positions import position_curve, position_sensitivities, states_of
 from iclbench_plugins.lds import LinearDynamics
 from iclbench_plugins.online_references import OnlineGD, OnlineRidge
 from iclbench_plugins.sequence_transformer import SequenceTransformerLearner, set_online_weights
@@ -30,9 +31,13 @@ def constructed(attention, **kw):
 
 
 def test_one_linear_layer_is_online_gd(episode):
-    learner = constructed("linear", eta=0.37)
-    assert torch.allclose(learner.predict_positions(episode), OnlineGD(eta=0.37).predict_positions(episode),
-                          atol=1e-12, rtol=0)
+    learner, gd = constructed("linear", eta=0.37), OnlineGD(eta=0.37)
+    assert torch.allclose(learner.predict_positions(episode), gd.predict_positions(episode), atol=1e-12, rtol=0)
+    sens = lambda x, ep: sensitivities(x.predict, ep)  # noqa: E731
+    ours, ref = (position_sensitivities(x, episode, sens) for x in (learner, gd))  # t -> (B, D, D)
+    assert list(ours) == [2, 4, 8, 11, 15]
+    for t in ours:
+        assert torch.allclose(ours[t], ref[t], atol=1e-12, rtol=0) and ours[t].abs().max() > 0.01
 
 
 @pytest.mark.parametrize("lam", [0.01, 1.0])
