@@ -6,6 +6,7 @@ clipping, a fixed held-out set evaluated every `eval_every` steps, a progress ba
 checkpoint every `checkpoint_every` steps from which an interrupted run resumes exactly
 (the task generator's state is saved with the weights). A training holds its checkpoint's
 lock throughout, so processes sharing a cache train each checkpoint once.
+With trackers selected (`iclbench.tracking`), each curve row is mirrored to them as well.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from iclbench.config import EXECUTION_ONLY, OPTIONAL, StrictConfig
 from iclbench.episode import Episode
 from iclbench.seeding import derive_seed
 from iclbench.task import Task
+from iclbench.tracking import track_training
 
 LossFn = Callable[[torch.nn.Module, Episode], torch.Tensor]
 Monitor = Callable[[torch.nn.Module, Episode], "float | dict[str, float]"]  # a dict adds several columns
@@ -209,6 +211,7 @@ def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dt
             result.from_cache, result.seconds = True, float(state["seconds"])
             return result
         step = result.resumed_at = int(state["step"])
+    tracked = track_training(desc, task, cfg.model_dump(), generator, first_step=step)  # curve mirrors, if any
     start, elapsed = time.perf_counter(), float(state["seconds"]) if state else 0.0
 
     def save(done: bool) -> None:
@@ -236,14 +239,19 @@ def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dt
                 n = step % cfg.eval_every or cfg.eval_every
                 row = evaluate_row(model, loss_fn, held_out, monitors or {}, step, float(running) / n)
                 result.curve.append(row)
+                tracked.log(row)
                 running.zero_()
                 bar.set_postfix(loss=f"{row['train_loss']:.4f}", held_out=f"{row['eval_loss']:.4f}")
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 save(done=False)
+    except BaseException:
+        tracked.finish()  # keeps what was mirrored so far
+        raise
     finally:
         bar.close()
     result.seconds = elapsed + time.perf_counter() - start
     save(done=True)
+    tracked.finish()
     return result
 
 
