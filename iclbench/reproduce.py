@@ -13,13 +13,16 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iclbench.config import merge, parse_spec
 from iclbench.metrics import across_seeds
 from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
+
+if TYPE_CHECKING:
+    from iclbench.executors import Executor
 
 
 class Budget(BaseModel):
@@ -261,15 +264,17 @@ class Results:
 
 def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, budget_name: str, out: Path,
                      cache: Path | None, progress, jobs: int = 1, plugin_files: tuple[str, ...] = (),
-                     allow_large: bool = False) -> list[str]:
+                     allow_large: bool = False, executor: "Executor | None" = None) -> list[str]:
     """Evaluate every run and analysis of the spec into `out`, resumably; returns a line per
     measurement that failed (stored as a failed record while the rest went on).
 
     With `jobs` > 1 on a CPU, the trained learners are first trained `jobs` at a time in
-    separate processes (into `cache`), which evaluation then reads."""
+    separate processes (into `cache`), which evaluation then reads. `executor` (default: the
+    `local` one with `jobs` and `plugin_files`) runs the evaluations; analyses run here."""
     from iclbench.analysis import AnalysisContext
     from iclbench.checkpoints import cache_dir
-    from iclbench.runner import Evaluation, LearnerSpec, Plan
+    from iclbench.executors import ExecutorOptions
+    from iclbench.runner import LearnerSpec, Plan
     from iclbench.seeding import device_name
     from iclbench.store import ResultStore, git_commit, versions
     from iclbench.training import compiling
@@ -289,6 +294,10 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
             "analyses": [{"analysis": a.name, "config": analysis.config.model_dump()} for a, analysis in analyses],
             "wall_seconds": None, "earlier_calls_seconds": earlier_calls(out, repro.name, budget_name),
             "execution": {"jobs": jobs, "compile": compiling()}}
+    if executor is None:
+        executor = catalog.executors["local"](ExecutorOptions(jobs=jobs, plugin_files=tuple(map(str, plugin_files))))
+    if executor.name != "local":
+        meta["execution"]["executor"] = executor.name
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)
@@ -299,18 +308,14 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
              for run in spec.runs]
     for plan in plans:
         check_plan(plan, catalog, allow_large=allow_large)
-    failures: list[str] = []
-    if jobs > 1 and cache is not None and device.type == "cpu":
-        from iclbench.pretrain import pretrain, train_jobs
+    executor.pretrain(catalog, [(run.suite, [labels[s] for s in run.learners]) for run in spec.runs], seeds, device,
+                      cache, progress)
 
-        todo = train_jobs(catalog, [(run.suite, [labels[s] for s in run.learners]) for run in spec.runs], seeds)
-        pretrain(todo, jobs, device, cache, plugin_files, progress)
+    def announce(i: int) -> None:
+        progress(f"[{i + 1}/{len(spec.runs)}] suite {spec.runs[i].suite}: {len(spec.runs[i].learners)} learners")
+
+    failures = executor.evaluate(catalog, plans, store, cache, progress, announce).failures
     with cache_dir(cache):
-        for i, (run, plan) in enumerate(zip(spec.runs, plans)):
-            progress(f"[{i + 1}/{len(spec.runs)}] suite {run.suite}: {len(run.learners)} learners")
-            evaluation = Evaluation(catalog, plan, store, progress=progress)
-            evaluation.run()
-            failures += evaluation.failures
         done = {(a["analysis"], a["seed"], json.dumps(a["config"], sort_keys=True)) for a in _analyses(out)}
         for a, analysis in analyses:
             suite = catalog.suites.load(a.suite, catalog)
