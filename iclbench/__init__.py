@@ -1,7 +1,8 @@
 """iclbench: a benchmark harness for in-context learners on synthetic regression tasks.
 
 The public plugin contract: subclass `Learner` / `Task` (each with a pydantic `Config`),
-build batches as `Episode`s, and register them with `@hookimpl` functions. The names load
+build batches as `Episode`s, and register them with `@hookimpl` functions. The Python API:
+`evaluate`, `leaderboard` and `records` (see `iclbench.api`). The names load
 on first use, so `iclbench --help` does not pay for importing torch.
 """
 
@@ -19,6 +20,9 @@ _EXPORTS = {
     "Task": "iclbench.task",
     "TaskConfig": "iclbench.task",
     "hookimpl": "iclbench.hookspecs",
+    "evaluate": "iclbench.api",  # the Python API (iclbench.api): evaluate, leaderboard, records
+    "leaderboard": "iclbench.api",
+    "records": "iclbench.api",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

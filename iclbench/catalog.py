@@ -1,4 +1,4 @@
-"""The catalog: every learner, task, suite, analysis and reproduction the loaded plugins registered.
+"""The catalog: every learner, task, suite, analysis, reproduction, tracker and executor the loaded plugins registered.
 
 It sits above the kinds it collects (registry, suites, analyses, reproductions), so none of
 them needs to know the others. A strict catalog refuses a name registered twice; a lenient
@@ -8,16 +8,19 @@ one (for `iclbench list` and `plugins`) keeps the first and lists the clash.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iclbench.analysis import Analysis
+from iclbench.executors import Executor, checked_executor
 from iclbench.learner import Learner
 from iclbench.plugins import PluginManager, call_register_hook
 from iclbench.registry import DuplicateNameError, Registry, checked_class
 from iclbench.suite import SuiteRegistry
 from iclbench.task import Task
+from iclbench.tracking import Tracker, checked_tracker
 
 if TYPE_CHECKING:  # reproductions run evaluations, which look names up here: known by shape only
     from iclbench.reproduce import Reproduction
@@ -33,12 +36,15 @@ class Catalog:
     analyses: Registry[type[Analysis]]
     reproductions: "Registry[type[Reproduction]]"
     plugins: PluginManager
+    trackers: Registry[type[Tracker]] = field(default_factory=lambda: Registry("tracker"))
+    executors: Registry[type[Executor]] = field(default_factory=lambda: Registry("executor"))
     _file_hashes: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     @property
     def clashes(self) -> list[DuplicateNameError]:
         """Names registered twice (only a lenient catalog holds any)."""
-        regs = (self.learners, self.tasks, self.suites.names, self.analyses, self.reproductions)
+        regs = (self.learners, self.tasks, self.suites.names, self.analyses, self.reproductions, self.trackers,
+                self.executors)
         return [c for r in regs for c in r.clashes]
 
     def provenance(self, kind: str, name: str) -> dict[str, Any]:
@@ -77,6 +83,39 @@ def catalog_from_files(plugin_files: tuple[str, ...] = ()) -> Catalog:
     return build_catalog(make_plugin_manager(files=plugin_files))
 
 
+@dataclass(frozen=True)
+class PluginSource:
+    """A `--plugin` file's absolute path and bytes, so a worker on another machine loads the same code."""
+
+    path: str
+    content: bytes
+
+    @classmethod
+    def read(cls, path: str | Path) -> "PluginSource":
+        path = Path(path).resolve()
+        return cls(str(path), path.read_bytes())
+
+
+def catalog_from_sources(sources: tuple[PluginSource, ...] = ()) -> Catalog:
+    """`catalog_from_files` for plugin files shipped as bytes: each is written under its own
+    name to a temporary folder and loaded from there (the same module name as on the driver),
+    while provenance still names the original file and its hash, so records match the driver's."""
+    from iclbench.plugins import make_plugin_manager
+
+    folder = Path(tempfile.mkdtemp(prefix="iclbench-plugins-"))
+    files = []
+    for i, source in enumerate(sources):
+        path = folder / str(i) / Path(source.path).name
+        path.parent.mkdir()
+        path.write_bytes(source.content)
+        files.append(str(path))
+    cat = build_catalog(make_plugin_manager(files=tuple(files)))
+    for source in sources:
+        cat.plugins.sources[Path(source.path).stem] = source.path
+        cat._file_hashes[source.path] = hashlib.sha256(source.content).hexdigest()
+    return cat
+
+
 def _reproduction(cls: object, plugin: str) -> "type[Reproduction]":
     """A class with a string `name`, a `spec()` and `findings()`: the shape of a Reproduction."""
     if not (isinstance(cls, type) and isinstance(getattr(cls, "name", None), str)
@@ -88,7 +127,8 @@ def _reproduction(cls: object, plugin: str) -> "type[Reproduction]":
 def build_catalog(pm: PluginManager, strict: bool = True) -> Catalog:
     """Call the registration hooks of every plugin in `pm`; `strict=False` keeps clashes aside."""
     cat = Catalog(Registry("learner", strict), Registry("task", strict), SuiteRegistry(strict),
-                  Registry("analysis", strict), Registry("reproduction", strict), pm)
+                  Registry("analysis", strict), Registry("reproduction", strict), pm,
+                  trackers=Registry("tracker", strict), executors=Registry("executor", strict))
 
     def adder(registry: Registry, check):
         def add(obj: object, plugin: str) -> None:
@@ -101,4 +141,6 @@ def build_catalog(pm: PluginManager, strict: bool = True) -> Catalog:
     call_register_hook(pm, "register_suites", cat.suites.add_path)
     call_register_hook(pm, "register_analyses", adder(cat.analyses, lambda c, p: checked_class("analysis", Analysis, c, p)))
     call_register_hook(pm, "register_reproductions", adder(cat.reproductions, _reproduction))
+    call_register_hook(pm, "register_trackers", adder(cat.trackers, checked_tracker))
+    call_register_hook(pm, "register_executors", adder(cat.executors, checked_executor))
     return cat

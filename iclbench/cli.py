@@ -47,15 +47,29 @@ def parser() -> argparse.ArgumentParser:
     fitting.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     fitting.add_argument("--cache", help="checkpoint cache for trained learners (default OUT/checkpoints; for reproduce .iclbench-cache/)")
     fitting.add_argument("--no-cache", action="store_true", help="train from scratch, store no checkpoints")
+    fitting.add_argument("--track", metavar="NAME[,NAME]",
+                         help="mirror each training's curves to these trackers: tensorboard, wandb (see: iclbench plugins)")
+    fitting.add_argument("--track-dir", metavar="DIR",
+                         help="the trackers' folder (default OUT/tracking; for reproduce .iclbench-tracking/)")
     fitting.add_argument("--compile", action="store_true",
                          help="train through torch.compile (fused kernels; needs a C++ compiler on CPU, Triton on CUDA)")
     fitting.add_argument("--allow-large", action="store_true",
                          help="run work whose estimated memory exceeds this machine's (refused otherwise)")
+    executing = argparse.ArgumentParser(add_help=False)  # commands that run (learner, suite, seed) units
+    executing.add_argument("--executor", default="local", metavar="NAME",
+                           help="where units run: local (this process) or ray (pip install iclbench[ray]); see docs/scaling.md")
+    executing.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                           help="an existing Ray cluster for --executor ray (default: start a local one)")
+    executing.add_argument("--cpus-per-unit", type=float, default=1.0,
+                           help="CPUs (and torch threads) each unit holds, for --executor ray")
+    executing.add_argument("--gpus-per-unit", type=float, metavar="G",
+                           help="GPUs each unit holds, for --executor ray; a fraction shares one (0.25: four units "
+                                "per GPU); default 1 on a CUDA --device, else 0")
     p = argparse.ArgumentParser(prog="iclbench", description="Benchmark in-context learners on synthetic regression.", **fmt)
     p.add_argument("--version", action="version", version=f"iclbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("evaluate", parents=[fitting], help="fit learners on a suite's training tasks and score them", **fmt)
+    e = sub.add_parser("evaluate", parents=[fitting, executing], help="fit learners on a suite's training tasks and score them", **fmt)
     e.add_argument("--learners", required=True, help="comma-separated, e.g. gd,gd[steps=2],least-squares")
     e.add_argument("--suite", help="suite name or path to a suite .toml file (default: linear)")
     e.add_argument("--task", help="train and evaluate on one task family instead of a suite")
@@ -92,21 +106,25 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("--out", default="results", help="folder for analyses.jsonl and figures/")
     an.set_defaults(command="analyze")
 
-    rp = sub.add_parser("reproduce", parents=[fitting], help="rerun a paper's experiments and publish them", **fmt)
+    rp = sub.add_parser("reproduce", parents=[fitting, executing], help="rerun a paper's experiments and publish them", **fmt)
     rp.add_argument("name", help="reproduction name, e.g. paper (see: iclbench list reproductions)")
     rp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     rp.add_argument("--budget", default="full", help="training budget from the spec: full or small")
     rp.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
                     help="on a CPU, trainings run this many at a time, one process and thread each (default: the cores)")
     rp.add_argument("--out", default="leaderboard", help="publication folder")
+    rp.add_argument("--html", action="store_true",
+                    help="also write a static HTML site into OUT/site/ (open site/index.html; no server needed)")
     rp.set_defaults(command="reproduce")
 
     pb = sub.add_parser("publish", parents=[common], help="re-render a reproduction folder from its stored records", **fmt)
     pb.add_argument("folder", nargs="?", default="leaderboard")
+    pb.add_argument("--html", action="store_true",
+                    help="also write a static HTML site into FOLDER/site/ (and into each reproduction inside it)")
     pb.set_defaults(command="publish")
 
     ls = sub.add_parser("list", parents=[common], help="list registered learners, tasks, suites, analyses or reproductions", **fmt)
-    ls.add_argument("what", choices=["learners", "tasks", "suites", "analyses", "reproductions"])
+    ls.add_argument("what", choices=["learners", "tasks", "suites", "analyses", "reproductions", "executors"])
     ls.set_defaults(command="list")
 
     pl = sub.add_parser("plugins", parents=[common], help="list loaded plugins with their versions and hooks", **fmt)

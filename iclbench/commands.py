@@ -16,30 +16,24 @@ from typing import Any
 
 import torch
 
+from iclbench import api
 from iclbench.analysis import AnalysisContext
+from iclbench.api import UsageError
 from iclbench.catalog import Catalog, build_catalog
 from iclbench.checkpoints import cache_dir
-from iclbench.config import ConfigError, merge, parse_assignments, parse_spec, split_top_level
-from iclbench.locks import unique_tmp
+from iclbench.config import merge, parse_assignments
+from iclbench.executors import Executor, ExecutorOptions, Resources, select_executor
 from iclbench.plugins import PluginFileError, make_plugin_manager
-from iclbench.registry import DuplicateNameError, UnknownNameError
-from iclbench.runner import Evaluation, LearnerSpec, Plan
+from iclbench.registry import UnknownNameError
 from iclbench.seeding import device_name, resolve_device
 from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, read_all, versions
-from iclbench.suite import Suite, SuiteError
-from iclbench.workload import WorkloadError, check_plan
-
-
-class UsageError(Exception):
-    """Bad command-line input: exit code 2."""
-
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from iclbench.suite import Suite
+from iclbench.tracking import TrackerError, Tracking, select, tracking
 
 
 def usage_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean the command was given something unusable: exit 2."""
-    return (UsageError, ConfigError, SuiteError, UnknownNameError, DuplicateNameError, PluginFileError, WorkloadError)
+    return api.usage_errors()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,15 +71,7 @@ def positive(value: int, option: str, least: int = 1) -> int:
 def writable_folder(path: str | Path, option: str = "--out") -> Path:
     """`path` as a folder this process can write into, created if missing; else a usage error
     (checked before any fitting, so an unusable --out never costs a training)."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = unique_tmp(path / "probe")
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise UsageError(f"{option} {str(path)!r} is not a writable folder: {err.strerror or err}") from None
-    return path
+    return api.writable_folder(path, option)
 
 
 def toml_file(path: Path, option: str) -> dict[str, Any]:
@@ -115,23 +101,6 @@ def learner_defaults(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def learner_specs(text: str, defaults: dict[str, dict[str, Any]], catalog: Catalog) -> list[LearnerSpec]:
-    specs, labels = [], set()
-    for item in split_top_level(text):
-        name, overrides = parse_spec(item)
-        catalog.learners[name]  # unknown names fail here, with a suggestion
-        spec = LearnerSpec(name, merge(defaults.get(name, {}), overrides))
-        label = spec.build(catalog).label
-        if label not in labels:
-            labels.add(label)
-            specs.append(spec)
-    for name in defaults:
-        catalog.learners[name]
-    if not specs:
-        raise UsageError("--learners names no learner")
-    return specs
-
-
 def build_suite(args: argparse.Namespace, catalog: Catalog) -> Suite:
     if args.task and args.suite:
         raise UsageError("give either --suite or --task, not both")
@@ -155,6 +124,29 @@ def cache_option(args: argparse.Namespace) -> Path | None:
     return None if args.no_cache else Path(args.cache or Path(args.out) / "checkpoints")
 
 
+def executor_options(args: argparse.Namespace) -> ExecutorOptions:
+    """--ray-address, --cpus-per-unit, --gpus-per-unit, --jobs and --plugin as the executors read them."""
+    return ExecutorOptions(address=args.ray_address, resources=Resources(args.cpus_per_unit, args.gpus_per_unit),
+                           jobs=getattr(args, "jobs", 1), plugin_files=tuple(args.plugin or ()))
+
+
+def executor_option(args: argparse.Namespace, catalog: Catalog) -> Executor:
+    """The --executor backend with its options; an unknown name or a bad option is a usage error."""
+    return select_executor(catalog, args.executor, executor_options(args))
+
+
+def track_option(args: argparse.Namespace, catalog: Catalog, default_dir: Path) -> Tracking | None:
+    """--track and --track-dir (else `default_dir`), checked before anything is fitted: an
+    unknown tracker, a missing package or an unwritable folder is a usage error."""
+    try:
+        selection = select(args.track, args.track_dir or default_dir, catalog.trackers)
+    except (UnknownNameError, TrackerError) as err:
+        raise UsageError(f"--track: {err}") from None
+    if selection is not None:
+        writable_folder(selection.folder, "--track-dir")
+    return selection
+
+
 def say(args: argparse.Namespace):
     return None if getattr(args, "quiet", False) else (lambda msg: print(msg, file=sys.stderr))
 
@@ -171,32 +163,30 @@ def summarize_failures(failures: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`iclbench evaluate`: the options checked under their command-line names, then
+    `iclbench.api.run_evaluation`, the same call a notebook makes."""
     seeds = parse_int_list(args.seeds, "--seeds")
     positive(args.n_tasks, "--n-tasks", 2)
     positive(args.batch_size, "--batch-size")
     catalog = load_catalog(args)
-    device = device_option(args)
+    options = executor_options(args)
+    select_executor(catalog, args.executor, options)
+    device_option(args)
     defaults = learner_defaults(args.learner_config or [])
-    align = None
-    if args.align_to:
-        name, overrides = parse_spec(args.align_to)
-        catalog.learners[name]
-        align = LearnerSpec(name, merge(defaults.get(name, {}), overrides))
-    plan = Plan(
-        learners=learner_specs(args.learners, defaults, catalog), suite=build_suite(args, catalog),
-        seeds=seeds, n_tasks=args.n_tasks, device=device, dtype=DTYPES[args.dtype],
-        batch_size=args.batch_size, align_to=align, force=args.force,
-    )
-    check_plan(plan, catalog, allow_large=args.allow_large)
-    store = ResultStore(writable_folder(args.out))
-    with cache_dir(cache_option(args)):
-        evaluation = Evaluation(catalog, plan, store, progress=say(args))
-        records = evaluation.run()
-    from iclbench import leaderboard
+    build_suite(args, catalog)
+    track_option(args, catalog, Path(args.out) / "tracking")
+    writable_folder(args.out)
+    records, failures, path = api.run_evaluation(
+        args.learners, args.suite, seeds, task=args.task, task_config=args.task_config, learner_config=defaults,
+        n_tasks=args.n_tasks, device_name=args.device, dtype=args.dtype, batch_size=args.batch_size,
+        align_to=args.align_to, out=args.out, cache=cache_option(args), force=args.force, cat=catalog,
+        executor=args.executor, executor_options=options, track=args.track, track_dir=args.track_dir,
+        allow_large=args.allow_large, progress=say(args))
+    from iclbench import board as leaderboard
 
     print(leaderboard.summary(records))
-    print(f"{len(records)} records in {store.path}", file=sys.stderr)
-    return summarize_failures(evaluation.failures)
+    print(f"{len(records)} records in {path}", file=sys.stderr)
+    return summarize_failures(failures)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -207,8 +197,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     analysis = catalog.analyses[args.name](parse_assignments(args.analysis_config) if args.analysis_config else {})
     suite = build_suite(args, catalog)
     out = writable_folder(args.out)
+    track = track_option(args, catalog, out / "tracking")
     results = []
-    with cache_dir(cache_option(args)):
+    with cache_dir(cache_option(args)), tracking(track):
         for seed in seeds:
             ctx = AnalysisContext(catalog, suite, seed, device, args.n_tasks, out / "figures")
             result = {"analysis": analysis.name, "config": analysis.config.model_dump(), "suite": suite.name,
@@ -228,6 +219,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     seeds = parse_int_list(args.seeds, "--seeds")
     positive(args.jobs, "--jobs")
     catalog = load_catalog(args)
+    executor = executor_option(args, catalog)
     repro = catalog.reproductions[args.name]()
     budgets = repro.spec().budgets
     if args.budget not in budgets:
@@ -235,10 +227,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     device = device_option(args)
     out = writable_folder(args.out)
     cache = None if args.no_cache else Path(args.cache or ".iclbench-cache")  # outside the published folder
-    failures = run_reproduction(repro, catalog, seeds, device, args.budget, out, cache,
-                                lambda msg: print(msg, file=sys.stderr), jobs=args.jobs,
-                                plugin_files=tuple(args.plugin or ()), allow_large=args.allow_large)
-    for path in publish(out, repro):
+    track = track_option(args, catalog, Path(".iclbench-tracking"))  # like the cache, outside the published folder
+    with tracking(track):
+        failures = run_reproduction(repro, catalog, seeds, device, args.budget, out, cache,
+                                    lambda msg: print(msg, file=sys.stderr), jobs=args.jobs,
+                                    plugin_files=tuple(args.plugin or ()), allow_large=args.allow_large,
+                                    executor=executor)
+    written = publish(out, repro)
+    if args.html:
+        written += write_sites(out, repro, catalog)
+    for path in written:
         print(path)
     return summarize_failures(failures)
 
@@ -251,9 +249,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not (folder / "reproduction.json").exists():
         raise UsageError(f"{folder} holds no reproduction.json; run `iclbench reproduce` first")
     name = json.loads((folder / "reproduction.json").read_text())["reproduction"]
-    for path in publish(folder, catalog.reproductions[name]()):
+    repro = catalog.reproductions[name]()
+    written = publish(folder, repro)
+    if args.html:
+        written += write_sites(folder, repro, catalog)
+    for path in written:
         print(path)
     return 0
+
+
+def write_sites(folder: Path, repro, catalog: Catalog) -> list[Path]:
+    """The HTML site of `folder` and of the reproductions published inside it (theirs first, so
+    the index links to their sites)."""
+    from iclbench.site import published_subfolders, write_site
+
+    written = []
+    for sub in published_subfolders(folder):
+        name = json.loads((sub / "reproduction.json").read_text())["reproduction"]
+        written += write_sites(sub, catalog.reproductions[name](), catalog)
+    return written + write_site(folder, repro)
 
 
 def leaderboard_folder(args: argparse.Namespace) -> Path:
@@ -268,7 +282,7 @@ def leaderboard_folder(args: argparse.Namespace) -> Path:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from iclbench import leaderboard
+    from iclbench import board as leaderboard
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     bad = [f for f in formats if f not in leaderboard.FORMATS]
@@ -301,7 +315,8 @@ def print_clashes(catalog: Catalog) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(args, strict=False)
     registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites,
-                "analyses": catalog.analyses, "reproductions": catalog.reproductions}[args.what]
+                "analyses": catalog.analyses, "reproductions": catalog.reproductions,
+                "executors": catalog.executors}[args.what]
     for name in registry:
         print(f"{name:20s} {registry.owner(name)}")
     print_clashes(catalog)

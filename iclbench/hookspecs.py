@@ -41,3 +41,15 @@ def register_analyses(register: Callable[[type], None]) -> None:
 @hookspec
 def register_reproductions(register: Callable[[type], None]) -> None:
     """Register paper reproductions: call `register(ReproductionClass)` (see `iclbench.reproduce`)."""
+
+
+@hookspec
+def register_executors(register: Callable[[type], None]) -> None:
+    """Register execution backends: call `register(ExecutorClass)` once per
+    `iclbench.executors.Executor` subclass (`local`, `ray`, ...; chosen with `--executor`)."""
+
+
+@hookspec
+def register_trackers(register: Callable[[type], None]) -> None:
+    """Register experiment trackers: call `register(TrackerClass)` once per
+    `iclbench.tracking.Tracker` subclass (chosen with `--track NAME`)."""

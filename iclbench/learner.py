@@ -50,3 +50,12 @@ class Learner(Configurable):
     def predict(self, episode: Episode) -> torch.Tensor:
         """(B, dy) prediction for each task's query."""
         raise NotImplementedError(f"learner {self.name!r} does not implement predict()")
+
+
+def placed(model: torch.nn.Module, like: torch.Tensor) -> torch.nn.Module:
+    """`model` on `like`'s device and dtype, moved only when it is elsewhere: a model whose
+    parameters are stacked for several seeds (torch.func.vmap) must not be moved."""
+    weight = next(model.parameters(), None)
+    if weight is not None and (weight.device != like.device or weight.dtype != like.dtype):
+        model.to(device=like.device, dtype=like.dtype)
+    return model

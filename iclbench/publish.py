@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from iclbench import leaderboard
+from iclbench import board as leaderboard
 from iclbench.merge import status
 from iclbench.reproduce import Reproduction, Results
 from iclbench.plotting import decorate, prune_stale, save, subplots

@@ -25,6 +25,7 @@ from torch import nn
 
 import iclbench
 from iclbench.checkpoints import training_checkpoint
+from iclbench.learner import placed
 from iclbench.positions import is_sequence, states_of
 from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench_plugins.mesa_layer import mesa_attention
@@ -111,8 +112,7 @@ class SequenceTransformer(nn.Module):
 def sequence_loss(model: SequenceTransformer, episode: iclbench.Episode) -> torch.Tensor:
     """1/2 ||prediction - s_{t+1}||^2 averaged over tasks and positions."""
     s = states_of(episode)  # (B, T+1, D)
-    model.to(device=s.device, dtype=s.dtype)
-    return 0.5 * (model(s[:, :-1]) - s[:, 1:]).pow(2).sum(-1).mean()
+    return 0.5 * (placed(model, s)(s[:, :-1]) - s[:, 1:]).pow(2).sum(-1).mean()
 
 
 class SequenceTransformerLearner(iclbench.Learner):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iclbench import leaderboard, publish
+from iclbench import board as leaderboard, publish
 from iclbench.reproduce import Results
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -278,7 +278,7 @@ def test_conflicting_or_bad_configs_name_the_fields(garg, config, fields):
 def test_classification_is_scored_by_accuracy(tmp_path):
     """The classification suite records the accuracy of the prediction's sign beside the loss:
     least squares on 40 points in d = 20 separates far better than chance, zero never does."""
-    from iclbench import leaderboard
+    from iclbench import board as leaderboard
     from iclbench.catalog import build_catalog
     from iclbench.plugins import make_plugin_manager
     from iclbench.runner import Evaluation, LearnerSpec, Plan

@@ -121,7 +121,7 @@ def test_lds_suite_records_the_loss_at_every_position(tmp_path):
     assert max(ls["position_curve"]["loss"][15:]) < 2e-3 < 1 < min(zero["position_curve"]["loss"])
     assert ls["metrics"]["position_loss"] == pytest.approx(sum(ls["position_curve"]["loss"]) / 50)
     assert ls["metrics"]["loss"] == pytest.approx(ls["position_curve"]["loss"][-1], rel=1e-4)  # the last position
-    from iclbench import leaderboard
+    from iclbench import board as leaderboard
     written = leaderboard.render(list(recs.values()), tmp_path / "board")
     assert tmp_path / "board" / "lds-lds-loss-vs-position.png" in written
     ridge = LearnerSpec("online-ridge", {"lam": 1e-3})

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from iclbench import leaderboard
+from iclbench import board as leaderboard
 from iclbench.merge import ConflictError, resolve_conflicts
 from iclbench.plotting import prune_stale
 
@@ -113,7 +113,7 @@ def test_render_rejects_bad_input(tmp_path):
 
 def test_alignment_is_reported_per_reference():
     """Alignment against different references is never averaged together."""
-    from iclbench import leaderboard
+    from iclbench import board as leaderboard
 
     def rec(ref, cos):
         return {"suite": "linear", "label": "lsa", "task_label": "linear", "seed": 0, "in_distribution": True,

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.checkpoints import training_checkpoint
+from iclbench.learner import placed
 from iclbench.metrics import alignment, sensitivities, task_losses
 from iclbench.seeding import derive_seed
 from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
@@ -26,7 +27,7 @@ from iclbench_plugins.transformer.model import InContextTransformer
 
 def predict_with(model: torch.nn.Module, episode: iclbench.Episode, steps: int | None = None) -> torch.Tensor:
     """(B, dy) prediction of `model` on `episode`, run in the episode's device and dtype."""
-    model.to(device=episode.device, dtype=episode.context_x.dtype)
+    placed(model, episode.context_x)
     return model.predict(episode) if steps is None else model.predict(episode, steps)
 
 
