@@ -123,8 +123,8 @@ def parser() -> argparse.ArgumentParser:
                     help="also write a static HTML site into FOLDER/site/ (and into each reproduction inside it)")
     pb.set_defaults(command="publish")
 
-    ls = sub.add_parser("list", parents=[common], help="list registered learners, tasks, suites, analyses or reproductions", **fmt)
-    ls.add_argument("what", choices=["learners", "tasks", "suites", "analyses", "reproductions", "executors"])
+    ls = sub.add_parser("list", parents=[common], help="list registered learners, tasks, suites, analyses, reproductions, executors or trackers", **fmt)
+    ls.add_argument("what", choices=["learners", "tasks", "suites", "analyses", "reproductions", "executors", "trackers"])
     ls.set_defaults(command="list")
 
     pl = sub.add_parser("plugins", parents=[common], help="list loaded plugins with their versions and hooks", **fmt)

@@ -316,7 +316,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(args, strict=False)
     registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites,
                 "analyses": catalog.analyses, "reproductions": catalog.reproductions,
-                "executors": catalog.executors}[args.what]
+                "executors": catalog.executors, "trackers": catalog.trackers}[args.what]
     for name in registry:
         print(f"{name:20s} {registry.owner(name)}")
     print_clashes(catalog)

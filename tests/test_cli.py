@@ -107,6 +107,10 @@ def test_list_and_plugins(capsys):
     assert learners["gd"] == "gradient-descent" and learners["zero"] == "baselines"
     assert main(["list", "suites"]) == 0
     assert {line.split()[0] for line in capsys.readouterr().out.splitlines()} >= {"linear", "linear-ood"}
+    assert main(["list", "trackers"]) == 0 and capsys.readouterr().out.split() == ["tensorboard", "trackers",
+                                                                                     "wandb", "trackers"]
+    assert main(["list", "executors"]) == 0 and capsys.readouterr().out.split() == ["local", "executors",
+                                                                                      "ray", "executors"]
     assert main(["plugins"]) == 0
     names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert {"baselines", "gradient-descent", "kernels", "least-squares", "linear-regression", "suites"} <= names

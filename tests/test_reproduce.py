@@ -14,6 +14,7 @@ from iclbench.plugins import make_plugin_manager
 from iclbench.publish import publish
 from iclbench.catalog import build_catalog
 from iclbench.reproduce import Finding, Reproduction, Results, run_reproduction
+from iclbench.site import write_site
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = ROOT / "leaderboard"
@@ -135,9 +136,16 @@ def test_published_leaderboard_is_rendered_from_its_records(tmp_path, folder):
     copy = tmp_path / "board"
     shutil.copytree(folder, copy)
     catalog = build_catalog(make_plugin_manager())
-    publish(copy, catalog.reproductions[Results(copy).meta["reproduction"]]())
+    repro = catalog.reproductions[Results(copy).meta["reproduction"]]()
+    publish(copy, repro)
     for name in TABLES:
         assert (copy / name).read_text() == (folder / name).read_text(), f"{folder}/{name} differs from its records"
+    pages = sorted(p.name for p in (folder / "site").glob("*.html"))
+    assert "index.html" in pages, f"{folder} has no HTML site (iclbench publish --html)"
+    write_site(copy, repro)
+    for name in pages:
+        assert (copy / "site" / name).read_text() == (folder / "site" / name).read_text(), \
+            f"{folder}/site/{name} differs from its records"
 
 
 def test_paper_reproduction_is_registered():
