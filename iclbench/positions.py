@@ -29,6 +29,8 @@ from iclbench.metrics import mean_ci95, task_losses
 from iclbench.prefix import one_pass
 
 SEQUENCE = "sequence"
+INTERLEAVED = "interleaved"  # tokens x_1, y_1, ..., x_n, y_n, x_{n+1} (few-shot regression as a sequence): the
+# episode's pairs are the (x_i, y_i) themselves, and a sequence model predicts the state after the last token
 Predict = Callable[[Episode], torch.Tensor]
 Sensitivity = Callable[[Any, Episode], torch.Tensor]  # (learner, episode) -> (B, dy, dx) at the query
 SENSITIVITY_AT = (0.1, 0.25, 0.5, 0.75, 1.0)  # positions measured, as fractions of the last one

@@ -26,7 +26,7 @@ from torch import nn
 import iclbench
 from iclbench.checkpoints import training_checkpoint
 from iclbench.learner import placed
-from iclbench.positions import is_sequence, states_of
+from iclbench.positions import INTERLEAVED, is_sequence, states_of
 from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench_plugins.mesa_layer import mesa_attention
 from iclbench_plugins.online_references import linear_attention
@@ -169,6 +169,13 @@ class SequenceTransformerLearner(iclbench.Learner):
         return self.model.to(device=s.device, dtype=s.dtype)(s[:, :-1])
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
+        """The next state after the last token: s_{T+1} on a sequence; on interleaved few-shot
+        tokens x_1, y_1, ..., x_{n+1}, the model's guess of y_{n+1}."""
+        if episode.token_format == INTERLEAVED:
+            if self.model is None:
+                raise RuntimeError(f"{self.name}: not trained; call fit() first")
+            tokens = episode.tokens  # (B, L, D)
+            return self.model.to(device=tokens.device, dtype=tokens.dtype)(tokens)[:, -1]
         return self.predict_positions(episode)[:, -1]
 
 

@@ -1,0 +1,46 @@
+"""Few-shot regression posed as a sequence (von Oswald et al. 2023b, Sec. 6) as a task family,
+`fewshot`: the tokens x_1, y_1, ..., x_n, y_n, x_{n+1} (layout `pairs`) or with a zero EOS token
+after each y (layout `eos`), in the D-dimensional state space of the `lds` tasks, and the target
+y_{n+1} = W x_{n+1}, W Haar-orthogonal per task, x ~ U(-1, 1)^D (`fewshot.fewshot_problems`).
+
+The episode's context pairs are the (x_i, y_i) themselves, so every pair learner scores on it
+unchanged and `least-squares` is the reference; a sequence model (`seq-tf`) reads the tokens
+(token_format "interleaved") and predicts the state after the last one. The `fewshot` suite
+trains on `lds` and scores from 1 to 12 shots in both layouts, so a model trained only on next
+states is scored on regression by number of shots, in the leaderboard's loss-against-shots plot.
+The learned prompt is fitted to a trained model, so it lives in the `fewshot` analysis.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+import iclbench
+from iclbench.positions import INTERLEAVED
+from iclbench_plugins.fewshot import build_sequence, fewshot_problems
+
+
+class FewShotRegression(iclbench.Task):
+    name = "fewshot"
+
+    class Config(iclbench.TaskConfig):
+        D: int = Field(10, ge=1, description="dimension of x and y (the lds state dimension)")
+        shots: int = Field(12, ge=1, description="context pairs n before the query x_{n+1}")
+        layout: Literal["pairs", "eos"] = Field("pairs", description="pairs: x, y, x, y, ...; eos: x, y, 0, x, y, 0, ...")
+        noise_std: float = Field(0.0, ge=0, description="label noise of y = W x")
+
+    def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
+        c = self.config
+        x, y = fewshot_problems(n, c.D, c.shots + 1, noise_std=c.noise_std, generator=generator, device=device)
+        eos = torch.zeros(c.D, device=device) if c.layout == "eos" else None
+        seq, at_x = build_sequence(x, y, eos)  # (n, L, D), (shots + 1,) positions of x_1..x_{n+1}
+        tokens = seq[:, : int(at_x[-1]) + 1]  # (n, L', D) ending with the query x_{n+1}
+        return iclbench.Episode(x[:, :-1], y[:, :-1], x[:, -1], y[:, -1], tokens=tokens, token_format=INTERLEAVED)
+
+
+@iclbench.hookimpl
+def register_tasks(register) -> None:
+    register(FewShotRegression)
