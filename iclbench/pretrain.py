@@ -68,6 +68,39 @@ def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...],
     return job, time.perf_counter() - start
 
 
+def seed_groups(jobs: list[TrainJob]) -> list[tuple[TrainJob, ...]]:
+    """`jobs` grouped by configuration (learner spec and suite), each group its seeds, longest first."""
+    groups: dict[tuple[str, str], list[TrainJob]] = {}
+    for job in jobs:
+        groups.setdefault((job.spec, job.suite), []).append(job)
+    return sorted((tuple(g) for g in groups.values()), key=lambda g: (-g[0].steps, g[0].spec, g[0].suite))
+
+
+def _run_stacked(group: tuple[TrainJob, ...], device: str, cache: Path, plugin_files: tuple[str, ...],
+                 compile_: bool) -> tuple[TrainJob, float]:
+    """The seeds of one configuration trained as one stacked model (`iclbench.stacked`): each
+    seed's fit is run with its training captured, then the captured trainings run together."""
+    os.environ["TQDM_DISABLE"] = "1"
+    if device == "cpu":
+        torch.set_num_threads(1)
+    from iclbench.catalog import catalog_from_files
+    from iclbench.checkpoints import cache_dir
+    from iclbench.runner import fit_for_evaluation
+    from iclbench.stacked import train_recipes
+    from iclbench.training import capturing_trainings
+
+    catalog = catalog_from_files(plugin_files)
+    name, overrides = parse_spec(group[0].spec)
+    train = catalog.suites.load(group[0].suite, catalog).train
+    start = time.perf_counter()
+    with cache_dir(cache):
+        with capturing_trainings() as recipes:
+            for job in group:
+                fit_for_evaluation(catalog.learners[name](overrides), train, job.seed, torch.device(device))
+        train_recipes(recipes)
+    return group[0], time.perf_counter() - start
+
+
 def as_completed_jobs(jobs: list[TrainJob], futures: list) -> Iterator[tuple[TrainJob, Future]]:
     """(job, future) pairs in the order the trainings finish."""
     which = dict(zip(futures, jobs))
@@ -76,24 +109,38 @@ def as_completed_jobs(jobs: list[TrainJob], futures: list) -> Iterator[tuple[Tra
 
 
 def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Path,
-             plugin_files: tuple[str, ...] = (), progress: Callable[[str], None] = lambda m: None) -> None:
-    """Run `jobs` in `workers` single-threaded processes; each result lands in `cache`."""
+             plugin_files: tuple[str, ...] = (), progress: Callable[[str], None] = lambda m: None,
+             stack: bool = False) -> None:
+    """Run `jobs` in `workers` single-threaded processes; each result lands in `cache`. With
+    `stack`, the seeds of each configuration train together as one stacked model."""
     if not jobs:
         return
     from iclbench.training import compiling
 
-    progress(f"training {len(jobs)} learner/seed pairs in {workers} processes")
+    files = tuple(map(str, plugin_files))
+    if stack:
+        groups = seed_groups(jobs)
+        progress(f"training {len(jobs)} learner/seed pairs as {len(groups)} stacked models in {workers} processes")
+        submit = lambda pool, g: pool.submit(_run_stacked, g, str(device), cache, files, compiling())  # noqa: E731
+        seeds = {(g[0].spec, g[0].suite): ",".join(str(j.seed) for j in g) for g in groups}
+        jobs = [g[0] for g in groups]
+    else:
+        progress(f"training {len(jobs)} learner/seed pairs in {workers} processes")
+        groups = jobs
+        seeds = {}
+        submit = lambda pool, job: pool.submit(_run, job, str(device), cache, files, compiling())  # noqa: E731
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_run, job, str(device), cache, tuple(map(str, plugin_files)), compiling()) for job in jobs]
+        futures = [submit(pool, g) for g in groups]
         try:
             for done, (job, future) in enumerate(as_completed_jobs(jobs, futures), 1):
+                which = f"seeds {seeds[(job.spec, job.suite)]}" if stack else f"seed {job.seed}"
                 try:
                     _, seconds = future.result()
                 except Exception as err:  # the evaluation trains it again and records the failure
-                    progress(f"[{done}/{len(jobs)}] training {job.spec} on {job.suite}, seed {job.seed} failed: "
+                    progress(f"[{done}/{len(jobs)}] training {job.spec} on {job.suite}, {which} failed: "
                              f"{type(err).__name__}: {err}")
                     continue
-                progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, seed {job.seed}: {seconds:.0f} s")
+                progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, {which}: {seconds:.0f} s")
         except BaseException:
             # stop the trainings under way too (they keep their last checkpoint, and resume from it):
             # left running, they would outlive this process, holding their checkpoints' locks

@@ -258,7 +258,9 @@ def budget_line(b: dict[str, Any]) -> str:
 
 def execution_flags(m: dict[str, Any]) -> str:
     ex = m.get("execution", {})
-    return (f" --jobs {ex['jobs']}" if ex.get("jobs", 1) > 1 else "") + (" --compile" if ex.get("compile") else "")
+    return ((f" --jobs {ex['jobs']}" if ex.get("jobs", 1) > 1 else "") + (" --compile" if ex.get("compile") else "")
+            + (f" --executor {ex['executor']}" if ex.get("executor") else "")
+            + (" --stack-seeds" if ex.get("stack_seeds") else ""))
 
 
 def wall_line(m: dict[str, Any]) -> str:

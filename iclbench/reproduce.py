@@ -298,6 +298,8 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
         executor = catalog.executors["local"](ExecutorOptions(jobs=jobs, plugin_files=tuple(map(str, plugin_files))))
     if executor.name != "local":
         meta["execution"]["executor"] = executor.name
+    if executor.options.stack_seeds:
+        meta["execution"]["stack_seeds"] = True
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)

@@ -141,6 +141,39 @@ def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device
     return lambda step: pool.slice(first(step), first(step) + cfg.batch_size)
 
 
+@dataclass
+class Recipe:
+    """One `meta_train` call's arguments, captured instead of run (`capturing_trainings`), so
+    several seeds' trainings can run as one stacked model (`iclbench.stacked`)."""
+
+    model: torch.nn.Module
+    loss_fn: LossFn
+    task: Task
+    cfg: TrainConfig
+    generator: torch.Generator
+    device: torch.device | str
+    lr: float
+    dtype: torch.dtype
+    checkpoint: Checkpoint | None
+    monitors: dict[str, Monitor]
+    desc: str
+
+
+_CAPTURE: ContextVar[list[Recipe] | None] = ContextVar("capture_trainings", default=None)
+
+
+@contextmanager
+def capturing_trainings():
+    """Within this block `meta_train` records its arguments in the yielded list and returns an
+    empty result without training: a learner's `fit` then yields the training it would run."""
+    captured: list[Recipe] = []
+    token = _CAPTURE.set(captured)
+    try:
+        yield captured
+    finally:
+        _CAPTURE.reset(token)
+
+
 def meta_train(
     model: torch.nn.Module,
     loss_fn: LossFn,
@@ -156,6 +189,10 @@ def meta_train(
     desc: str = "training",
 ) -> TrainResult:
     """Train `model` in place to minimise `loss_fn` on fresh tasks; resume or reuse `checkpoint`."""
+    captured = _CAPTURE.get()
+    if captured is not None:
+        captured.append(Recipe(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors or {}, desc))
+        return TrainResult()
     with torch.enable_grad():  # callers may sit inside no_grad (analyses, evaluation)
         return _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors, desc)
 

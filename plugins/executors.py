@@ -31,11 +31,12 @@ class LocalExecutor(Executor):
                                 "the local executor runs on this machine")
 
     def pretrain(self, catalog, runs, seeds, device, cache, progress) -> None:
-        if self.options.jobs > 1 and cache is not None and device.type == "cpu":
+        stack = self.options.stack_seeds and cache is not None
+        if stack or (self.options.jobs > 1 and cache is not None and device.type == "cpu"):
             from iclbench.pretrain import pretrain, train_jobs
 
             jobs = train_jobs(catalog, runs, seeds)
-            pretrain(jobs, self.options.jobs, device, cache, self.options.plugin_files, progress)
+            pretrain(jobs, self.options.jobs, device, cache, self.options.plugin_files, progress, stack=stack)
 
     def evaluate(self, catalog, plans, store, cache, progress=None, announce=None) -> Outcome:
         from iclbench.runner import Evaluation

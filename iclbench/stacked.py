@@ -1,0 +1,153 @@
+"""Many small models at once: the trainings of several seeds of one configuration run as one
+model whose parameters are stacked along a leading seed dimension (torch.func.vmap), so a GPU
+that one small model leaves idle does M models' work per step.
+
+Each seed keeps everything it has when trained alone: its own task stream, held-out set,
+monitors, gradient-norm clipping and Adam state (Adam is elementwise, so the stacked update is
+each model's), and its own checkpoint in the standard format, written every
+`checkpoint_every` steps and at the end. Evaluation then loads those checkpoints as usual, and
+an interrupted stacked training resumes, one seed at a time, through `meta_train`.
+
+The weights agree with one-by-one training to float rounding, not bit for bit: vmap's batched
+backward sums each weight gradient in another order (measured in benchmarks/stacked_seeds.py).
+Like `--compile`, stacking changes how a run executes, not what it computes: no label, record
+key or checkpoint key changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from iclbench.episode import Episode
+from iclbench.training import Recipe, TrainResult, evaluate_row, held_out_set, meta_train, task_stream
+from iclbench.tracking import track_training
+
+FIELDS = ("context_x", "context_y", "query_x", "query_y", "tokens")  # what a stacked loss reads of an episode
+
+
+class Objective(torch.nn.Module):
+    """A recipe's training loss as a module of the episode's tensors, so vmap can stack it."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn, token_format: str | None) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.token_format = model, loss_fn, token_format
+
+    def forward(self, cx, cy, qx, qy, tokens):
+        episode = Episode(cx, cy, qx, qy, tokens=tokens, token_format=self.token_format)
+        return self.loss_fn(self.model, episode)
+
+
+def stackable(recipes: list[Recipe]) -> str | None:
+    """Why `recipes` cannot train as one model (None: they can): they must share the loss, the
+    task, the training config, the rate and every parameter's shape, and none may have started."""
+    first = recipes[0]
+    shapes = [tuple((n, p.shape) for n, p in r.model.named_parameters()) for r in recipes]
+    checks = [
+        (all(r.cfg == first.cfg for r in recipes), "training configs differ"),
+        (all(r.lr == first.lr and r.dtype == first.dtype for r in recipes), "rates or dtypes differ"),
+        (all(r.task.label == first.task.label and r.task.config == first.task.config for r in recipes), "tasks differ"),
+        (all(s == shapes[0] for s in shapes), "parameter shapes differ"),
+        (all(getattr(r.loss_fn, "__func__", r.loss_fn) == getattr(first.loss_fn, "__func__", first.loss_fn)
+             for r in recipes), "losses differ"),
+        (first.cfg.pool is None, "a fixed task pool is cycled per model"),
+        (all(r.checkpoint is None or r.checkpoint.load() is None for r in recipes), "a training has a checkpoint"),
+    ]
+    return next((why for ok, why in checks if not ok), None)
+
+
+def train_recipes(recipes: list[Recipe], progress=lambda msg: None) -> list[TrainResult]:
+    """Train `recipes` as one stacked model when they can (`stackable`), else one by one."""
+    why = stackable(recipes) if len(recipes) > 1 else "one training"
+    if why is not None:
+        if len(recipes) > 1:
+            progress(f"{recipes[0].desc}: {len(recipes)} seeds trained one by one ({why})")
+        return [meta_train(r.model, r.loss_fn, r.task, r.cfg, generator=r.generator, device=r.device, lr=r.lr,
+                           dtype=r.dtype, checkpoint=r.checkpoint, monitors=r.monitors, desc=r.desc) for r in recipes]
+    with contextlib.ExitStack() as locks, torch.enable_grad():
+        for r in recipes:
+            if r.checkpoint is not None:
+                locks.enter_context(r.checkpoint.lock())
+        return _train_stacked(recipes)
+
+
+def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
+    cfg, first, M = recipes[0].cfg, recipes[0], len(recipes)
+    for r in recipes:
+        r.model.to(device=r.device, dtype=r.dtype)
+    probe = first.task.sample(1, generator=torch.Generator(device=first.device).manual_seed(0), device=first.device)
+    objectives = [Objective(r.model, r.loss_fn, probe.token_format) for r in recipes]
+    params, buffers = stack_module_state(objectives)  # name -> (M, ...)
+    base = copy.deepcopy(objectives[0])
+    batched_dims = [None if getattr(probe, f) is None else 0 for f in FIELDS]
+    losses_of = vmap(lambda p, b, *x: functional_call(base, (p, b), x), in_dims=(0, 0, *batched_dims))
+    opt = torch.optim.Adam(list(params.values()), lr=first.lr, betas=(cfg.beta1, cfg.beta2))
+    held_out = [held_out_set(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
+    streams = [task_stream(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
+    tracked = [track_training(r.desc, r.task, cfg.model_dump(), r.generator) for r in recipes]
+    results = [TrainResult() for _ in recipes]
+    running = torch.zeros(M, device=first.device, dtype=first.dtype)  # (M,) summed train loss since the last row
+    start, step = time.perf_counter(), 0
+    while step < cfg.steps:
+        episodes = [next_batch(step) for next_batch in streams]
+        fields = [None if d is None else torch.stack([getattr(e, f) for e in episodes]) for f, d in
+                  zip(FIELDS, batched_dims)]  # each (M, B, ...)
+        losses = losses_of(params, buffers, *fields)  # (M,)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()  # the models share nothing, so each gets its own gradient
+        if cfg.grad_clip is not None:
+            clip_per_model([p.grad for p in params.values()], cfg.grad_clip)
+        opt.step()
+        running += losses.detach()
+        step += 1
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            n = step % cfg.eval_every or cfg.eval_every
+            unstack(params, recipes)
+            for m, r in enumerate(recipes):
+                row = evaluate_row(r.model, r.loss_fn, held_out[m], r.monitors, step, float(running[m]) / n)
+                results[m].curve.append(row)
+                tracked[m].log(row)
+            running.zero_()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            unstack(params, recipes)
+            seconds = time.perf_counter() - start
+            for m, r in enumerate(recipes):
+                save(r, opt, m, step, results[m], step == cfg.steps, seconds)
+    for m, result in enumerate(results):
+        result.seconds = time.perf_counter() - start
+        tracked[m].finish()
+    return results
+
+
+def clip_per_model(grads: list[torch.Tensor], max_norm: float) -> None:
+    """Each model's global gradient-norm clipping (as clip_grad_norm_) on stacked gradients (M, ...), in place."""
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)  # (M, P)
+    coef = (max_norm / (torch.linalg.vector_norm(norms, dim=1) + 1e-6)).clamp(max=1.0)  # (M,)
+    for g in grads:
+        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
+
+
+def unstack(params: dict[str, torch.Tensor], recipes: list[Recipe]) -> None:
+    """Copy each model's slice of the stacked parameters into its own module."""
+    with torch.no_grad():
+        for m, r in enumerate(recipes):
+            for name, p in r.model.named_parameters():
+                p.copy_(params[f"model.{name}"][m])
+
+
+def save(r: Recipe, opt: torch.optim.Optimizer, m: int, step: int, result: TrainResult, done: bool, seconds: float) -> None:
+    """Model m's checkpoint in `meta_train`'s format: its weights, its slice of the Adam state
+    (so a one-by-one run resumes it), its task stream's state and its curve."""
+    if r.checkpoint is None:
+        return
+    stacked = opt.state_dict()
+    state = {i: {k: (v[m].clone() if v.ndim > 0 else v.clone()) for k, v in s.items()}
+             for i, s in stacked["state"].items()}  # per parameter: step (shared), exp_avg[m], exp_avg_sq[m]
+    groups = [{**g, "params": list(g["params"])} for g in stacked["param_groups"]]
+    r.checkpoint.save({"model": r.model.state_dict(), "optimizer": {"state": state, "param_groups": groups},
+                       "step": step, "curve": result.curve, "generator": r.generator.get_state().cpu(), "done": done,
+                       "seconds": seconds})
