@@ -74,6 +74,8 @@ class RayExecutor(Executor):
     def __init__(self, options=None) -> None:
         super().__init__(options)
         address_parts(self.options.address)
+        if self.options.stack_seeds:
+            raise ExecutorError("--stack-seeds needs the local executor: a Ray unit trains one seed")
         self.ray = import_ray()
 
     def evaluate(self, catalog, plans, store, cache, progress=None, announce=None) -> Outcome:

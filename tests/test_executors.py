@@ -91,6 +91,15 @@ def test_ray_address_without_ray_is_a_usage_error(tmp_path, capsys):
     assert "--ray-address auto needs --executor ray" in capsys.readouterr().err
 
 
+def test_stacked_seeds_on_ray_is_a_usage_error(tmp_path, capsys):
+    from iclbench.cli import main
+
+    assert main(["reproduce", "paper", "--executor", "ray", "--stack-seeds", "--out", str(tmp_path / "b"),
+                 "--cache", str(tmp_path / "c")]) == 2
+    assert "--stack-seeds needs the local executor" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "results.jsonl").exists()
+
+
 def test_a_bad_or_silent_ray_address_is_a_usage_error(tmp_path, capsys):
     assert evaluate(tmp_path, "--learners", "zero", "--executor", "ray", "--ray-address", "headnode") == 2
     assert "--ray-address must be auto or HOST:PORT, got 'headnode'" in capsys.readouterr().err
