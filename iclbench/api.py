@@ -98,9 +98,12 @@ def learner_specs(learners: str | Sequence[str], defaults: dict[str, dict[str, A
     return specs
 
 
-def suite_of(cat: Catalog, suite: str | None = None, task: str | None = None,
+def suite_of(cat: Catalog, suite: str | Suite | None = None, task: str | None = None,
              task_config: str | dict[str, Any] | None = None) -> Suite:
-    """A registered suite or suite file, or one task family (`task`, with `task_config`) as a suite."""
+    """A registered suite or suite file (or a Suite already built), or one task family (`task`,
+    with `task_config`) as a suite."""
+    if isinstance(suite, Suite) and not task and not task_config:
+        return suite
     if task and suite:
         raise UsageError("give either a suite or a task, not both")
     if task:
@@ -119,7 +122,7 @@ def reference_spec(align_to: str | None, defaults: dict[str, dict[str, Any]], ca
     return LearnerSpec(name, merge(defaults.get(name, {}), overrides))
 
 
-def run_evaluation(learners: str | Sequence[str], suite: str | None = None, seeds: Sequence[int] = (0,), *,
+def run_evaluation(learners: str | Sequence[str], suite: str | Suite | None = None, seeds: Sequence[int] = (0,), *,
                    task: str | None = None, task_config: str | dict[str, Any] | None = None,
                    learner_config: dict[str, dict[str, Any]] | None = None, n_tasks: int = 10000,
                    device_name: str = "auto", dtype: str = "float32", batch_size: int = 20000,

@@ -102,14 +102,12 @@ def learner_defaults(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def build_suite(args: argparse.Namespace, catalog: Catalog) -> Suite:
+    """--suite or --task (with --task-config) as a suite, the conflicts named by their options."""
     if args.task and args.suite:
         raise UsageError("give either --suite or --task, not both")
-    if args.task:
-        overrides = parse_assignments(args.task_config) if args.task_config else {}
-        return Suite.single(catalog.tasks[args.task](overrides))
-    if args.task_config:
+    if args.task_config and not args.task:
         raise UsageError("--task-config needs --task")
-    return catalog.suites.load(args.suite or "linear", catalog)
+    return api.suite_of(catalog, args.suite, args.task, args.task_config)
 
 
 def device_option(args: argparse.Namespace) -> torch.device:
@@ -174,11 +172,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     select_executor(catalog, args.executor, options)
     device_option(args)
     defaults = learner_defaults(args.learner_config or [])
-    build_suite(args, catalog)
+    suite = build_suite(args, catalog)
     track_option(args, catalog, Path(args.out) / "tracking")
     writable_folder(args.out)
     records, failures, path = api.run_evaluation(
-        args.learners, args.suite, seeds, task=args.task, task_config=args.task_config, learner_config=defaults,
+        args.learners, suite, seeds, learner_config=defaults,
         n_tasks=args.n_tasks, device_name=args.device, dtype=args.dtype, batch_size=args.batch_size,
         align_to=args.align_to, out=args.out, cache=cache_option(args), force=args.force, cat=catalog,
         executor=args.executor, executor_options=options, track=args.track, track_dir=args.track_dir,

@@ -80,6 +80,11 @@ def sensitivities(predict: Callable[[Episode], torch.Tensor], episode: Episode) 
     return torch.stack(rows, dim=1)  # (B, dy, dx)
 
 
+def sensitivity_cosine(sens: torch.Tensor, ref_sens: torch.Tensor) -> torch.Tensor:
+    """(B,) cosine between each task's flattened sensitivities (B, dy, dx) and the reference's."""
+    return torch.nn.functional.cosine_similarity(sens.flatten(1), ref_sens.flatten(1), dim=-1, eps=1e-12)
+
+
 def alignment(pred: torch.Tensor, ref_pred: torch.Tensor, sens: torch.Tensor, ref_sens: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-task alignment values against a reference learner, each (B,).
 
@@ -89,6 +94,6 @@ def alignment(pred: torch.Tensor, ref_pred: torch.Tensor, sens: torch.Tensor, re
     s, r = sens.flatten(1), ref_sens.flatten(1)  # (B, dy*dx)
     return {
         "pred_diff": (pred - ref_pred).norm(dim=-1),
-        "sens_cos": torch.nn.functional.cosine_similarity(s, r, dim=-1, eps=1e-12),
+        "sens_cos": sensitivity_cosine(sens, ref_sens),
         "sens_diff": (s - r).norm(dim=-1),
     }

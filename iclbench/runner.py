@@ -21,7 +21,7 @@ import torch
 
 from iclbench.episode import Episode
 from iclbench.learner import Learner
-from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, task_losses
+from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, sensitivity_cosine, task_losses
 from iclbench.positions import is_sequence, position_curve, position_predictions, position_sensitivities, states_of
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
@@ -310,7 +310,7 @@ class Evaluation:
                 metrics["position_pred_diff"], metrics["position_pred_diff_ci95"] = mean_ci95(gap.mean(1))
                 status["position_curve"]["pred_diff"] = gap.mean(0).tolist()
                 status["position_curve"]["pred_diff_ci95"] = (1.96 * gap.std(0) / gap.shape[0] ** 0.5).tolist()
-                cosines = {t: alignment(pred, pred, sens_t, ref[3][t])["sens_cos"]  # (B,) per measured t
+                cosines = {t: sensitivity_cosine(sens_t, ref[3][t])  # (B,) per measured t
                            for t, sens_t in position_sensitivities(learner, episode, self.sensitivity, list(ref[3])).items()}
                 per_t = [mean_ci95(c) for c in cosines.values()]
                 status["position_sensitivity"] = {"t": list(cosines), "sens_cos": [m for m, _ in per_t],

@@ -15,10 +15,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import quote
 
+from iclbench import board
 from iclbench.provenance import number, plugin_text
 from iclbench.publish import budget_line, execution_flags, wall_line
 from iclbench.reproduce import Deviation, Finding, Reproduction, Results
@@ -214,21 +216,14 @@ def plots_by_suite(folder: Path, suites: list[str]) -> dict[str | None, list[str
     return out
 
 
-def fmt(mean: float | None, ci: float | None) -> str:
-    """`mean ± CI` with leaderboard.md's digits; the mean alone when there is no CI."""
-    if mean is None or math.isnan(mean):
-        return ""
-    return f"{mean:.4g}" if ci is None or math.isnan(ci) else f"{mean:.4g} ± {ci:.2g}"
-
-
 def cell_text(row: dict[str, Any]) -> str:
-    """A cell as leaderboard.md writes it: mean ± CI, or diverged / failed, with any failed seeds."""
-    if row["status"] == "failed":
-        return "failed"
-    text = f"diverged ({row['nonfinite']})" if row["nonfinite"] else fmt(row["mean"], row.get("ci95"))
-    if row["status"] == "diverged" and not row["nonfinite"]:
-        text = f"diverged ({text})"
-    return text + (f" ({row['failed_seeds']} failed)" if row.get("failed_seeds") else "")
+    """A cell as leaderboard.md writes it (`board.cell_text`), from a leaderboard.json row."""
+    def real(x: Any) -> float:
+        return math.nan if x is None else float(x)
+
+    cell = SimpleNamespace(status=row["status"], nonfinite=row["nonfinite"], mean=real(row["mean"]),
+                           ci95=real(row.get("ci95")), seeds=row.get("seeds"), failed_seeds=row.get("failed_seeds"))
+    return board.cell_text(cell, None)
 
 
 def value_td(row: dict[str, Any] | None) -> str:
