@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from iclbench import mkl as _mkl
+
+_mkl.request()  # before any matrix product: MKL's alignment-independent kernels (iclbench.mkl)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

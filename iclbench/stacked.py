@@ -3,15 +3,19 @@ model whose parameters are stacked along a leading seed dimension (torch.func.vm
 that one small model leaves idle does M models' work per step.
 
 Each seed keeps everything it has when trained alone: its own task stream, held-out set,
-monitors, gradient-norm clipping and Adam state (Adam is elementwise, so the stacked update is
-each model's), and its own checkpoint in the standard format, written every
+monitors, parameters, gradient-norm clipping and Adam optimiser (only the forward and backward
+pass is batched), and its own checkpoint in the standard format, written every
 `checkpoint_every` steps and at the end. Evaluation then loads those checkpoints as usual, and
 an interrupted stacked training resumes, one seed at a time, through `meta_train`.
 
-The weights agree with one-by-one training to float rounding, not bit for bit: vmap's batched
-backward sums each weight gradient in another order (measured in benchmarks/stacked_seeds.py).
-Like `--compile`, stacking changes how a run executes, not what it computes: no label, record
-key or checkpoint key changes.
+On a CPU each seed's weights and curve are bit for bit those of its eager one-by-one training:
+the gradient is taken per model inside vmap, and MKL runs in its alignment-independent mode
+(`iclbench.mkl`), so a product on a seed's slice of a stacked batch has the bits of the same
+product on a tensor of its own. On CUDA, batched and single products are different cuBLAS
+kernels, so there the agreement is to float rounding. Buffers are read from each model every
+step; a forward that writes a buffer (running statistics) is not supported. Like `--compile`,
+stacking changes how a run executes, not what it computes: no label, record key or
+checkpoint key changes.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import copy
 import time
 
 import torch
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
+from iclbench import mkl
 from iclbench.episode import Episode
 from iclbench.training import Recipe, TrainResult, evaluate_row, held_out_set, meta_train, task_stream
 from iclbench.tracking import track_training
@@ -68,6 +73,9 @@ def train_recipes(recipes: list[Recipe], progress=lambda msg: None) -> list[Trai
             progress(f"{recipes[0].desc}: {len(recipes)} seeds trained one by one ({why})")
         return [meta_train(r.model, r.loss_fn, r.task, r.cfg, generator=r.generator, device=r.device, lr=r.lr,
                            dtype=r.dtype, checkpoint=r.checkpoint, monitors=r.monitors, desc=r.desc) for r in recipes]
+    if torch.device(recipes[0].device).type == "cpu" and mkl.strict() is False:
+        progress(f"{recipes[0].desc}: MKL ran before iclbench was imported, so not in its strict mode; "
+                 "stacked seeds will match one-by-one training to float rounding, not bit for bit")
     with contextlib.ExitStack() as locks, torch.enable_grad():
         for r in recipes:
             if r.checkpoint is not None:
@@ -81,11 +89,15 @@ def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
         r.model.to(device=r.device, dtype=r.dtype)
     probe = first.task.sample(1, generator=torch.Generator(device=first.device).manual_seed(0), device=first.device)
     objectives = [Objective(r.model, r.loss_fn, probe.token_format) for r in recipes]
-    params, buffers = stack_module_state(objectives)  # name -> (M, ...)
-    base = copy.deepcopy(objectives[0])
+    own = [dict(o.named_parameters()) for o in objectives]  # each model's own leaves, as `meta_train` trains them
+    own_buffers = [dict(o.named_buffers()) for o in objectives]
+    base = copy.deepcopy(objectives[0])  # the function every model's weights are put into
     batched_dims = [None if getattr(probe, f) is None else 0 for f in FIELDS]
-    losses_of = vmap(lambda p, b, *x: functional_call(base, (p, b), x), in_dims=(0, 0, *batched_dims))
-    opt = torch.optim.Adam(list(params.values()), lr=first.lr, betas=(cfg.beta1, cfg.beta2))
+    # the gradient is taken inside vmap, so each model's backward runs the same per-model products
+    # (weight gradients as x^T g, say) as its own training would; a backward through a vmapped
+    # forward would take the batched products' formulas and sum in another order
+    grads_of = vmap(grad_and_value(lambda p, b, *x: functional_call(base, (p, b), x)), in_dims=(0, 0, *batched_dims))
+    opts = [torch.optim.Adam(r.model.parameters(), lr=r.lr, betas=(cfg.beta1, cfg.beta2)) for r in recipes]
     held_out = [held_out_set(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
     streams = [task_stream(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
     tracked = [track_training(r.desc, r.task, cfg.model_dump(), r.generator) for r in recipes]
@@ -96,58 +108,41 @@ def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
         episodes = [next_batch(step) for next_batch in streams]
         fields = [None if d is None else torch.stack([getattr(e, f) for e in episodes]) for f, d in
                   zip(FIELDS, batched_dims)]  # each (M, B, ...)
-        losses = losses_of(params, buffers, *fields)  # (M,)
-        opt.zero_grad(set_to_none=True)
-        losses.sum().backward()  # the models share nothing, so each gets its own gradient
-        if cfg.grad_clip is not None:
-            clip_per_model([p.grad for p in params.values()], cfg.grad_clip)
-        opt.step()
+        with torch.no_grad():
+            params = {n: torch.stack([p[n] for p in own]) for n in own[0]}  # name -> (M, ...)
+            buffers = {n: torch.stack([b[n] for b in own_buffers]) for n in own_buffers[0]}
+        grads, losses = grads_of(params, buffers, *fields)  # name -> (M, ...) gradients; (M,) losses
+        for m, (r, opt) in enumerate(zip(recipes, opts)):  # each model's own clipping and Adam step
+            opt.zero_grad(set_to_none=True)
+            for n, p in own[m].items():
+                p.grad = grads[n][m]
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(r.model.parameters(), cfg.grad_clip)
+            opt.step()
         running += losses.detach()
         step += 1
         if step % cfg.eval_every == 0 or step == cfg.steps:
             n = step % cfg.eval_every or cfg.eval_every
-            unstack(params, recipes)
             for m, r in enumerate(recipes):
                 row = evaluate_row(r.model, r.loss_fn, held_out[m], r.monitors, step, float(running[m]) / n)
                 results[m].curve.append(row)
                 tracked[m].log(row)
             running.zero_()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            unstack(params, recipes)
             seconds = time.perf_counter() - start
             for m, r in enumerate(recipes):
-                save(r, opt, m, step, results[m], step == cfg.steps, seconds)
+                save(r, opts[m], step, results[m], step == cfg.steps, seconds)
     for m, result in enumerate(results):
         result.seconds = time.perf_counter() - start
         tracked[m].finish()
     return results
 
 
-def clip_per_model(grads: list[torch.Tensor], max_norm: float) -> None:
-    """Each model's global gradient-norm clipping (as clip_grad_norm_) on stacked gradients (M, ...), in place."""
-    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)  # (M, P)
-    coef = (max_norm / (torch.linalg.vector_norm(norms, dim=1) + 1e-6)).clamp(max=1.0)  # (M,)
-    for g in grads:
-        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
-
-
-def unstack(params: dict[str, torch.Tensor], recipes: list[Recipe]) -> None:
-    """Copy each model's slice of the stacked parameters into its own module."""
-    with torch.no_grad():
-        for m, r in enumerate(recipes):
-            for name, p in r.model.named_parameters():
-                p.copy_(params[f"model.{name}"][m])
-
-
-def save(r: Recipe, opt: torch.optim.Optimizer, m: int, step: int, result: TrainResult, done: bool, seconds: float) -> None:
-    """Model m's checkpoint in `meta_train`'s format: its weights, its slice of the Adam state
-    (so a one-by-one run resumes it), its task stream's state and its curve."""
+def save(r: Recipe, opt: torch.optim.Optimizer, step: int, result: TrainResult, done: bool, seconds: float) -> None:
+    """A model's checkpoint in `meta_train`'s format (weights, Adam state, task stream, curve),
+    so evaluation loads it and a one-by-one run resumes it."""
     if r.checkpoint is None:
         return
-    stacked = opt.state_dict()
-    state = {i: {k: (v[m].clone() if v.ndim > 0 else v.clone()) for k, v in s.items()}
-             for i, s in stacked["state"].items()}  # per parameter: step (shared), exp_avg[m], exp_avg_sq[m]
-    groups = [{**g, "params": list(g["params"])} for g in stacked["param_groups"]]
-    r.checkpoint.save({"model": r.model.state_dict(), "optimizer": {"state": state, "param_groups": groups},
-                       "step": step, "curve": result.curve, "generator": r.generator.get_state().cpu(), "done": done,
+    r.checkpoint.save({"model": r.model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                       "curve": result.curve, "generator": r.generator.get_state().cpu(), "done": done,
                        "seconds": seconds})

@@ -43,6 +43,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import iclbench
+from iclbench.learner import placed
 from iclbench.checkpoints import Checkpoint, training_checkpoint
 from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench.workload import TaskShape, Workload
@@ -169,7 +170,7 @@ class CausalTransformer(nn.Module):
 
 def causal_loss(model: CausalTransformer, episode: iclbench.Episode) -> torch.Tensor:
     """Garg's loss: squared error averaged over tasks and all N + 1 x positions (every prefix)."""
-    model.to(device=episode.device, dtype=episode.context_x.dtype)
+    placed(model, episode.context_x)  # on the episode's device and dtype; a stacked model is not moved
     targets = torch.cat([episode.context_y, episode.query_y[:, None]], dim=1)  # (B, N+1, dy)
     return (model(episode) - targets).pow(2).mean()
 
