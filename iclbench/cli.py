@@ -114,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
                     help="on a CPU, trainings run this many at a time, one process and thread each (default: the cores)")
     rp.add_argument("--stack-seeds", action="store_true",
                     help="train the seeds of each configuration as one stacked model (a GPU does M models' work per "
-                         "step; weights agree with one-by-one training to float rounding)")
+                         "step; on a CPU each seed's weights are those of its one-by-one training, bit for bit "
+                         "without LayerNorm or the mesa-layer, else to float rounding)")
     rp.add_argument("--out", default="leaderboard", help="publication folder")
     rp.add_argument("--html", action="store_true",
                     help="also write a static HTML site into OUT/site/ (open site/index.html; no server needed)")

@@ -68,19 +68,27 @@ def stackable(recipes: list[Recipe]) -> str | None:
 def train_recipes(recipes: list[Recipe], progress=lambda msg: None) -> list[TrainResult]:
     """Train `recipes` as one stacked model when they can (`stackable`), else one by one."""
     why = stackable(recipes) if len(recipes) > 1 else "one training"
-    if why is not None:
-        if len(recipes) > 1:
-            progress(f"{recipes[0].desc}: {len(recipes)} seeds trained one by one ({why})")
-        return [meta_train(r.model, r.loss_fn, r.task, r.cfg, generator=r.generator, device=r.device, lr=r.lr,
-                           dtype=r.dtype, checkpoint=r.checkpoint, monitors=r.monitors, desc=r.desc) for r in recipes]
-    if torch.device(recipes[0].device).type == "cpu" and mkl.strict() is False:
-        progress(f"{recipes[0].desc}: MKL ran before iclbench was imported, so not in its strict mode; "
-                 "stacked seeds will match one-by-one training to float rounding, not bit for bit")
-    with contextlib.ExitStack() as locks, torch.enable_grad():
-        for r in recipes:
-            if r.checkpoint is not None:
-                locks.enter_context(r.checkpoint.lock())
-        return _train_stacked(recipes)
+    if why is None:
+        if torch.device(recipes[0].device).type == "cpu" and mkl.strict() is False:
+            progress(f"{recipes[0].desc}: MKL ran before iclbench was imported, so not in its strict mode; "
+                     "stacked seeds will match one-by-one training to float rounding, not bit for bit")
+        try:
+            with contextlib.ExitStack() as locks, torch.enable_grad():
+                for r in recipes:
+                    if r.checkpoint is not None:
+                        locks.enter_context(r.checkpoint.lock())
+                return _train_stacked(recipes)
+        except Unstackable as err:
+            why = str(err)
+    if len(recipes) > 1:
+        progress(f"{recipes[0].desc}: {len(recipes)} seeds trained one by one ({why})")
+    return [meta_train(r.model, r.loss_fn, r.task, r.cfg, generator=r.generator, device=r.device, lr=r.lr,
+                       dtype=r.dtype, checkpoint=r.checkpoint, monitors=r.monitors, desc=r.desc) for r in recipes]
+
+
+class Unstackable(Exception):
+    """The loss cannot run under vmap (a data-dependent branch, `.item()`, an in-place `.data`
+    write), found on a probe batch before any step, so the seeds train one by one instead."""
 
 
 def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
@@ -97,6 +105,14 @@ def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
     # (weight gradients as x^T g, say) as its own training would; a backward through a vmapped
     # forward would take the batched products' formulas and sum in another order
     grads_of = vmap(grad_and_value(lambda p, b, *x: functional_call(base, (p, b), x)), in_dims=(0, 0, *batched_dims))
+    try:  # one pass on the probe, before any step: what vmap refuses shows here
+        with torch.no_grad():
+            fields = [None if d is None else torch.stack([getattr(probe.to(dtype=first.dtype), f)] * M)
+                      for f, d in zip(FIELDS, batched_dims)]  # each (M, 1, ...)
+            params, buffers = stack(own), stack(own_buffers)
+        grads_of(params, buffers, *fields)
+    except RuntimeError as err:
+        raise Unstackable(f"its loss does not run under vmap: {str(err).splitlines()[0][:160]}") from err
     opts = [torch.optim.Adam(r.model.parameters(), lr=r.lr, betas=(cfg.beta1, cfg.beta2)) for r in recipes]
     held_out = [held_out_set(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
     streams = [task_stream(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
@@ -109,8 +125,7 @@ def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
         fields = [None if d is None else torch.stack([getattr(e, f) for e in episodes]) for f, d in
                   zip(FIELDS, batched_dims)]  # each (M, B, ...)
         with torch.no_grad():
-            params = {n: torch.stack([p[n] for p in own]) for n in own[0]}  # name -> (M, ...)
-            buffers = {n: torch.stack([b[n] for b in own_buffers]) for n in own_buffers[0]}
+            params, buffers = stack(own), stack(own_buffers)
         grads, losses = grads_of(params, buffers, *fields)  # name -> (M, ...) gradients; (M,) losses
         for m, (r, opt) in enumerate(zip(recipes, opts)):  # each model's own clipping and Adam step
             opt.zero_grad(set_to_none=True)
@@ -136,6 +151,11 @@ def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
         result.seconds = time.perf_counter() - start
         tracked[m].finish()
     return results
+
+
+def stack(tensors: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The models' tensors of each name stacked along a new leading model dimension: name -> (M, ...)."""
+    return {name: torch.stack([t[name] for t in tensors]) for name in tensors[0]}
 
 
 def save(r: Recipe, opt: torch.optim.Optimizer, step: int, result: TrainResult, done: bool, seconds: float) -> None:

@@ -50,7 +50,9 @@ def stacked_and_alone(spec: str, task, tmp_path) -> tuple[list, list, list]:
     """Each seed's stacked training (result and recipe) and its learner trained one by one."""
     _, recipes = captured(spec, task, tmp_path / "stacked")
     assert len(recipes) == 3 and stackable(recipes) is None
-    results = train_recipes(recipes)
+    said = []
+    results = train_recipes(recipes, progress=said.append)
+    assert said == []  # stacked, not one by one
     alone = []
     for seed in SEEDS:
         with cache_dir(tmp_path / "alone"):
@@ -60,6 +62,7 @@ def stacked_and_alone(spec: str, task, tmp_path) -> tuple[list, list, list]:
 
 
 @pytest.mark.parametrize("spec, task", [(f"lsa[{TINY}]", "linear-regression"),
+                                        (f"lsa[layers=2,clip=0.5,{TINY}]", "linear-regression"),  # clamps under vmap
                                         (f"softmax-tf[heads=2,{TINY}]", "linear-regression"),
                                         (f"copy-tf[{TINY}]", "alternating"),
                                         (f"seq-tf[layers=2,{TINY}]", "lds")])
@@ -86,6 +89,22 @@ def test_stacked_layernorm_trains_as_one_by_one_to_rounding(tmp_path, spec, task
         for row, ref in zip(result.curve, one.training.curve, strict=True):
             assert row["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-5)
         assert torch.allclose(weights(recipe.model), weights(one.model), atol=1e-5, rtol=0)
+
+
+def test_a_loss_vmap_refuses_trains_one_by_one_and_says_why(tmp_path):
+    _, recipes = captured(f"lsa[{TINY}]", CATALOG.tasks["linear-regression"](), tmp_path)
+    plain = recipes[0].loss_fn
+
+    def branching(model, episode):  # a data-dependent branch: fine eagerly, refused by vmap
+        loss = plain(model, episode)
+        return loss * 2 if loss.item() > 1e9 else loss
+
+    for r in recipes:
+        r.loss_fn = branching
+    said = []
+    results = train_recipes(recipes, progress=said.append)
+    assert len(said) == 1 and "3 seeds trained one by one (its loss does not run under vmap: " in said[0]
+    assert all([row["step"] for row in r.curve] == [4, 8, 12] for r in results)
 
 
 def test_iclbench_asks_mkl_for_alignment_independent_products():

@@ -48,6 +48,13 @@ def task_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b
 
 
+def always_clamp(z: torch.Tensor) -> bool:
+    """Whether a clip must be applied without first testing if it changes anything: compiled
+    (no data-dependent branches) or inside torch.func.vmap (stacked seeds). Where no value is
+    beyond the bound, clamping is the identity, its gradient too, so either way gives the same bits."""
+    return torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(z)
+
+
 class Attention(nn.Module):
     """H heads with square W_Q, W_K, W_V and projection P, all (H, D, D).
 
@@ -144,7 +151,7 @@ class InContextTransformer(nn.Module):
         steps = self.layers if steps is None else steps
         for k in range(steps):
             z = self.block(k)(z, n_context, query_only=k == steps - 1)
-            if self.clip is not None and (torch.compiler.is_compiling() or bool(z.abs().amax() > self.clip)):
+            if self.clip is not None and (always_clamp(z) or bool(z.abs().amax() > self.clip)):
                 z = z.clamp(-self.clip, self.clip)  # skipped in eager mode where it is the identity
         return -z[:, -1, self.dx:self.dx + self.dy]
 
