@@ -220,6 +220,27 @@ def records(results: str | Path | Sequence[str | Path] = "results", suite: str |
     return frame([r for r in stored(results) if suite is None or r["suite"] == suite])
 
 
+def render_leaderboard(recs: list[dict[str, Any]], out: str | Path, formats: Sequence[str], *, plots: bool = True,
+                       on_conflict: str = "prefer-most-tasks", option: str = "out") -> list[Path]:
+    """Write the tables (`formats`) and plots of `recs` into `out`, pruning what they no longer
+    make; never into a published reproduction, which `iclbench publish` re-renders from its own
+    records. `option` names `out` in errors (the CLI's --out)."""
+    from iclbench import board
+
+    bad = [f for f in formats if f not in board.FORMATS]
+    if bad:
+        raise UsageError(f"{'--format' if option.startswith('--') else 'formats'}: unknown {', '.join(bad)}; "
+                         f"choose from {', '.join(board.FORMATS)}")
+    if (Path(out) / "reproduction.json").exists():
+        raise UsageError(f"{option} {str(out)!r} is a published reproduction; render elsewhere, "
+                         f"or re-render it with `iclbench publish {out}`")
+    try:
+        return board.render(recs, writable_folder(out, option), tuple(formats), plots=plots, on_conflict=on_conflict,
+                            prune=True)
+    except board.ConflictError as err:
+        raise UsageError(str(err)) from None
+
+
 def leaderboard(results: str | Path | Sequence[str | Path] | list[dict[str, Any]] = "results", *,
                 suite: str | None = None, out: str | Path | None = None, formats: Sequence[str] = ("md", "csv", "json"),
                 plots: bool = True, on_conflict: str = "prefer-most-tasks") -> "pd.DataFrame":
@@ -233,16 +254,10 @@ def leaderboard(results: str | Path | Sequence[str | Path] | list[dict[str, Any]
     recs = [r for r in recs if suite is None or r["suite"] == suite]
     if not recs:
         raise UsageError("no records" + (f" for suite {suite!r}" if suite else ""))
-    bad = [f for f in formats if f not in board.FORMATS]
-    if bad:
-        raise UsageError(f"formats: unknown {', '.join(bad)}; choose from {', '.join(board.FORMATS)}")
+    if out is not None:
+        render_leaderboard(recs, out, formats, plots=plots, on_conflict=on_conflict)
     try:
         kept, _ = resolve_conflicts(recs, on_conflict)
-        if out is not None:
-            if (Path(out) / "reproduction.json").exists():
-                raise UsageError(f"out {str(out)!r} is a published reproduction; render elsewhere, "
-                                 f"or re-render it with `iclbench publish {out}`")
-            board.render(recs, writable_folder(out), tuple(formats), plots=plots, on_conflict=on_conflict, prune=True)
     except board.ConflictError as err:
         raise UsageError(str(err)) from None
     return board.long_table(board.aggregate(board.to_frame(kept)))

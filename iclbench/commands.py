@@ -26,7 +26,7 @@ from iclbench.executors import Executor, ExecutorOptions, Resources, select_exec
 from iclbench.plugins import PluginFileError, make_plugin_manager
 from iclbench.registry import UnknownNameError
 from iclbench.seeding import device_name, resolve_device
-from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, read_all, versions
+from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, versions
 from iclbench.suite import Suite
 from iclbench.tracking import TrackerError, Tracking, select, tracking
 
@@ -269,39 +269,17 @@ def write_sites(folder: Path, repro, catalog: Catalog) -> list[Path]:
     return written + write_site(folder, repro)
 
 
-def leaderboard_folder(args: argparse.Namespace) -> Path:
-    """--out, else `leaderboard/` inside the first results folder: never a published
-    reproduction (that folder is re-rendered by `iclbench publish` from its own records)."""
-    first = Path(args.results[0])
-    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "leaderboard"
-    if (out / "reproduction.json").exists():
-        raise UsageError(f"--out {str(out)!r} is a published reproduction; render elsewhere, "
-                         f"or re-render it with `iclbench publish {out}`")
-    return writable_folder(out)
-
-
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from iclbench import board as leaderboard
-
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    bad = [f for f in formats if f not in leaderboard.FORMATS]
-    if bad:
-        raise UsageError(f"--format: unknown {', '.join(bad)}; choose from {', '.join(leaderboard.FORMATS)}")
-    try:
-        records = read_all(args.results)
-    except FileNotFoundError as err:
-        raise UsageError(str(err)) from None
+    records = api.stored(args.results)
     if args.suite:
         records = [r for r in records if r["suite"] == args.suite]
     if not records:
         raise UsageError("no records to render" + (f" for suite {args.suite!r}" if args.suite else ""))
-    out = leaderboard_folder(args)
-    try:
-        written = leaderboard.render(records, out, formats, plots=not args.no_plots, on_conflict=args.on_conflict,
-                                     prune=True)
-    except leaderboard.ConflictError as err:
-        raise UsageError(str(err)) from None
-    for path in written:
+    first = Path(args.results[0])  # default: leaderboard/ inside the first results folder
+    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "leaderboard"
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    for path in api.render_leaderboard(records, out, formats, plots=not args.no_plots, on_conflict=args.on_conflict,
+                                       option="--out"):
         print(path)
     return 0
 
