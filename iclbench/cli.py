@@ -112,10 +112,10 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--budget", default="full", help="training budget from the spec: full or small")
     rp.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
                     help="on a CPU, trainings run this many at a time, one process and thread each (default: the cores)")
-    rp.add_argument("--stack-seeds", action="store_true",
+    rp.add_argument("--stack-seeds", nargs="?", const="exact", choices=["exact", "close"], default=None,
                     help="train the seeds of each configuration as one stacked model (a GPU does M models' work per "
-                         "step; on a CPU each seed's weights are those of its one-by-one training, bit for bit "
-                         "without LayerNorm or the mesa-layer, else to float rounding)")
+                         "step); exact (the default): only where that is bit for bit one-by-one training, checked "
+                         "on a batch first, else one by one; close: float rounding apart is accepted")
     rp.add_argument("--out", default="leaderboard", help="publication folder")
     rp.add_argument("--html", action="store_true",
                     help="also write a static HTML site into OUT/site/ (open site/index.html; no server needed)")

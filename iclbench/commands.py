@@ -126,7 +126,7 @@ def executor_options(args: argparse.Namespace) -> ExecutorOptions:
     """--ray-address, --cpus-per-unit, --gpus-per-unit, --jobs and --plugin as the executors read them."""
     return ExecutorOptions(address=args.ray_address, resources=Resources(args.cpus_per_unit, args.gpus_per_unit),
                            jobs=getattr(args, "jobs", 1), plugin_files=tuple(args.plugin or ()),
-                           stack_seeds=getattr(args, "stack_seeds", False))
+                           stack_seeds=getattr(args, "stack_seeds", None))
 
 
 def executor_option(args: argparse.Namespace, catalog: Catalog) -> Executor:

@@ -74,7 +74,7 @@ class ExecutorOptions:
     jobs: int = 1  # --jobs: the local executor's training processes
     max_retries: int = 3  # times a unit whose worker died is run again
     plugin_files: tuple[str, ...] = ()  # --plugin files, which every worker loads too
-    stack_seeds: bool = False  # --stack-seeds: the local executor trains a configuration's seeds as one model
+    stack_seeds: str | None = None  # --stack-seeds exact|close: the local executor trains a configuration's seeds as one model
 
 
 @dataclass

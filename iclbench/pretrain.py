@@ -65,7 +65,7 @@ def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...],
     start = time.perf_counter()
     with cache_dir(cache), compiled_training(compile_):
         fit_for_evaluation(learner, catalog.suites.load(job.suite, catalog).train, job.seed, torch.device(device))
-    return job, time.perf_counter() - start
+    return job, time.perf_counter() - start, ""
 
 
 def seed_groups(jobs: list[TrainJob]) -> list[tuple[TrainJob, ...]]:
@@ -77,9 +77,10 @@ def seed_groups(jobs: list[TrainJob]) -> list[tuple[TrainJob, ...]]:
 
 
 def _run_stacked(group: tuple[TrainJob, ...], device: str, cache: Path, plugin_files: tuple[str, ...],
-                 compile_: bool) -> tuple[TrainJob, float]:
+                 compile_: bool, exact: bool) -> tuple[TrainJob, float, str]:
     """The seeds of one configuration trained as one stacked model (`iclbench.stacked`): each
-    seed's fit is run with its training captured, then the captured trainings run together."""
+    seed's fit is run with its training captured, then the captured trainings run together
+    (bit for bit as one by one with `exact`). Returns the note for the progress line."""
     os.environ["TQDM_DISABLE"] = "1"
     if device == "cpu":
         torch.set_num_threads(1)
@@ -97,8 +98,9 @@ def _run_stacked(group: tuple[TrainJob, ...], device: str, cache: Path, plugin_f
         with capturing_trainings() as recipes:
             for job in group:
                 fit_for_evaluation(catalog.learners[name](overrides), train, job.seed, torch.device(device))
-        train_recipes(recipes)
-    return group[0], time.perf_counter() - start
+        said: list[str] = []
+        train_recipes(recipes, said.append, exact=exact)
+    return group[0], time.perf_counter() - start, f" ({'; '.join(said)})" if said else " (stacked)"
 
 
 def as_completed_jobs(jobs: list[TrainJob], futures: list) -> Iterator[tuple[TrainJob, Future]]:
@@ -110,9 +112,10 @@ def as_completed_jobs(jobs: list[TrainJob], futures: list) -> Iterator[tuple[Tra
 
 def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Path,
              plugin_files: tuple[str, ...] = (), progress: Callable[[str], None] = lambda m: None,
-             stack: bool = False) -> None:
+             stack: str | None = None) -> None:
     """Run `jobs` in `workers` single-threaded processes; each result lands in `cache`. With
-    `stack`, the seeds of each configuration train together as one stacked model."""
+    `stack` ("exact" or "close", `--stack-seeds`), the seeds of each configuration train
+    together as one stacked model."""
     if not jobs:
         return
     from iclbench.training import compiling
@@ -121,7 +124,8 @@ def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Pa
     if stack:
         groups = seed_groups(jobs)
         progress(f"training {len(jobs)} learner/seed pairs as {len(groups)} stacked models in {workers} processes")
-        submit = lambda pool, g: pool.submit(_run_stacked, g, str(device), cache, files, compiling())  # noqa: E731
+        submit = lambda pool, g: pool.submit(_run_stacked, g, str(device), cache, files, compiling(),
+                                                 stack == "exact")  # noqa: E731
         seeds = {(g[0].spec, g[0].suite): ",".join(str(j.seed) for j in g) for g in groups}
         jobs = [g[0] for g in groups]
     else:
@@ -135,12 +139,12 @@ def pretrain(jobs: list[TrainJob], workers: int, device: torch.device, cache: Pa
             for done, (job, future) in enumerate(as_completed_jobs(jobs, futures), 1):
                 which = f"seeds {seeds[(job.spec, job.suite)]}" if stack else f"seed {job.seed}"
                 try:
-                    _, seconds = future.result()
+                    _, seconds, note = future.result()
                 except Exception as err:  # the evaluation trains it again and records the failure
                     progress(f"[{done}/{len(jobs)}] training {job.spec} on {job.suite}, {which} failed: "
                              f"{type(err).__name__}: {err}")
                     continue
-                progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, {which}: {seconds:.0f} s")
+                progress(f"[{done}/{len(jobs)}] trained {job.spec} on {job.suite}, {which}: {seconds:.0f} s{note}")
         except BaseException:
             # stop the trainings under way too (they keep their last checkpoint, and resume from it):
             # left running, they would outlive this process, holding their checkpoints' locks

@@ -260,7 +260,12 @@ def execution_flags(m: dict[str, Any]) -> str:
     ex = m.get("execution", {})
     return ((f" --jobs {ex['jobs']}" if ex.get("jobs", 1) > 1 else "") + (" --compile" if ex.get("compile") else "")
             + (f" --executor {ex['executor']}" if ex.get("executor") else "")
-            + (" --stack-seeds" if ex.get("stack_seeds") else ""))
+            + stack_flag(ex.get("stack_seeds")))
+
+
+def stack_flag(mode) -> str:
+    """--stack-seeds as run: exact (the default, also stored as True by earlier runs) or close."""
+    return "" if not mode else " --stack-seeds" if mode in (True, "exact") else f" --stack-seeds {mode}"
 
 
 def wall_line(m: dict[str, Any]) -> str:

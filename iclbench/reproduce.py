@@ -299,7 +299,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     if executor.name != "local":
         meta["execution"]["executor"] = executor.name
     if executor.options.stack_seeds:
-        meta["execution"]["stack_seeds"] = True
+        meta["execution"]["stack_seeds"] = executor.options.stack_seeds
     out.mkdir(parents=True, exist_ok=True)
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)

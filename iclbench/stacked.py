@@ -8,14 +8,17 @@ pass is batched), and its own checkpoint in the standard format, written every
 `checkpoint_every` steps and at the end. Evaluation then loads those checkpoints as usual, and
 an interrupted stacked training resumes, one seed at a time, through `meta_train`.
 
-On a CPU each seed's weights and curve are bit for bit those of its eager one-by-one training:
-the gradient is taken per model inside vmap, and MKL runs in its alignment-independent mode
-(`iclbench.mkl`), so a product on a seed's slice of a stacked batch has the bits of the same
-product on a tensor of its own. On CUDA, batched and single products are different cuBLAS
-kernels, so there the agreement is to float rounding. Buffers are read from each model every
-step; a forward that writes a buffer (running statistics) is not supported. Like `--compile`,
-stacking changes how a run executes, not what it computes: no label, record key or
-checkpoint key changes.
+Stacking never changes a bit unless asked to: before the first step, the stacked gradients on
+a training-sized check batch are compared with each model's own eager ones, and if any bit
+differs the seeds train one by one, saying by how much (`exact=False`, `--stack-seeds close`,
+accepts float rounding). On a CPU they agree bit for bit for most learners: the gradient is
+taken per model inside vmap, and MKL runs in its alignment-independent mode (`iclbench.mkl`),
+so a product on a seed's slice of a stacked batch has the bits of the same product alone.
+LayerNorm (run by vmap as separate operations, not the fused kernel), matrix-vector products
+and the mesa-layer's solves differ by rounding; on CUDA, batched and single products are
+may use different cuBLAS kernels. Buffers are read from each model every step; a forward that writes a
+buffer (running statistics) is not supported. Like `--compile`, stacking changes how a run
+executes, not what it computes: no label, record key or checkpoint key changes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from iclbench import mkl
 from iclbench.episode import Episode
+from iclbench.seeding import derive_seed
 from iclbench.training import Recipe, TrainResult, evaluate_row, held_out_set, meta_train, task_stream
 from iclbench.tracking import track_training
 
@@ -65,19 +69,18 @@ def stackable(recipes: list[Recipe]) -> str | None:
     return next((why for ok, why in checks if not ok), None)
 
 
-def train_recipes(recipes: list[Recipe], progress=lambda msg: None) -> list[TrainResult]:
-    """Train `recipes` as one stacked model when they can (`stackable`), else one by one."""
+def train_recipes(recipes: list[Recipe], progress=lambda msg: None, exact: bool = True) -> list[TrainResult]:
+    """Train `recipes` as one stacked model when they can (`stackable`), else one by one. With
+    `exact`, only when the stacked gradients on a training-sized check batch are bit for bit
+    each model's own; else float rounding apart is accepted (`--stack-seeds close`)."""
     why = stackable(recipes) if len(recipes) > 1 else "one training"
     if why is None:
-        if torch.device(recipes[0].device).type == "cpu" and mkl.strict() is False:
-            progress(f"{recipes[0].desc}: MKL ran before iclbench was imported, so not in its strict mode; "
-                     "stacked seeds will match one-by-one training to float rounding, not bit for bit")
         try:
             with contextlib.ExitStack() as locks, torch.enable_grad():
                 for r in recipes:
                     if r.checkpoint is not None:
                         locks.enter_context(r.checkpoint.lock())
-                return _train_stacked(recipes)
+                return _train_stacked(recipes, exact)
         except Unstackable as err:
             why = str(err)
     if len(recipes) > 1:
@@ -87,32 +90,41 @@ def train_recipes(recipes: list[Recipe], progress=lambda msg: None) -> list[Trai
 
 
 class Unstackable(Exception):
-    """The loss cannot run under vmap (a data-dependent branch, `.item()`, an in-place `.data`
-    write), found on a probe batch before any step, so the seeds train one by one instead."""
+    """Found on a check batch before any step: the loss does not run under vmap (a
+    data-dependent branch, `.item()`, an in-place `.data` write), or, when exactness is asked
+    for, its stacked gradients are not bit for bit the one-by-one ones. The seeds then train one
+    by one."""
 
 
-def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
+def _train_stacked(recipes: list[Recipe], exact: bool) -> list[TrainResult]:
     cfg, first, M = recipes[0].cfg, recipes[0], len(recipes)
     for r in recipes:
         r.model.to(device=r.device, dtype=r.dtype)
-    probe = first.task.sample(1, generator=torch.Generator(device=first.device).manual_seed(0), device=first.device)
-    objectives = [Objective(r.model, r.loss_fn, probe.token_format) for r in recipes]
+    check_gen = torch.Generator(device=first.device).manual_seed(derive_seed(first.generator.initial_seed(), "stack-check"))
+    check = first.task.sample(cfg.batch_size, generator=check_gen, device=first.device).to(dtype=first.dtype)
+    objectives = [Objective(r.model, r.loss_fn, check.token_format) for r in recipes]
     own = [dict(o.named_parameters()) for o in objectives]  # each model's own leaves, as `meta_train` trains them
     own_buffers = [dict(o.named_buffers()) for o in objectives]
     base = copy.deepcopy(objectives[0])  # the function every model's weights are put into
-    batched_dims = [None if getattr(probe, f) is None else 0 for f in FIELDS]
+    batched_dims = [None if getattr(check, f) is None else 0 for f in FIELDS]
     # the gradient is taken inside vmap, so each model's backward runs the same per-model products
     # (weight gradients as x^T g, say) as its own training would; a backward through a vmapped
     # forward would take the batched products' formulas and sum in another order
     grads_of = vmap(grad_and_value(lambda p, b, *x: functional_call(base, (p, b), x)), in_dims=(0, 0, *batched_dims))
-    try:  # one pass on the probe, before any step: what vmap refuses shows here
+    try:  # one pass on the check batch, before any step: what vmap refuses shows here
         with torch.no_grad():
-            fields = [None if d is None else torch.stack([getattr(probe.to(dtype=first.dtype), f)] * M)
-                      for f, d in zip(FIELDS, batched_dims)]  # each (M, 1, ...)
+            fields = [None if d is None else torch.stack([getattr(check, f)] * M)
+                      for f, d in zip(FIELDS, batched_dims)]  # each (M, B, ...)
             params, buffers = stack(own), stack(own_buffers)
-        grads_of(params, buffers, *fields)
+        grads, losses = grads_of(params, buffers, *fields)
     except RuntimeError as err:
         raise Unstackable(f"its loss does not run under vmap: {str(err).splitlines()[0][:160]}") from err
+    if exact:
+        gap = one_by_one_gap(recipes, own, check, grads, losses)
+        if gap is not None:
+            mode = "" if mkl.strict() is not False else "; MKL ran before iclbench was imported, so not in its strict mode"
+            raise Unstackable(f"stacked gradients differ from one-by-one ones by up to {gap:.1e}{mode}; "
+                              "--stack-seeds close accepts float rounding")
     opts = [torch.optim.Adam(r.model.parameters(), lr=r.lr, betas=(cfg.beta1, cfg.beta2)) for r in recipes]
     held_out = [held_out_set(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
     streams = [task_stream(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
@@ -151,6 +163,21 @@ def _train_stacked(recipes: list[Recipe]) -> list[TrainResult]:
         result.seconds = time.perf_counter() - start
         tracked[m].finish()
     return results
+
+
+def one_by_one_gap(recipes: list[Recipe], own: list[dict[str, torch.Tensor]], batch: Episode,
+                   grads: dict[str, torch.Tensor], losses: torch.Tensor) -> float | None:
+    """None when the stacked losses (M,) and gradients (name -> (M, ...)) on `batch` are bit for
+    bit each model's own eager ones; else the largest difference."""
+    gaps = []
+    for m, r in enumerate(recipes):
+        leaves = list(own[m].values())
+        loss = r.loss_fn(r.model, batch)
+        alone = torch.autograd.grad(loss, leaves, allow_unused=True)  # None: a parameter the loss does not use
+        pairs = [(losses[m], loss.detach())] + [(grads[n][m], torch.zeros_like(p) if a is None else a)
+                                                for (n, p), a in zip(own[m].items(), alone)]
+        gaps += [float((x - y).abs().max()) for x, y in pairs if not torch.equal(x, y)]
+    return max(gaps) if gaps else None
 
 
 def stack(tensors: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ class LocalExecutor(Executor):
                                 "the local executor runs on this machine")
 
     def pretrain(self, catalog, runs, seeds, device, cache, progress) -> None:
-        stack = self.options.stack_seeds and cache is not None
+        stack = self.options.stack_seeds if cache is not None else None
         if stack or (self.options.jobs > 1 and cache is not None and device.type == "cpu"):
             from iclbench.pretrain import pretrain, train_jobs
 

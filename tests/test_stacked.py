@@ -46,12 +46,12 @@ def make_task(name: str):
     return CATALOG.tasks[name]({"T": 12}) if name == "lds" else CATALOG.tasks[name]()
 
 
-def stacked_and_alone(spec: str, task, tmp_path) -> tuple[list, list, list]:
+def stacked_and_alone(spec: str, task, tmp_path, exact: bool = True) -> tuple[list, list, list]:
     """Each seed's stacked training (result and recipe) and its learner trained one by one."""
     _, recipes = captured(spec, task, tmp_path / "stacked")
     assert len(recipes) == 3 and stackable(recipes) is None
     said = []
-    results = train_recipes(recipes, progress=said.append)
+    results = train_recipes(recipes, progress=said.append, exact=exact)
     assert said == []  # stacked, not one by one
     alone = []
     for seed in SEEDS:
@@ -81,10 +81,17 @@ def test_stacked_seeds_train_bit_for_bit_as_one_by_one_and_evaluation_loads_them
 
 @pytest.mark.parametrize("spec, task", [(f"layernorm-tf[{TINY}]", "linear-regression"),
                                         (f"causal-tf[layers=1,width=16,{TINY}]", "garg-linear")])
-def test_stacked_layernorm_trains_as_one_by_one_to_rounding(tmp_path, spec, task):
-    """vmap runs LayerNorm's backward as separate products and sums, not the fused kernel:
-    float rounding apart, the same training (causal-tf also updates its curriculum per seed)."""
-    results, recipes, alone = stacked_and_alone(spec, make_task(task), tmp_path)
+def test_layernorm_stacks_only_when_float_rounding_is_accepted(tmp_path, spec, task):
+    """vmap runs LayerNorm's backward as separate operations, not the fused kernel: exact
+    stacking finds that on its check batch and trains one by one, saying why; close stacking
+    trains the same models to float rounding (causal-tf also keeps each seed's curriculum)."""
+    task = make_task(task)
+    _, recipes = captured(spec, task, tmp_path / "exact")
+    said = []
+    train_recipes(recipes, progress=said.append)
+    assert len(said) == 1 and "3 seeds trained one by one (stacked gradients differ from one-by-one ones by up to " \
+        in said[0] and said[0].endswith("; --stack-seeds close accepts float rounding)")
+    results, recipes, alone = stacked_and_alone(spec, task, tmp_path, exact=False)
     for result, recipe, one in zip(results, recipes, alone):
         for row, ref in zip(result.curve, one.training.curve, strict=True):
             assert row["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-5)
