@@ -27,13 +27,13 @@ def learner(spec: str):
     return CATALOG.learners[name](overrides)
 
 
-def captured(spec: str, task, cache) -> tuple[list, list]:
+def captured(spec: str, task, cache, device: str = "cpu") -> tuple[list, list]:
     """The learners of `spec` per seed and the trainings their fits would run."""
     learners, recipes = [], []
     with cache_dir(cache), capturing_trainings() as found:
         for seed in SEEDS:
             learners.append(learner(spec))
-            fit_for_evaluation(learners[-1], task, seed, torch.device("cpu"))
+            fit_for_evaluation(learners[-1], task, seed, torch.device(device))
         recipes += found
     return learners, recipes
 
@@ -46,9 +46,9 @@ def make_task(name: str):
     return CATALOG.tasks[name]({"T": 12}) if name == "lds" else CATALOG.tasks[name]()
 
 
-def stacked_and_alone(spec: str, task, tmp_path, exact: bool = True) -> tuple[list, list, list]:
+def stacked_and_alone(spec: str, task, tmp_path, exact: bool = True, device: str = "cpu") -> tuple[list, list, list]:
     """Each seed's stacked training (result and recipe) and its learner trained one by one."""
-    _, recipes = captured(spec, task, tmp_path / "stacked")
+    _, recipes = captured(spec, task, tmp_path / "stacked", device)
     assert len(recipes) == 3 and stackable(recipes) is None
     said = []
     results = train_recipes(recipes, progress=said.append, exact=exact)
@@ -57,7 +57,7 @@ def stacked_and_alone(spec: str, task, tmp_path, exact: bool = True) -> tuple[li
     for seed in SEEDS:
         with cache_dir(tmp_path / "alone"):
             alone.append(learner(spec))
-            fit_for_evaluation(alone[-1], task, seed, torch.device("cpu"))
+            fit_for_evaluation(alone[-1], task, seed, torch.device(device))
     return results, recipes, alone
 
 
@@ -93,6 +93,18 @@ def test_layernorm_stacks_only_when_float_rounding_is_accepted(tmp_path, spec, t
         in said[0] and said[0].endswith("; --stack-seeds close accepts float rounding)")
     results, recipes, alone = stacked_and_alone(spec, task, tmp_path, exact=False)
     for result, recipe, one in zip(results, recipes, alone):
+        for row, ref in zip(result.curve, one.training.curve, strict=True):
+            assert row["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-5)
+        assert torch.allclose(weights(recipe.model), weights(one.model), atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+@pytest.mark.parametrize("spec, task", [(f"lsa[layers=2,{TINY}]", "linear-regression"),
+                                        (f"seq-tf[attention=hybrid,layers=2,{TINY}]", "lds")])
+def test_stacked_seeds_on_cuda_train_as_one_by_one_to_rounding(tmp_path, spec, task):
+    results, recipes, alone = stacked_and_alone(spec, make_task(task), tmp_path, exact=False, device="cuda")
+    for result, recipe, one in zip(results, recipes, alone):
+        assert weights(recipe.model).is_cuda
         for row, ref in zip(result.curve, one.training.curve, strict=True):
             assert row["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-5)
         assert torch.allclose(weights(recipe.model), weights(one.model), atol=1e-5, rtol=0)
