@@ -27,7 +27,8 @@ from iclbench.stacked import train_recipes
 from iclbench.training import capturing_trainings
 
 CONFIGS = [("lsa", "linear-regression", 2048), ("lsa[layers=3]", "linear-regression", 2048),
-           ("seq-tf", "lds", 256), ("seq-tf[layers=4]", "lds", 256)]
+           ("seq-tf", "lds", 256), ("seq-tf[layers=4]", "lds", 256), ("seq-tf[attention=mesa]", "lds", 256),
+           ("causal-tf", "garg-linear", 64)]
 
 
 def sync(device) -> None:
@@ -44,11 +45,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (default 1: how reproduce trains, and how exact stacking runs on a CPU)")
     ap.add_argument("--close", action="store_true", help="accept float rounding, as --stack-seeds close")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     device, catalog, seeds = resolve_device(args.device), default_catalog(), list(range(args.seeds))
     print(f"| learner | batch | one by one, s ({args.seeds} seeds, {args.steps} steps) | stacked, s | speed-up | "
           "max weight gap |")

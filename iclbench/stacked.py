@@ -8,17 +8,18 @@ pass is batched), and its own checkpoint in the standard format, written every
 `checkpoint_every` steps and at the end. Evaluation then loads those checkpoints as usual, and
 an interrupted stacked training resumes, one seed at a time, through `meta_train`.
 
-Stacking never changes a bit unless asked to: before the first step, the stacked gradients on
-a training-sized check batch are compared with each model's own eager ones, and if any bit
-differs the seeds train one by one, saying by how much (`exact=False`, `--stack-seeds close`,
-accepts float rounding). On a CPU they agree bit for bit for most learners: the gradient is
-taken per model inside vmap, and MKL runs in its alignment-independent mode (`iclbench.mkl`),
-so a product on a seed's slice of a stacked batch has the bits of the same product alone.
-LayerNorm (run by vmap as separate operations, not the fused kernel), matrix-vector products
-and the mesa-layer's solves differ by rounding; on CUDA, batched and single products are
-may use different cuBLAS kernels. Buffers are read from each model every step; a forward that writes a
-buffer (running statistics) is not supported. Like `--compile`, stacking changes how a run
-executes, not what it computes: no label, record key or checkpoint key changes.
+Stacking never changes a bit unless asked to: on a CPU it trains on one thread, as `reproduce`
+trains each model, and before the first step the stacked gradients on a training-sized check
+batch are compared with each model's own eager ones; if any bit differs the seeds train one by
+one, saying by how much (`exact=False`, `--stack-seeds close`, accepts float rounding). Every
+built-in trained learner stacks bit for bit on a CPU: the gradient is taken per model inside
+vmap, MKL runs in its alignment-independent mode (`iclbench.mkl`), so a product on a seed's slice
+of a stacked batch has the bits of the same product alone, and the models use operations that
+vmap batches one to one (`iclbench_plugins.transformer.stackable`, the mesa-layer's `LUSolve`).
+On CUDA batched and single products may use different cuBLAS kernels. Buffers are read from
+each model every step; a forward that writes a buffer (running statistics) is not supported.
+Like `--compile`, stacking changes how a run executes, not what it computes: no label, record
+key or checkpoint key changes.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def train_recipes(recipes: list[Recipe], progress=lambda msg: None, exact: bool 
                 for r in recipes:
                     if r.checkpoint is not None:
                         locks.enter_context(r.checkpoint.lock())
+                if exact and torch.device(recipes[0].device).type == "cpu":
+                    locks.enter_context(one_thread())
                 return _train_stacked(recipes, exact)
         except Unstackable as err:
             why = str(err)
@@ -178,6 +181,19 @@ def one_by_one_gap(recipes: list[Recipe], own: list[dict[str, torch.Tensor]], ba
                                                 for (n, p), a in zip(own[m].items(), alone)]
         gaps += [float((x - y).abs().max()) for x, y in pairs if not torch.equal(x, y)]
     return max(gaps) if gaps else None
+
+
+@contextlib.contextmanager
+def one_thread():
+    """CPU kernels on one thread within this block. A multi-threaded product splits its work by
+    the operands' sizes, so a stacked batch and a single model's split it differently; on one
+    thread (how `reproduce` trains, one process per training) the bits do not depend on that."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def stack(tensors: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

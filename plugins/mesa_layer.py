@@ -14,6 +14,7 @@ its projections and learned lambda is `CausalAttention(kind="mesa")` in sequence
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 METHODS = ("auto", "sherman-morrison", "solve")
 
@@ -44,13 +45,44 @@ def preconditioned_queries_sherman_morrison(
     return torch.stack(out, dim=2)  # (B, H, T, dk)
 
 
+class LUSolve(torch.autograd.Function):
+    """x = S^{-1} b for batches of square S, as torch.linalg.solve, with the same bits forward and
+    backward (an LU factorisation, then the adjoint solve with the same factors for the gradient).
+
+    Written out because under torch.func.vmap linalg.solve's gradient factorises S^T afresh and
+    differs from its eager gradient in the last bits; this one runs the same operations in both,
+    so stacked seeds (`iclbench.stacked`) train bit for bit. First derivatives only: a second
+    derivative raises instead of being silently wrong.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(S: torch.Tensor, b: torch.Tensor):
+        LU, pivots = torch.linalg.lu_factor(S)
+        return torch.linalg.lu_solve(LU, pivots, b), LU, pivots  # x (..., n, m), and the factors
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, LU, pivots = output
+        ctx.save_for_backward(LU, pivots, x)
+        ctx.mark_non_differentiable(LU, pivots)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_x: torch.Tensor, _grad_lu, _grad_pivots):
+        LU, pivots, x = ctx.saved_tensors
+        grad_b = torch.linalg.lu_solve(LU, pivots, grad_x, adjoint=True)  # S^-T grad_x, (..., n, m)
+        return -grad_b @ x.mT, grad_b  # dL/dS = -S^-T grad_x x^T
+
+
 def preconditioned_queries_solve(q: torch.Tensor, k: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """qtilde_t = S_t^{-1} q_t with S_t = sum_{t'<=t} k k^T + lambda I, all positions in one solve."""
     dk = q.shape[-1]
     eye = torch.eye(dk, dtype=q.dtype, device=q.device)
     S = torch.cumsum(k.unsqueeze(-1) * k.unsqueeze(-2), dim=2)  # (B, H, T, dk, dk)
     S = S + (_lam(lam, q) * eye).unsqueeze(2)  # + lambda_h I, broadcast (1, H, 1, dk, dk)
-    return torch.linalg.solve(S, q.unsqueeze(-1)).squeeze(-1)  # (B, H, T, dk)
+    return LUSolve.apply(S, q.unsqueeze(-1))[0].squeeze(-1)  # (B, H, T, dk)
 
 
 def mesa_attention(

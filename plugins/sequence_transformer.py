@@ -30,6 +30,7 @@ from iclbench.positions import INTERLEAVED, is_sequence, states_of
 from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench_plugins.mesa_layer import mesa_attention
 from iclbench_plugins.online_references import linear_attention
+from iclbench_plugins.transformer.stackable import LayerNorm, Linear
 
 Kind = Literal["linear", "softmax", "mesa"]
 
@@ -84,8 +85,8 @@ class SequenceTransformer(nn.Module):
         self.read_in = nn.Linear(D, W, bias=False) if tokens == "raw" else None
         self.read_out = nn.Linear(W, D, bias=False) if tokens == "raw" else None
         self.attn = nn.ModuleList(CausalAttention(W, heads, key_dim, kind, init_std) for kind in kinds)
-        self.norms = nn.ModuleList(nn.LayerNorm(W) if layernorm else nn.Identity() for _ in kinds)
-        self.mlps = nn.ModuleList(nn.Sequential(nn.Linear(W, 4 * W), nn.GELU(), nn.Linear(4 * W, W))
+        self.norms = nn.ModuleList(LayerNorm(W) if layernorm else nn.Identity() for _ in kinds)
+        self.mlps = nn.ModuleList(nn.Sequential(Linear(W, 4 * W), nn.GELU(), Linear(4 * W, W))
                                   for _ in kinds) if mlp else None
 
     def embed(self, s: torch.Tensor) -> torch.Tensor:

@@ -187,8 +187,11 @@ def test_stacked_seeds_train_once_as_one_model_and_evaluation_loads_them(tmp_pat
     assert said[1].startswith("[1/1] trained lsa") and "seeds 0,1" in said[1] and said[1].endswith(" s (stacked)")
     lsa = {r["seed"]: r for r in Results(tmp_path / "board").records if r["learner"] == "lsa"}
     assert sorted(lsa) == [0, 1] and all(r["fit_info"]["from_cache"] for r in lsa.values())
-    run_reproduction(Tiny(), catalog, [0, 1], torch.device("cpu"), "small", tmp_path / "alone", tmp_path / "cache-alone",
-                     lambda m: None, jobs=1)
+    from iclbench.stacked import one_thread
+
+    with one_thread():  # one by one in this process, on one thread as the stacked workers train
+        run_reproduction(Tiny(), catalog, [0, 1], torch.device("cpu"), "small", tmp_path / "alone",
+                         tmp_path / "cache-alone", lambda m: None, jobs=1)
     alone = {r["seed"]: r for r in Results(tmp_path / "alone").records if r["learner"] == "lsa"}
     for seed in (0, 1):
         assert lsa[seed]["metrics"]["loss"] == alone[seed]["metrics"]["loss"]  # bit for bit

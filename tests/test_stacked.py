@@ -14,7 +14,7 @@ from iclbench.catalog import default_catalog
 from iclbench.checkpoints import cache_dir
 from iclbench.config import parse_spec
 from iclbench.runner import fit_for_evaluation
-from iclbench.stacked import stackable, train_recipes
+from iclbench.stacked import one_thread, stackable, train_recipes
 from iclbench.training import capturing_trainings
 
 CATALOG = default_catalog()
@@ -61,11 +61,25 @@ def stacked_and_alone(spec: str, task, tmp_path, exact: bool = True, device: str
     return results, recipes, alone
 
 
-@pytest.mark.parametrize("spec, task", [(f"lsa[{TINY}]", "linear-regression"),
-                                        (f"lsa[layers=2,clip=0.5,{TINY}]", "linear-regression"),  # clamps under vmap
-                                        (f"softmax-tf[heads=2,{TINY}]", "linear-regression"),
-                                        (f"copy-tf[{TINY}]", "alternating"),
-                                        (f"seq-tf[layers=2,{TINY}]", "lds")])
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One-by-one references on one thread, as `reproduce` trains each model and as stacking runs."""
+    with one_thread():
+        yield
+
+
+EXACT = [(f"lsa[{TINY}]", "linear-regression"),
+         (f"lsa[layers=2,clip=0.5,{TINY}]", "linear-regression"),  # the clip is applied unconditionally under vmap
+         (f"softmax-tf[heads=2,{TINY}]", "linear-regression"),
+         (f"layernorm-tf[{TINY}]", "linear-regression"),
+         (f"mlp-lsa[{TINY}]", "sine"),  # dx = 1: one-column products
+         (f"copy-tf[{TINY}]", "alternating"),
+         (f"seq-tf[layers=2,{TINY}]", "lds"),
+         (f"seq-tf[attention=hybrid,layers=2,tokens=raw,mlp=true,layernorm=true,{TINY}]", "lds"),  # softmax, mesa
+         (f"causal-tf[layers=1,width=16,{TINY}]", "garg-linear")]  # LayerNorm, biases, a one-output read-out
+
+
+@pytest.mark.parametrize("spec, task", EXACT)
 def test_stacked_seeds_train_bit_for_bit_as_one_by_one_and_evaluation_loads_them(tmp_path, spec, task):
     task = make_task(task)
     results, _, alone = stacked_and_alone(spec, task, tmp_path)
@@ -79,23 +93,35 @@ def test_stacked_seeds_train_bit_for_bit_as_one_by_one_and_evaluation_loads_them
         assert torch.equal(weights(loaded.model), weights(one.model))
 
 
-@pytest.mark.parametrize("spec, task", [(f"layernorm-tf[{TINY}]", "linear-regression"),
-                                        (f"causal-tf[layers=1,width=16,{TINY}]", "garg-linear")])
-def test_layernorm_stacks_only_when_float_rounding_is_accepted(tmp_path, spec, task):
-    """vmap runs LayerNorm's backward as separate operations, not the fused kernel: exact
-    stacking finds that on its check batch and trains one by one, saying why; close stacking
-    trains the same models to float rounding (causal-tf also keeps each seed's curriculum)."""
-    task = make_task(task)
-    _, recipes = captured(spec, task, tmp_path / "exact")
+def test_a_loss_that_stacks_only_to_rounding_trains_one_by_one_unless_close(tmp_path):
+    """A one-column matrix product is another kernel eagerly and under vmap: exact stacking finds
+    the difference on its check batch and trains one by one, saying by how much; close stacking
+    trains the same models to float rounding."""
+    task = CATALOG.tasks["linear-regression"]()
+
+    def one_column(plain):
+        def loss(model, episode):  # (B, d) @ (d, 1): the last bits differ under vmap
+            w = model.blocks[0].attn.W_Q[0, :episode.dx, :1]  # (d, 1)
+            return plain(model, episode) + 1e-3 * (episode.query_x @ w).pow(2).mean()
+        return loss
+
+    _, recipes = captured(f"lsa[{TINY}]", task, tmp_path / "exact")
+    loss = one_column(recipes[0].loss_fn)
+    for r in recipes:
+        r.loss_fn = loss
     said = []
     train_recipes(recipes, progress=said.append)
     assert len(said) == 1 and "3 seeds trained one by one (stacked gradients differ from one-by-one ones by up to " \
         in said[0] and said[0].endswith("; --stack-seeds close accepts float rounding)")
-    results, recipes, alone = stacked_and_alone(spec, task, tmp_path, exact=False)
-    for result, recipe, one in zip(results, recipes, alone):
-        for row, ref in zip(result.curve, one.training.curve, strict=True):
-            assert row["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-5)
-        assert torch.allclose(weights(recipe.model), weights(one.model), atol=1e-5, rtol=0)
+    _, close = captured(f"lsa[{TINY}]", task, tmp_path / "close")
+    for r in close:
+        r.loss_fn = loss
+    said = []
+    results = train_recipes(close, progress=said.append, exact=False)
+    assert said == []
+    for result, r, alone in zip(results, close, recipes):  # recipes: trained one by one above
+        assert [row["step"] for row in result.curve] == [4, 8, 12]
+        assert torch.allclose(weights(r.model), weights(alone.model), atol=1e-6, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")

@@ -47,6 +47,7 @@ from iclbench.learner import placed
 from iclbench.checkpoints import Checkpoint, training_checkpoint
 from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench.workload import TaskShape, Workload
+from iclbench_plugins.transformer.stackable import LayerNorm, Linear
 from iclbench_plugins.transformer.learners import prediction_workload, training_workload
 
 
@@ -76,9 +77,9 @@ class Block(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.fc, self.out = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+        self.ln1, self.ln2 = LayerNorm(width), LayerNorm(width)
+        self.qkv, self.proj = Linear(width, 3 * width), Linear(width, width)
+        self.fc, self.out = Linear(width, 4 * width), Linear(4 * width, width)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, W) -> (B, T, W). mask: (T, T) boolean, True where attention is allowed;
@@ -99,11 +100,11 @@ class CausalTransformer(nn.Module):
     def __init__(self, dx: int, dy: int, max_pairs: int, layers: int, width: int, heads: int) -> None:
         super().__init__()
         self.dx, self.dy, self.max_pairs = dx, dy, max_pairs
-        self.read_in = nn.Linear(dx + dy, width)  # PyTorch's default init, as Garg's read-in
+        self.read_in = Linear(dx + dy, width)  # PyTorch's default init, as Garg's read-in
         self.pos = nn.Embedding(2 * max_pairs + 1, width)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(width)
-        self.read_out = nn.Linear(width, dy)
+        self.ln_f = LayerNorm(width)
+        self.read_out = Linear(width, dy)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         with torch.no_grad():  # GPT-2's init inside the backbone
             nn.init.normal_(self.pos.weight, std=0.02)

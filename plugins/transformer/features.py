@@ -20,6 +20,7 @@ from iclbench.training import TrainConfig
 from iclbench.workload import TaskShape
 from iclbench_plugins.transformer.learners import TransformerLearner
 from iclbench_plugins.transformer.model import MLP, InContextTransformer, tokens
+from iclbench_plugins.transformer.stackable import Linear
 from iclbench.plotting import save, subplots
 
 
@@ -36,7 +37,7 @@ class DeepFeatureModel(nn.Module):
     def __init__(self, dx: int, dy: int, width: int, gd: bool, attention_init: float) -> None:
         super().__init__()
         self.dx, self.dy, self.width = dx, dy, width
-        self.embed = nn.Linear(dx, width)
+        self.embed = Linear(dx, width)
         self.mlp = MLP(width + dy, init_scale=1.0)
         if gd:
             self.eta = nn.Parameter(torch.tensor(1.0))
@@ -56,26 +57,33 @@ class DeepFeatureModel(nn.Module):
     def hidden(self, u: torch.Tensor) -> torch.Tensor:
         """(..., 4D) the MLP's hidden activations for raw tokens u = (x, y) (..., dx+dy)."""
         W, fc1 = self.width, self.mlp.fc1
-        w1 = torch.cat([fc1.weight[:, :W] @ self.embed.weight, fc1.weight[:, W:]], 1)  # (4D, dx+dy): embedding folded in
-        b1 = fc1.weight[:, :W] @ self.embed.bias + fc1.bias  # (4D,)
-        return nn.functional.gelu(torch.addmm(b1, u.reshape(-1, u.shape[-1]), w1.T)).reshape(*u.shape[:-1], -1)
+        # the embedding folded in as sums of elementwise products, not matrix products with a
+        # vector (the bias, or the weight when dx = 1), and no fused addmm: under vmap (stacked
+        # seeds) those run as other kernels, with other bits
+        w1 = torch.cat([(fc1.weight[:, :W, None] * self.embed.weight).sum(1), fc1.weight[:, W:]], 1)  # (4D, dx+dy)
+        b1 = (fc1.weight[:, :W] * self.embed.bias).sum(-1) + fc1.bias  # (4D,)
+        return nn.functional.gelu(u.reshape(-1, u.shape[-1]) @ w1.T + b1).reshape(*u.shape[:-1], -1)
 
     def dot_features(self, u: torch.Tensor, g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """(B, N) f_j . r_b for context features f_j = z_j + W2 g_j + b2, without forming f_j.
 
         u (B, N, dx+dy) raw tokens, g (B, N, 4D) their hidden activations, r (B, D)."""
         W, fc2 = self.width, self.mlp.fc2
-        to_x = r[:, :W] @ self.embed.weight  # (B, dx): z_j . r = x_j . E^T r_x + y_j . r_y + e_b . r_x
+        # (B, dx): z_j . r = x_j . E^T r_x + y_j . r_y + e_b . r_x; summed products, as dx may be 1 (below)
+        to_x = (r[:, :W, None] * self.embed.weight).sum(1)
         s = u[..., : self.dx] @ to_x[:, :, None] + u[..., self.dx:] @ r[:, W:, None]  # (B, N, 1)
         s = s + (g * (r @ fc2.weight)[:, None, :]).sum(-1, keepdim=True)  # (B, N, 1) + g_j . W2^T r; beats bmm on CPU
-        return s[..., 0] + (r[:, :W] @ self.embed.bias + r @ fc2.bias)[:, None]  # (B, N)
+        # products with the bias vectors as sums of elementwise products: under vmap (stacked
+        # seeds) a matrix-vector product runs as a batched matrix product, with other bits
+        bias = (r[:, :W] * self.embed.bias).sum(-1) + (r * fc2.bias).sum(-1)  # (B,)
+        return s[..., 0] + bias[:, None]  # (B, N)
 
     def sum_features(self, u: torch.Tensor, g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """(B, D) sum_j s_bj f_j, without forming f_j. s (B, N) weights."""
         su = (s[:, None, :] @ u)[:, 0]  # (B, dx+dy)
         sg = (s[:, None, :] @ g)[:, 0]  # (B, 4D)
         total = s.sum(1, keepdim=True)  # (B, 1)
-        zx = su[:, : self.dx] @ self.embed.weight.T + total * self.embed.bias  # (B, W)
+        zx = (su[:, : self.dx, None] * self.embed.weight.T).sum(1) + total * self.embed.bias  # (B, W); dx may be 1
         return torch.cat([zx, su[:, self.dx:]], 1) + sg @ self.mlp.fc2.weight.T + total * self.mlp.fc2.bias
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:

@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from iclbench_plugins.transformer.stackable import LayerNorm, Linear
+
 
 def tokens(context_x: torch.Tensor, context_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
     """(B, N+1, dx+dy) token matrix: context (x_j, y_j), then the query (x, 0)."""
@@ -95,7 +97,7 @@ class MLP(nn.Module):
 
     def __init__(self, dim: int, init_scale: float) -> None:
         super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.fc1, self.fc2 = Linear(dim, 4 * dim), Linear(4 * dim, dim)
         for lin in (self.fc1, self.fc2):
             variance_scaling_(lin.weight, init_scale, lin.in_features)
             nn.init.zeros_(lin.bias)
@@ -109,7 +111,7 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, kind: str, layernorm: bool, mlp: bool, init_scale: float) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim) if layernorm else None
+        self.norm = LayerNorm(dim) if layernorm else None
         self.attn = Attention(dim, heads, kind, init_scale)
         self.mlp = MLP(dim, init_scale) if mlp else None
 
