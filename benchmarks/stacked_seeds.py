@@ -5,11 +5,11 @@
 
 For each configuration: the seconds of M one-by-one fits and of the stacked one (each the whole
 `fit`: model building, held-out evaluations and monitors included), the speed-up, and the largest difference between
-a seed's stacked and one-by-one weights at the end: 0 on a CPU, where these stack bit for bit
-(`iclbench.stacked`). Without --close a configuration that would not be bit for bit trains one
-by one, said under the table; with it (`--stack-seeds close`) it stacks to float rounding (on
-CUDA, say). On a 2-core CPU stacking gains little at batch 2048 (0.84x to 1.19x); on a GPU,
-where one small model leaves the device idle, it is the point.
+a seed's stacked and one-by-one weights at the end: 0 on a CPU, where every built-in learner
+stacks bit for bit (`iclbench.stacked`). Without --close a configuration that would not be bit
+for bit trains one by one, said under the table; with it (`--stack-seeds close`) it stacks to
+float rounding (on CUDA, say). On a CPU stacking gains nothing (0.71x to 0.98x on one thread);
+on a GPU, where one small model leaves the device idle, it is the point.
 """
 
 from __future__ import annotations
