@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
+from tqdm.auto import tqdm
 
 from iclbench import mkl
 from iclbench.episode import Episode
@@ -135,36 +137,44 @@ def _train_stacked(recipes: list[Recipe], exact: bool) -> list[TrainResult]:
     results = [TrainResult() for _ in recipes]
     running = torch.zeros(M, device=first.device, dtype=first.dtype)  # (M,) summed train loss since the last row
     start, step = time.perf_counter(), 0
-    while step < cfg.steps:
-        episodes = [next_batch(step) for next_batch in streams]
-        fields = [None if d is None else torch.stack([getattr(e, f) for e in episodes]) for f, d in
-                  zip(FIELDS, batched_dims)]  # each (M, B, ...)
-        with torch.no_grad():
-            params, buffers = stack(own), stack(own_buffers)
-        grads, losses = grads_of(params, buffers, *fields)  # name -> (M, ...) gradients; (M,) losses
-        for m, (r, opt) in enumerate(zip(recipes, opts)):  # each model's own clipping and Adam step
-            opt.zero_grad(set_to_none=True)
-            for n, p in own[m].items():
-                p.grad = grads[n][m]
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(r.model.parameters(), cfg.grad_clip)
-            opt.step()
-        running += losses.detach()
-        step += 1
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            n = step % cfg.eval_every or cfg.eval_every
-            for m, r in enumerate(recipes):
-                row = evaluate_row(r.model, r.loss_fn, held_out[m], r.monitors, step, float(running[m]) / n)
-                results[m].curve.append(row)
-                tracked[m].log(row)
-            running.zero_()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            seconds = time.perf_counter() - start
-            for m, r in enumerate(recipes):
-                save(r, opts[m], step, results[m], step == cfg.steps, seconds)
-    for m, result in enumerate(results):
+    bar = tqdm(total=cfg.steps, desc=f"{first.desc} ({M} seeds stacked)", leave=False, dynamic_ncols=True,
+               disable=True if os.environ.get("TQDM_DISABLE") else None)
+    try:
+        while step < cfg.steps:
+            episodes = [next_batch(step) for next_batch in streams]
+            fields = [None if d is None else torch.stack([getattr(e, f) for e in episodes]) for f, d in
+                      zip(FIELDS, batched_dims)]  # each (M, B, ...)
+            with torch.no_grad():
+                params, buffers = stack(own), stack(own_buffers)
+            grads, losses = grads_of(params, buffers, *fields)  # name -> (M, ...) gradients; (M,) losses
+            for m, (r, opt) in enumerate(zip(recipes, opts)):  # each model's own clipping and Adam step
+                opt.zero_grad(set_to_none=True)
+                for n, p in own[m].items():
+                    p.grad = grads[n][m]
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(r.model.parameters(), cfg.grad_clip)
+                opt.step()
+            running += losses.detach()
+            step += 1
+            bar.update(1)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                n = step % cfg.eval_every or cfg.eval_every
+                for m, r in enumerate(recipes):
+                    row = evaluate_row(r.model, r.loss_fn, held_out[m], r.monitors, step, float(running[m]) / n)
+                    results[m].curve.append(row)
+                    tracked[m].log(row)
+                running.zero_()
+                bar.set_postfix(held_out=" ".join(f"{res.curve[-1]['eval_loss']:.4f}" for res in results))
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                seconds = time.perf_counter() - start
+                for m, r in enumerate(recipes):
+                    save(r, opts[m], step, results[m], step == cfg.steps, seconds)
+    finally:
+        bar.close()
+        for t in tracked:  # on an interruption too: what was mirrored so far is kept
+            t.finish()
+    for result in results:
         result.seconds = time.perf_counter() - start
-        tracked[m].finish()
     return results
 
 
