@@ -196,6 +196,12 @@ def test_stacked_seeds_train_once_as_one_model_and_evaluation_loads_them(tmp_pat
     for seed in (0, 1):
         assert lsa[seed]["metrics"]["loss"] == alone[seed]["metrics"]["loss"]  # bit for bit
     assert Results(tmp_path / "board").meta["execution"]["stack_seeds"] == "exact"
+    from iclbench.publish import execution_flags, stack_flag
+
+    assert execution_flags(Results(tmp_path / "board").meta).endswith(" --stack-seeds")  # the command as run
+
+    assert [stack_flag(m) for m in (None, True, "exact", "close")] == ["", " --stack-seeds", " --stack-seeds",
+                                                                      " --stack-seeds close"]
 
 
 def test_time_per_learner_counts_each_training_once():
