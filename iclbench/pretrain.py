@@ -100,7 +100,8 @@ def _run_stacked(group: tuple[TrainJob, ...], device: str, cache: Path, plugin_f
                 fit_for_evaluation(catalog.learners[name](overrides), train, job.seed, torch.device(device))
         said: list[str] = []
         train_recipes(recipes, said.append, exact=exact)
-    return group[0], time.perf_counter() - start, f" ({'; '.join(said)})" if said else " (stacked)"
+    why = [msg.removeprefix(f"{recipes[0].desc}: ") for msg in said]  # "3 seeds trained one by one (...)"
+    return group[0], time.perf_counter() - start, f" ({'; '.join(why)})" if why else " (stacked)"
 
 
 def as_completed_jobs(jobs: list[TrainJob], futures: list) -> Iterator[tuple[TrainJob, Future]]:

@@ -66,7 +66,6 @@ def stackable(recipes: list[Recipe]) -> str | None:
         (all(s == shapes[0] for s in shapes), "parameter shapes differ"),
         (all(getattr(r.loss_fn, "__func__", r.loss_fn) == getattr(first.loss_fn, "__func__", first.loss_fn)
              for r in recipes), "losses differ"),
-        (first.cfg.pool is None, "a fixed task pool is cycled per model"),
         (all(r.checkpoint is None or r.checkpoint.load() is None for r in recipes), "a training has a checkpoint"),
     ]
     return next((why for ok, why in checks if not ok), None)

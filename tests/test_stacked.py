@@ -70,6 +70,7 @@ def _one_thread():
 
 EXACT = [(f"lsa[{TINY}]", "linear-regression"),
          (f"lsa[layers=2,clip=0.5,{TINY}]", "linear-regression"),  # the clip is applied unconditionally under vmap
+         (f"lsa[train.pool=128,{TINY}]", "linear-regression"),  # each seed cycles its own fixed pool
          (f"softmax-tf[heads=2,{TINY}]", "linear-regression"),
          (f"layernorm-tf[{TINY}]", "linear-regression"),
          (f"mlp-lsa[{TINY}]", "sine"),  # dx = 1: one-column products
