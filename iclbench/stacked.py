@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import time
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
-from tqdm.auto import tqdm
 
 from iclbench import mkl
 from iclbench.episode import Episode
 from iclbench.seeding import derive_seed
-from iclbench.training import Recipe, TrainResult, evaluate_row, held_out_set, meta_train, task_stream
+from iclbench.training import (Recipe, TrainResult, adam, checkpoint_state, evaluate_row, held_out_set,
+                               progress_bar, task_stream)
 from iclbench.tracking import track_training
 
 FIELDS = ("context_x", "context_y", "query_x", "query_y", "tokens")  # what a stacked loss reads of an episode
@@ -89,8 +88,7 @@ def train_recipes(recipes: list[Recipe], progress=lambda msg: None, exact: bool 
             why = str(err)
     if len(recipes) > 1:
         progress(f"{recipes[0].desc}: {len(recipes)} seeds trained one by one ({why})")
-    return [meta_train(r.model, r.loss_fn, r.task, r.cfg, generator=r.generator, device=r.device, lr=r.lr,
-                       dtype=r.dtype, checkpoint=r.checkpoint, monitors=r.monitors, desc=r.desc) for r in recipes]
+    return [r.train_alone() for r in recipes]
 
 
 class Unstackable(Exception):
@@ -129,15 +127,14 @@ def _train_stacked(recipes: list[Recipe], exact: bool) -> list[TrainResult]:
             mode = "" if mkl.strict() is not False else "; MKL ran before iclbench was imported, so not in its strict mode"
             raise Unstackable(f"stacked gradients differ from one-by-one ones by up to {gap:.1e}{mode}; "
                               "--stack-seeds close accepts float rounding")
-    opts = [torch.optim.Adam(r.model.parameters(), lr=r.lr, betas=(cfg.beta1, cfg.beta2)) for r in recipes]
+    opts = [adam(r.model, r.lr, cfg) for r in recipes]
     held_out = [held_out_set(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
     streams = [task_stream(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
     tracked = [track_training(r.desc, r.task, cfg.model_dump(), r.generator) for r in recipes]
     results = [TrainResult() for _ in recipes]
     running = torch.zeros(M, device=first.device, dtype=first.dtype)  # (M,) summed train loss since the last row
     start, step = time.perf_counter(), 0
-    bar = tqdm(total=cfg.steps, desc=f"{first.desc} ({M} seeds stacked)", leave=False, dynamic_ncols=True,
-               disable=True if os.environ.get("TQDM_DISABLE") else None)
+    bar = progress_bar(cfg.steps, f"{first.desc} ({M} seeds stacked)")
     try:
         while step < cfg.steps:
             episodes = [next_batch(step) for next_batch in streams]
@@ -211,10 +208,6 @@ def stack(tensors: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def save(r: Recipe, opt: torch.optim.Optimizer, step: int, result: TrainResult, done: bool, seconds: float) -> None:
-    """A model's checkpoint in `meta_train`'s format (weights, Adam state, task stream, curve),
-    so evaluation loads it and a one-by-one run resumes it."""
-    if r.checkpoint is None:
-        return
-    r.checkpoint.save({"model": r.model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                       "curve": result.curve, "generator": r.generator.get_state().cpu(), "done": done,
-                       "seconds": seconds})
+    """A model's checkpoint in `meta_train`'s format, so evaluation loads it and a one-by-one run resumes it."""
+    if r.checkpoint is not None:
+        r.checkpoint.save(checkpoint_state(r.model, opt, step, result.curve, r.generator, done, seconds))

@@ -141,6 +141,25 @@ def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device
     return lambda step: pool.slice(first(step), first(step) + cfg.batch_size)
 
 
+def adam(model: torch.nn.Module, lr: float, cfg: TrainConfig) -> torch.optim.Adam:
+    """The optimiser of every training: Adam with the config's betas."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def progress_bar(total: int, desc: str, initial: int = 0) -> tqdm:
+    """A training's step bar; off under TQDM_DISABLE (worker processes)."""
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
+                disable=True if os.environ.get("TQDM_DISABLE") else None)
+
+
+def checkpoint_state(model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, curve: list[dict[str, float]],
+                     generator: torch.Generator, done: bool, seconds: float) -> dict[str, Any]:
+    """What a training checkpoint holds (`_restore` reads it back): weights, Adam state, the
+    task stream's generator state and the curve so far."""
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "curve": curve,
+            "generator": generator.get_state().cpu(), "done": done, "seconds": seconds}
+
+
 @dataclass
 class Recipe:
     """One `meta_train` call's arguments, captured instead of run (`capturing_trainings`), so
@@ -157,6 +176,12 @@ class Recipe:
     checkpoint: Checkpoint | None
     monitors: dict[str, Monitor]
     desc: str
+
+    def train_alone(self) -> TrainResult:
+        """This training run by `meta_train` itself."""
+        return meta_train(self.model, self.loss_fn, self.task, self.cfg, generator=self.generator, device=self.device,
+                          lr=self.lr, dtype=self.dtype, checkpoint=self.checkpoint, monitors=self.monitors,
+                          desc=self.desc)
 
 
 _CAPTURE: ContextVar[list[Recipe] | None] = ContextVar("capture_trainings", default=None)
@@ -238,7 +263,7 @@ def _restore(checkpoint: Checkpoint | None, model: torch.nn.Module, opt: torch.o
 
 def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dtype, monitors, desc) -> TrainResult:
     """Reuse a finished checkpoint, or train from scratch or from an unfinished one."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
+    opt = adam(model, lr, cfg)
     held_out = held_out_set(task, cfg, generator, device, dtype)
     result, step = TrainResult(), 0
     state = _restore(checkpoint, model, opt, generator)
@@ -253,14 +278,13 @@ def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dt
 
     def save(done: bool) -> None:
         if checkpoint:
-            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                             "curve": result.curve, "generator": generator.get_state().cpu(), "done": done,
-                             "seconds": elapsed + time.perf_counter() - start})
+            checkpoint.save(checkpoint_state(model, opt, step, result.curve, generator, done,
+                                             elapsed + time.perf_counter() - start))
 
     train_loss = step_loss(loss_fn)
     next_batch = task_stream(task, cfg, generator, device, dtype)
     running = torch.zeros((), device=device, dtype=dtype)  # summed train loss since the last evaluation
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, dynamic_ncols=True, disable=True if os.environ.get("TQDM_DISABLE") else None)
+    bar = progress_bar(cfg.steps, desc, initial=step)
     try:
         while step < cfg.steps:
             loss = train_loss(model, next_batch(step))
