@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iclbench.analysis import Analysis
+from iclbench.codehash import class_digest, pin, plugin_file_digest
 from iclbench.executors import Executor, checked_executor
 from iclbench.learner import Learner
 from iclbench.plugins import PluginManager, call_register_hook
@@ -49,8 +50,9 @@ class Catalog:
 
     def provenance(self, kind: str, name: str) -> dict[str, Any]:
         """Where the code of learner or task `name` comes from: its plugin, the plugin's
-        distribution and version (or file), and for a single-file plugin the file's hash, so a
-        record made by other code is never taken for this one's."""
+        distribution and version (or file), for a single-file plugin the file's hash, and the
+        digest of the code behind it (`iclbench.codehash`), so a record made by other code is
+        never taken for this one's."""
         registry = {"learner": self.learners, "task": self.tasks}[kind]
         plugin = registry.owner(name)
         source = self.plugins.sources.get(plugin, "?")
@@ -58,7 +60,8 @@ class Catalog:
             path = Path(source)
             self._file_hashes[source] = (hashlib.sha256(path.read_bytes()).hexdigest()
                                          if source.endswith(".py") and path.is_file() else None)
-        return {"plugin": plugin, "source": source, "sha256": self._file_hashes[source]}
+        return {"plugin": plugin, "source": source, "sha256": self._file_hashes[source],
+                "code": class_digest(registry[name])}
 
 
 _DEFAULT: list[Catalog] = []
@@ -85,15 +88,17 @@ def catalog_from_files(plugin_files: tuple[str, ...] = ()) -> Catalog:
 
 @dataclass(frozen=True)
 class PluginSource:
-    """A `--plugin` file's absolute path and bytes, so a worker on another machine loads the same code."""
+    """A `--plugin` file's absolute path, bytes and code digest (it with its local imports), so
+    a worker on another machine loads the same code and keys its numbers as the driver does."""
 
     path: str
     content: bytes
+    code: str | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> "PluginSource":
         path = Path(path).resolve()
-        return cls(str(path), path.read_bytes())
+        return cls(str(path), path.read_bytes(), plugin_file_digest(path))
 
 
 def catalog_from_sources(sources: tuple[PluginSource, ...] = ()) -> Catalog:
@@ -108,6 +113,8 @@ def catalog_from_sources(sources: tuple[PluginSource, ...] = ()) -> Catalog:
         path = folder / str(i) / Path(source.path).name
         path.parent.mkdir()
         path.write_bytes(source.content)
+        if source.code is not None:
+            pin(path, source.code)
         files.append(str(path))
     cat = build_catalog(make_plugin_manager(files=tuple(files)))
     for source in sources:

@@ -5,12 +5,17 @@ learners are scored on the *same* evaluation tasks (paired comparisons, alignmen
 drawn from its own seeded stream. Records are stored as soon as they exist.
 
 A learner's output is checked before it is scored: a wrong shape, device or dtype is an
-error naming the learner; non-finite predictions give a `diverged` record; an exception in
-one learner's fit or predict gives a `failed` record and the run goes on with the others.
+error naming the learner; non-finite predictions or losses give a `diverged` record; anything
+a learner raises in fit or predict (`sys.exit()` included, the user's Ctrl-C excepted), a
+`hyperparameters()` / `fit_info()` that is not JSON, a write into the tasks it was handed
+(`iclbench.isolation`) or a call past `Plan.learner_timeout` gives a `failed` record naming the
+stage, and the run goes on with the others, whose numbers stay bit for bit what they were.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -20,22 +25,26 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from iclbench.episode import Episode
+from iclbench.isolation import Guarded
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, sensitivity_cosine, task_losses
 from iclbench.positions import is_sequence, position_curve, position_predictions, position_sensitivities, states_of
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
-from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
+from iclbench.codehash import core_digest, git_dirty
+from iclbench.store import ResultStore, git_commit, record_key, to_strict_json, unit_key, versions
 from iclbench.suite import EvalTask, Suite
 from iclbench.task import Task
+from iclbench.watchdog import learner_fault, watched
 
 if TYPE_CHECKING:
     from iclbench.catalog import Catalog
 
 
 def fit_for_evaluation(learner: Learner, train_task, seed: int, device: torch.device) -> None:
-    """Fit `learner` exactly as an evaluation of `seed` does (same generator stream)."""
-    learner.fit(train_task, generator=generator(device, seed, "train"), device=device)
+    """Fit `learner` exactly as an evaluation of `seed` does (same generator stream), on its own
+    copy of the training task, so nothing it does to the task reaches the next learner."""
+    learner.fit(copy.deepcopy(train_task), generator=generator(device, seed, "train"), device=device)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class Plan:
     batch_size: int = 20000
     align_to: LearnerSpec | None = None
     force: bool = False
+    learner_timeout: float | None = None  # seconds a learner's fit or predict on one column may take
 
 
 class LearnerOutputError(ValueError):
@@ -104,6 +114,47 @@ def error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def not_json(value: Any, path: str) -> str | None:
+    """The path of the first part of `value` that JSON cannot hold (a tensor, an object), or None."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            bad = f"{path}[{k!r}]: a key of type {type(k).__name__}" if not isinstance(k, str) else not_json(v, f"{path}[{k!r}]")
+            if bad:
+                return bad
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((b for i, v in enumerate(value) if (b := not_json(v, f"{path}[{i}]"))), None)
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    return f"{path}: a {type(value).__name__}"
+
+
+def learner_info(learner: Learner) -> dict[str, Any]:
+    """The learner's `hyperparameters()` and `fit_info()`, checked to be JSON objects (they are
+    stored in every record); a LearnerOutputError names the method and the bad part."""
+    out = {}
+    for method in ("hyperparameters", "fit_info"):
+        value = getattr(learner, method)()
+        bad = f"{method}(): a {type(value).__name__}, not a dict" if not isinstance(value, dict) else not_json(value, f"{method}()")
+        if bad:
+            raise LearnerOutputError(f"learner {learner.label!r}: {bad}, which is not JSON")
+        out[method] = json.loads(json.dumps(to_strict_json(value)))  # a private copy: later changes do not leak in
+    return out
+
+
+def defined_mean_ci95(values: torch.Tensor) -> tuple[float, float] | None:
+    """`mean_ci95` over the tasks where `values` (B,) is defined (not NaN); None if nowhere."""
+    kept = values[~values.isnan()]
+    return mean_ci95(kept) if kept.numel() else None
+
+
+def cosine_against(sens: torch.Tensor, ref_sens: torch.Tensor) -> torch.Tensor:
+    """(B,) sensitivity cosines, NaN where the reference's sensitivity is zero (a cosine against
+    a zero vector is undefined); a learner whose own sensitivity is zero gets 0."""
+    cos = sensitivity_cosine(sens, ref_sens)  # (B,)
+    return cos.masked_fill(ref_sens.flatten(1).abs().amax(-1) == 0, float("nan"))
+
+
 class Evaluation:
     """One `iclbench evaluate` run; `run()` returns every record it produced or found stored.
 
@@ -114,6 +165,7 @@ class Evaluation:
         self.catalog, self.plan, self.store = catalog, plan, store
         self.learners = [s.build(catalog) for s in plan.learners]  # validates every config up front
         self.reference = plan.align_to.build(catalog) if plan.align_to else None  # for its label
+        self.warned: set[str] = set()  # one-time warnings already given (a diverged reference)
         self.progress = progress or (lambda msg: None)
         self.stored: dict[str, dict[str, Any]] = {}
         self._read_size: int | None = None  # the store's size when this run last had all of it
@@ -147,7 +199,7 @@ class Evaluation:
             "dtype": str(p.dtype).removeprefix("torch."), "device_type": p.device.type, "device": device_name(p.device),
             "align_to": self.reference.label if self.reference else None,
             "provenance": {"learner": self.catalog.provenance("learner", learner.name),
-                           "task": self.catalog.provenance("task", ev.task.name)},
+                           "task": self.catalog.provenance("task", ev.task.name), "core": core_digest()},
             "versions": versions(),
         }
 
@@ -190,24 +242,23 @@ class Evaluation:
         if not todo:
             return []
         learner = spec.build(self.catalog)  # fresh for every seed: nothing fitted leaks across seeds
-        fit_seconds, fit_error = 0.0, None
+        fit_seconds, fault, info = 0.0, None, {}
         try:
-            fit_seconds = self.fit(learner, seed)
-        except Exception as err:
-            fit_error = err
+            with self.watch(learner, "fit", f"seed {seed}"):
+                fit_seconds = self.fit(learner, seed)
+            info = learner_info(learner)
+        except BaseException as err:
+            if not learner_fault(err):
+                raise
+            fault = err
         out = []
         for ev, rec in todo:
-            if fit_error is not None:
-                rec.update(self.failed(rec, "fit", fit_error))
+            if fault is not None:
+                rec.update(self.failed(rec, "fit", fault))
             else:
-                try:
-                    if ev.label not in episodes:
-                        episodes[ev.label] = self.eval_tasks(ev, seed)
-                    episode, ref = episodes[ev.label]
-                    rec.update(self.measure(learner, episode, ref, ev.prefix_curve, ev.task), fit_seconds=fit_seconds)
-                except Exception as err:
-                    rec.update(self.failed(rec, "predict", err))
-            rec.update(git_commit=git_commit(), created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                rec.update(self.score(learner, ev, seed, episodes), fit_seconds=fit_seconds, **info)
+            rec.update(git_commit=git_commit(), git_dirty=git_dirty(),
+                       created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             before, after = self.store.append(rec)
             self.stored[record_key(rec)] = rec
             if before == self._read_size:  # nobody else wrote since the last read: still up to date
@@ -216,7 +267,32 @@ class Evaluation:
             self.report(rec)
         return out
 
-    def failed(self, rec: dict[str, Any], stage: str, err: Exception) -> dict[str, Any]:
+    def score(self, learner: Learner, ev: EvalTask, seed: int, episodes: dict[str, tuple[Episode, Any]]) -> dict[str, Any]:
+        """The measured part of one record: the reference's outputs and the tasks first (a
+        failure there is the reference's or the task's, stage named), then the learner's."""
+        rec = {"label": learner.label, "suite": self.plan.suite.name, "task_label": ev.label, "seed": seed}
+        try:
+            if ev.label not in episodes:
+                episodes[ev.label] = self.eval_tasks(ev, seed)
+        except BaseException as err:
+            if not learner_fault(err):
+                raise
+            return self.failed(rec, "reference" if self.reference is not None else "tasks", err)
+        episode, ref = episodes[ev.label]
+        try:
+            with self.watch(learner, "predict", f"{ev.label}, seed {seed}"):
+                return self.measure(Guarded(learner), episode, ref, ev.prefix_curve, ev.task)
+        except BaseException as err:
+            if not learner_fault(err):
+                raise
+            return self.failed(rec, "predict", err)
+
+    def watch(self, learner: Learner, stage: str, where: str):
+        """The block as one watched learner call (`iclbench.watchdog`)."""
+        return watched(f"{learner.label} in {stage} on {self.plan.suite.name}/{where}", self.plan.learner_timeout,
+                       self.progress)
+
+    def failed(self, rec: dict[str, Any], stage: str, err: BaseException) -> dict[str, Any]:
         where = f"{rec['label']} on {rec['suite']}/{rec['task_label']}, seed {rec['seed']}"
         self.failures.append(f"{where}: {stage} failed: {error_text(err)}")
         return {"status": "failed", "stage": stage, "error": error_text(err), "metrics": {}}
@@ -245,9 +321,19 @@ class Evaluation:
             return episode, None
         if self.reference_seed != seed:
             self.reference = self.plan.align_to.build(self.catalog)
-            self.fit(self.reference, seed)
+            with self.watch(self.reference, "fit", f"seed {seed} (the reference)"):
+                self.fit(self.reference, seed)
             self.reference_seed = seed
-        return episode, self.reference_outputs(episode)
+        with self.watch(self.reference, "predict", f"{ev.label}, seed {seed} (the reference)"):
+            ref = self.reference_outputs(episode)
+        if ref is not None and not all(bool(torch.isfinite(t).all()) for t in ref[:2]):
+            key = f"{self.reference.label}/{ev.label}/{seed}"
+            if not self.warned:
+                warnings.warn(f"the reference {self.reference.label!r} diverged on {p.suite.name}/{ev.label}, seed "
+                              f"{seed}: comparisons against it are not computed where it diverged", stacklevel=2)
+            self.warned.add(key)
+            ref = "diverged"
+        return episode, ref
 
     def fit(self, learner: Learner, seed: int) -> float:
         start = time.perf_counter()
@@ -259,12 +345,12 @@ class Evaluation:
         at every position and its sensitivities at a few (t -> (B, D, D))."""
         if self.reference is None:
             return None
-        bs = self.plan.batch_size
+        bs, reference = self.plan.batch_size, Guarded(self.reference, f"the reference {self.reference.label!r}")
         positions = position_sens = None
         if is_sequence(episode):
-            positions = position_predictions(self.reference, episode, lambda e: predict_chunked(self.reference, e, bs))
-            position_sens = position_sensitivities(self.reference, episode, self.sensitivity)
-        return (predict_chunked(self.reference, episode, bs), sensitivities_chunked(self.reference, episode, bs),
+            positions = position_predictions(reference, episode, lambda e: predict_chunked(reference, e, bs)).clone()
+            position_sens = {t: v.clone() for t, v in position_sensitivities(reference, episode, self.sensitivity).items()}
+        return (predict_chunked(reference, episode, bs).clone(), sensitivities_chunked(reference, episode, bs).clone(),
                 positions, position_sens)
 
     def sensitivity(self, learner: Learner, episode: Episode) -> torch.Tensor:
@@ -281,18 +367,26 @@ class Evaluation:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         losses = task_losses(pred, episode.query_y)  # (B,)
-        nonfinite = int((~torch.isfinite(pred)).any(dim=-1).sum())
+        nonfinite = int(((~torch.isfinite(pred)).any(dim=-1) | ~torch.isfinite(losses)).sum())  # an overflowing loss too
         loss, ci = mean_ci95(losses)
         metrics: dict[str, float] = {"loss": loss, "loss_ci95": ci, **robust_loss(losses)}
         for name, values in (task.scores(pred, episode) if task is not None else {}).items():  # (B,) each
             metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
+        status: dict[str, Any] = {"status": "diverged", "n_nonfinite": nonfinite} if nonfinite else {"status": "ok"}
+        undefined: dict[str, str] = {}
+        if ref == "diverged":
+            status["reference_status"], ref = "diverged", None
         if ref is not None:
             diff = losses.double() - task_losses(ref[0], episode.query_y).double()  # (B,) paired on the same tasks
             metrics["loss_diff"], metrics["loss_diff_ci95"] = mean_ci95(diff)
             sens = sensitivities_chunked(learner, episode, self.plan.batch_size)
-            for name, values in alignment(pred, ref[0], sens, ref[1]).items():
-                metrics[name], metrics[f"{name}_ci95"] = mean_ci95(values)
-        status = {"status": "diverged", "n_nonfinite": nonfinite} if nonfinite else {"status": "ok"}
+            values = {**alignment(pred, ref[0], sens, ref[1]), "sens_cos": cosine_against(sens, ref[1])}  # each (B,)
+            for name, v in values.items():
+                stat = defined_mean_ci95(v) if name == "sens_cos" else mean_ci95(v)
+                if stat is None:
+                    undefined[name] = "the reference's sensitivities are zero on every task"
+                else:
+                    metrics[name], metrics[f"{name}_ci95"] = stat
         if prefix:
             status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
         if is_sequence(episode):  # the loss at every position, its mean over positions, paired to the reference's
@@ -310,12 +404,16 @@ class Evaluation:
                 metrics["position_pred_diff"], metrics["position_pred_diff_ci95"] = mean_ci95(gap.mean(1))
                 status["position_curve"]["pred_diff"] = gap.mean(0).tolist()
                 status["position_curve"]["pred_diff_ci95"] = (1.96 * gap.std(0) / gap.shape[0] ** 0.5).tolist()
-                cosines = {t: sensitivity_cosine(sens_t, ref[3][t])  # (B,) per measured t
+                cosines = {t: cosine_against(sens_t, ref[3][t])  # (B,) per measured t
                            for t, sens_t in position_sensitivities(learner, episode, self.sensitivity, list(ref[3])).items()}
-                per_t = [mean_ci95(c) for c in cosines.values()]
+                per_t = [defined_mean_ci95(c) or (float("nan"), float("nan")) for c in cosines.values()]
                 status["position_sensitivity"] = {"t": list(cosines), "sens_cos": [m for m, _ in per_t],
                                                   "ci95": [c for _, c in per_t]}
-                metrics["position_sens_cos"], metrics["position_sens_cos_ci95"] = \
-                    mean_ci95(torch.stack(list(cosines.values())).mean(0))
-        return {**status, "metrics": metrics, "seconds": seconds, "hyperparameters": learner.hyperparameters(),
-                "fit_info": learner.fit_info()}
+                stat = defined_mean_ci95(torch.stack(list(cosines.values())).mean(0))
+                if stat is None:
+                    undefined["position_sens_cos"] = "the reference's sensitivities are zero on every task"
+                else:
+                    metrics["position_sens_cos"], metrics["position_sens_cos_ci95"] = stat
+        if undefined:
+            status["undefined"] = undefined
+        return {**status, "metrics": metrics, "seconds": seconds}

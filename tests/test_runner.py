@@ -67,8 +67,9 @@ def test_plugin_learner_is_evaluated_with_the_right_loss(catalog, tmp_path):
     # the evaluation tasks are the suite's eval stream for seed 0, in float32
     (ep,) = ScaledAveraging.seen
     again = catalog.tasks["linear-regression"]().sample(500, generator=generator("cpu", 0, "eval", "linear", "linear"), device="cpu")
-    assert torch.equal(ep.context_x, again.context_x) and torch.equal(ep.query_y, again.query_y)
-    e = ep.to(dtype=torch.float64)
+    assert torch.equal(ep.context_x, again.context_x) and torch.equal(ep.query_x, again.query_x)
+    assert ep.query_y.isnan().all()  # the learner never sees the query targets
+    e = again.to(dtype=torch.float64)
     avg = torch.einsum("bno,bnd,bd->bo", e.context_y, e.context_x, e.query_x) / 10
     expected = float((0.5 * (3 * avg - e.query_y).pow(2).sum(-1)).mean())
     assert rec["metrics"]["loss"] == pytest.approx(expected, rel=1e-5)

@@ -10,6 +10,7 @@ import torch
 
 import iclbench
 from iclbench.catalog import build_catalog
+from iclbench.codehash import class_digest, core_digest
 from iclbench.plugins import make_plugin_manager
 from iclbench.runner import Evaluation, LearnerSpec, Plan
 from iclbench.store import ResultStore
@@ -152,7 +153,9 @@ def test_paired_loss_difference_to_the_reference(catalog, tmp_path):
 
 def test_records_carry_provenance_and_reuse_needs_it_to_match(catalog, tmp_path):
     _, (r,) = run(catalog, tmp_path, "zero")
-    assert r["provenance"]["learner"] == {"plugin": "baselines", "source": f"iclbench {iclbench.__version__}", "sha256": None}
+    assert r["provenance"]["learner"] == {"plugin": "baselines", "source": f"iclbench {iclbench.__version__}", "sha256": None,
+                                          "code": class_digest(catalog.learners["zero"])}
+    assert r["provenance"]["core"] == core_digest()
     assert r["provenance"]["task"]["plugin"] == "linear-regression"
     store = ResultStore(tmp_path)
     store.path.write_text(json.dumps({**r, "provenance": {**r["provenance"], "learner": {
