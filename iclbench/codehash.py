@@ -100,27 +100,56 @@ def closure(start: Path, root: Path, top: str | None, start_name: str) -> list[P
     return list(seen)
 
 
-@lru_cache(maxsize=None)
+Stamp = tuple[tuple[str, int, int], ...]  # (path, mtime_ns, size) of each file a digest read
+_DIGESTS: dict[str, tuple[str | None, Stamp]] = {}
+
+
+def stamp(paths: list[Path]) -> Stamp:
+    """What tells, without reading them, that files changed since a digest was taken."""
+    out = []
+    for p in sorted(paths):
+        st = p.stat()
+        out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def module_digest(module: str) -> str | None:
-    """The digest of module `module` and what it imports from its own place (module docstring);
-    None when its source cannot be found (a class made at run time)."""
+    """`compute_digest(module)`, taken again only when one of the files it read has changed
+    (a long-lived session, such as a notebook, sees its edits)."""
+    cached = _DIGESTS.get(module)
+    if cached is not None:
+        try:
+            if stamp([Path(p) for p, _, _ in cached[1]]) == cached[1]:
+                return cached[0]
+        except OSError:
+            pass
+    digest, files = compute_digest(module)
+    _DIGESTS[module] = (digest, stamp(files))
+    return digest
+
+
+def compute_digest(module: str) -> tuple[str | None, list[Path]]:
+    """The digest of module `module` and what it imports from its own place (module docstring),
+    with the files read; None when its source cannot be found (a class made at run time)."""
     mod = sys.modules.get(module)
     path = getattr(mod, "__file__", None)
     if path is None:
         spec = importlib.util.find_spec(module) if not module.startswith(LOCAL_PLUGIN_PREFIX) else None
         path = spec.origin if spec is not None else None
     if path is None or not Path(path).is_file():
-        return None
+        return None, []
     path = Path(path).resolve()
     if module.startswith(LOCAL_PLUGIN_PREFIX):  # a `--plugin` file: it and the local modules beside it
-        return plugin_file_digest(path)
+        files = closure(path, path.parent, None, path.stem)
+        return plugin_file_digest(path), files
     top = module.split(".")[0]
     top_spec = importlib.util.find_spec(top)
     locations = list(top_spec.submodule_search_locations or []) if top_spec else []
     if not locations:  # an installed single-module plugin: its own file
-        return digest_files([path], path.parent)
+        return digest_files([path], path.parent), [path]
     root = Path(locations[0]).resolve()
-    return digest_files(closure(path, root, top, module), root)
+    files = closure(path, root, top, module)
+    return digest_files(files, root), files
 
 
 def plugin_file_digest(path: str | Path) -> str:
@@ -140,7 +169,7 @@ def pin(path: str | Path, digest: str) -> None:
     """Take `digest` as the digest of the module at `path` (a plugin file copied to a worker,
     whose neighbours stayed on the driver)."""
     _PINNED[str(Path(path).resolve())] = digest
-    module_digest.cache_clear()
+    _DIGESTS.clear()
 
 
 def code_identity(learner_cls: type, task_cls: type) -> dict[str, str | None]:

@@ -4,18 +4,18 @@ All learners of a seed are scored on the same evaluation tasks (paired compariso
 that writes into its inputs (an in-place normalisation, `ep.query_y.zero_()`) would change
 what the next learner is scored on. `Guarded` wraps a learner: each call of `predict` (and of
 the optional all-at-once forms `predict_prefixes` and `predict_positions`) gets its own copy
-of the tasks with the query targets masked (NaN), and the copy is compared with the tasks
-afterwards: a learner that changed them raises `TasksModifiedError` naming the learner, the
-method and the field, so its record fails while everyone else's stay untouched. `fit` gets
-its own copy of the training task. Only the metric code reads `query_y`.
+of the tasks with the query targets masked (NaN), so whatever it does to them reaches no one
+else; a write into the copy through torch (which bumps a tensor's version counter, views
+included) raises `TasksModifiedError` naming the learner, the method and the field, so its
+record fails. `fit` gets its own copy of the training task (`runner.fit_for_evaluation`).
+Only the metric code reads `query_y`.
 
-A copy costs one pass over the episode's memory and the comparison another; on closed-form
-learners over 10^5 tasks both are a small share of the predictions (README, "Isolation").
+A copy costs one pass over the episode's memory; the check reads counters only
+(benchmarks/isolation_overhead.py measures both on a whole evaluation).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import fields, replace
 from typing import Any, Callable
 
@@ -32,38 +32,35 @@ class TasksModifiedError(RuntimeError):
 
 
 def blind(episode: Episode) -> Episode:
-    """A copy of `episode` whose query targets are NaN: what a learner may see. Tensor copies
-    keep autograd history (sensitivities are taken through `query_x`)."""
-    def own(t: torch.Tensor) -> torch.Tensor:
-        return t.clone()
-    out = episode._map(own)
+    """A private copy of `episode` whose query targets are NaN: what a learner may see. Tensor
+    copies keep autograd history (sensitivities are taken through `query_x`)."""
+    out = episode._map(lambda t: t.clone() if t is not episode.query_y else t)
     return replace(out, query_y=torch.full_like(episode.query_y, float("nan")))
 
 
-def changed_field(seen: Episode, source: Episode) -> str | None:
-    """The first field of `seen` (a `blind` copy of `source`) whose values differ from
-    `source`'s, the query targets checked to be still masked; None when nothing changed."""
-    for f in fields(source):
-        a, b = getattr(seen, f.name), getattr(source, f.name)
-        if not isinstance(b, torch.Tensor):
-            continue
-        if f.name == "query_y":
-            if not (isinstance(a, torch.Tensor) and a.shape == b.shape and bool(a.isnan().all())):
-                return "query_y"
-        elif not (isinstance(a, torch.Tensor) and a.shape == b.shape and torch.equal(a.detach(), b.detach())):
-            return f.name
-    for name, t in (source.truth or {}).items():
-        a = (seen.truth or {}).get(name)
-        if not (isinstance(a, torch.Tensor) and a.shape == t.shape and torch.equal(a, t)):
-            return f"truth[{name!r}]"
-    return None
+def tensors(episode: Episode) -> dict[str, torch.Tensor]:
+    """Every tensor of `episode` by field name (`truth[...]` entries included)."""
+    out = {f.name: getattr(episode, f.name) for f in fields(episode) if isinstance(getattr(episode, f.name), torch.Tensor)}
+    out.update({f"truth[{k!r}]": v for k, v in (episode.truth or {}).items()})
+    return out
+
+
+def versions(episode: Episode) -> dict[str, int]:
+    """Each tensor's version counter: torch bumps it on every in-place write (views included)."""
+    return {name: t._version for name, t in tensors(episode).items()}
+
+
+def changed_field(seen: Episode, before: dict[str, int]) -> str | None:
+    """The first field of `seen` written in place since `before = versions(seen)`, or None."""
+    return next((name for name, v in versions(seen).items() if v != before.get(name)), None)
 
 
 def guarded_call(who: str, method: str, fn: Callable[[Episode], Any], episode: Episode) -> Any:
-    """`fn(blind(episode))`, raising `TasksModifiedError` when `fn` changed its copy."""
+    """`fn(blind(episode))`, raising `TasksModifiedError` when `fn` wrote into its copy."""
     seen = blind(episode)
+    before = versions(seen)
     out = fn(seen)
-    bad = changed_field(seen, episode)
+    bad = changed_field(seen, before)
     if bad is not None:
         raise TasksModifiedError(f"{who} modified the evaluation tasks' {bad} in {method}(); "
                                  "a learner must not write into the episode it is handed")
@@ -83,11 +80,6 @@ class Guarded:
         if name in GUARDED and callable(value):
             return lambda episode: guarded_call(self._who, name, value, episode)
         return value
-
-    def fit(self, task: Any, **kwargs: Any) -> None:
-        """Fit on a private copy of the training task, so a learner cannot change the task
-        the next learner is fitted on."""
-        self._learner.fit(copy.deepcopy(task), **kwargs)
 
     @property
     def learner(self) -> Any:
