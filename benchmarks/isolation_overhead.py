@@ -14,6 +14,7 @@ after fitting, per learner: the worst case, since fitting and sampling are left 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -21,7 +22,7 @@ import time
 from iclbench import runner
 from iclbench.catalog import default_catalog
 from iclbench.config import parse_spec
-from iclbench.isolation import Guarded
+from iclbench.isolation import guard as isolation_guard
 from iclbench.runner import Evaluation, LearnerSpec, Plan
 from iclbench.seeding import resolve_device
 from iclbench.store import ResultStore
@@ -35,15 +36,15 @@ def direct(learner, who=None):
 
 
 def whole_run(plan: Plan, guard) -> float:
-    """Seconds of one fresh evaluation with `guard` wrapping every learner call."""
-    runner.Guarded = guard
+    """Seconds of one fresh evaluation with `guard` applied to every learner (and reference)."""
+    runner.guard = guard
     try:
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             Evaluation(default_catalog(), plan, ResultStore(out)).run()
             return time.perf_counter() - start
     finally:
-        runner.Guarded = Guarded
+        runner.guard = isolation_guard
 
 
 def scoring(plan: Plan, repeats: int) -> None:
@@ -55,11 +56,11 @@ def scoring(plan: Plan, repeats: int) -> None:
     for learner in ev.learners:
         ev.fit(learner, 0)
         arms: dict[str, list[float]] = {"guarded": [], "direct": []}
+        wrapped = {"guarded": isolation_guard(copy.copy(learner)), "direct": learner}  # the same fit, shallow copies
         for i in range(repeats):
-            order = (("guarded", Guarded), ("direct", direct)) if i % 2 == 0 else (("direct", direct), ("guarded", Guarded))
-            for arm, wrap in order:
+            for arm in (("guarded", "direct") if i % 2 == 0 else ("direct", "guarded")):
                 start = time.perf_counter()
-                ev.measure(wrap(learner), episode, ref, False, column.task)
+                ev.measure(wrapped[arm], episode, ref, False, column.task)
                 arms[arm].append(time.perf_counter() - start)
         g, d = statistics.median(arms["guarded"]), statistics.median(arms["direct"])
         print(f"{learner.label:16s} {g:10.4f} {d:10.4f} {g / d:7.3f}")
@@ -80,7 +81,7 @@ def main() -> None:
         return
     arms: dict[str, list[float]] = {"guarded": [], "direct": []}
     for i in range(args.repeats):
-        order = (("guarded", Guarded), ("direct", direct), ("direct", direct), ("guarded", Guarded))[2 * (i % 2):][:2]
+        order = (("guarded", isolation_guard), ("direct", direct), ("direct", direct), ("guarded", isolation_guard))[2 * (i % 2):][:2]
         for arm, guard in order:
             arms[arm].append(whole_run(plan, guard))
             print(f"repeat {i}: {arm} {arms[arm][-1]:.2f} s", flush=True)

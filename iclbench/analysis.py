@@ -15,6 +15,7 @@ import torch
 from iclbench.component import Configurable
 from iclbench.config import StrictConfig, parse_spec
 from iclbench.episode import Episode
+from iclbench.isolation import guard
 from iclbench.learner import Learner
 from iclbench.seeding import generator
 from iclbench.suite import EvalTask, Suite
@@ -38,11 +39,15 @@ class AnalysisContext:
     dtype: torch.dtype = torch.float32
 
     def learner(self, spec: str) -> Learner:
-        """Build `name[key=value,...]` and fit it on the suite's training distribution."""
+        """Build `name[key=value,...]` and fit it on the suite's training distribution, exactly
+        as `evaluate` does; its predictions then each see a private copy of their tasks
+        (`iclbench.isolation`), so no learner of an analysis changes what the next one sees."""
+        from iclbench.runner import fit_for_evaluation
+
         name, overrides = parse_spec(spec)
         learner = self.catalog.learners[name](overrides)
-        learner.fit(self.suite.train, generator=generator(self.device, self.seed, "train"), device=self.device)
-        return learner
+        fit_for_evaluation(learner, self.suite.train, self.seed, self.device)
+        return guard(learner)
 
     def eval_task(self, label: str | None = None) -> EvalTask:
         """The named evaluation task, or the first in-distribution one."""

@@ -2,7 +2,7 @@
 
 All learners of a seed are scored on the same evaluation tasks (paired comparisons), so one
 that writes into its inputs (an in-place normalisation, `ep.query_y.zero_()`) would change
-what the next learner is scored on. `Guarded` wraps a learner: each call of `predict` (and of
+what the next learner is scored on. `guard` wraps a learner's methods: each call of `predict` (and of
 the optional all-at-once forms `predict_prefixes` and `predict_positions`) gets its own copy
 of the tasks with the query targets masked (NaN), so whatever it does to them reaches no one
 else; a write into the copy through torch (which bumps a tensor's version counter, views
@@ -16,6 +16,7 @@ A copy costs one pass over the episode's memory; the check reads counters only
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields, replace
 from typing import Any, Callable
 
@@ -67,21 +68,16 @@ def guarded_call(who: str, method: str, fn: Callable[[Episode], Any], episode: E
     return out
 
 
-class Guarded:
-    """A learner whose task-reading methods each get a private, target-masked copy and are
-    checked for writes; every other attribute is the learner's own."""
-
-    def __init__(self, learner: Any, who: str | None = None) -> None:
-        self._learner = learner
-        self._who = who or f"learner {getattr(learner, 'label', learner)!r}"
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._learner, name)
-        if name in GUARDED and callable(value):
-            return lambda episode: guarded_call(self._who, name, value, episode)
-        return value
-
-    @property
-    def learner(self) -> Any:
-        """The wrapped learner."""
-        return self._learner
+def guard(learner: Any, who: str | None = None) -> Any:
+    """`learner` itself, its task-reading methods (`GUARDED`) replaced on the instance by ones
+    that hand each call a private, target-masked copy and check it for writes. The class is
+    untouched (isinstance still holds), and guarding twice changes nothing."""
+    if getattr(learner, "_iclbench_guarded", False):
+        return learner
+    who = who or f"learner {getattr(learner, 'label', learner)!r}"
+    for name in GUARDED:
+        method = getattr(learner, name, None)
+        if callable(method):
+            setattr(learner, name, functools.partial(guarded_call, who, name, method))
+    learner._iclbench_guarded = True
+    return learner

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from iclbench.episode import Episode
-from iclbench.isolation import Guarded
+from iclbench.isolation import guard
 from iclbench.learner import Learner
 from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, sensitivity_cosine, task_losses
 from iclbench.positions import is_sequence, position_curve, position_predictions, position_sensitivities, states_of
@@ -247,6 +247,7 @@ class Evaluation:
             with self.watch(learner, "fit", f"seed {seed}"):
                 fit_seconds = self.fit(learner, seed)
             info = learner_info(learner)
+            guard(learner)
         except BaseException as err:
             if not learner_fault(err):
                 raise
@@ -281,7 +282,7 @@ class Evaluation:
         episode, ref = episodes[ev.label]
         try:
             with self.watch(learner, "predict", f"{ev.label}, seed {seed}"):
-                return self.measure(Guarded(learner), episode, ref, ev.prefix_curve, ev.task)
+                return self.measure(learner, episode, ref, ev.prefix_curve, ev.task)
         except BaseException as err:
             if not learner_fault(err):
                 raise
@@ -345,7 +346,7 @@ class Evaluation:
         at every position and its sensitivities at a few (t -> (B, D, D))."""
         if self.reference is None:
             return None
-        bs, reference = self.plan.batch_size, Guarded(self.reference, f"the reference {self.reference.label!r}")
+        bs, reference = self.plan.batch_size, guard(self.reference, f"the reference {self.reference.label!r}")
         positions = position_sens = None
         if is_sequence(episode):
             positions = position_predictions(reference, episode, lambda e: predict_chunked(reference, e, bs)).clone()
