@@ -7,11 +7,14 @@ notebooks and scripts.
 
 `evaluate` appends to `OUT/results.jsonl` exactly as `iclbench evaluate --out OUT` does (and
 reuses its stored records and checkpoints), so a notebook and the CLI can share one results
-folder. Errors in what is asked for raise `UsageError` (a ValueError) before anything is fitted.
+folder. Errors in what is asked for raise `UsageError` (a ValueError) before anything is fitted:
+every usage error (an unknown name, an invalid config, a bad plugin, a refused workload, ...)
+is a subclass of it.
 """
 
 from __future__ import annotations
 
+import numbers
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -20,16 +23,16 @@ import torch
 
 from iclbench.catalog import Catalog, build_catalog
 from iclbench.executors import ExecutorOptions, select_executor
-from iclbench.config import ConfigError, merge, parse_assignments, parse_spec, split_top_level
+from iclbench.config import build_config, merge, parse_assignments, parse_spec, split_top_level
+from iclbench.errors import UsageError
 from iclbench.locks import unique_tmp
-from iclbench.plugins import PluginFileError, make_plugin_manager
-from iclbench.registry import DuplicateNameError, UnknownNameError
+from iclbench.plugins import PluginFileError, make_plugin_manager, unique_files
 from iclbench.runner import LearnerSpec, Plan
 from iclbench.seeding import resolve_device
 from iclbench.store import ResultStore, read_all
 from iclbench.suite import Suite, SuiteError
 from iclbench.tracking import TrackerError, select, tracking
-from iclbench.workload import WorkloadError, check_plan
+from iclbench.workload import check_plan
 
 if TYPE_CHECKING:  # pandas loads when a frame is made, so the CLI's light commands stay light
     import pandas as pd
@@ -38,22 +41,45 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_CACHE = "default"  # evaluate's cache: OUT/checkpoints, as the CLI's
 
 
-class UsageError(ValueError):
-    """Something asked for is unusable (a bad option, name or value); nothing has run."""
-
-
 def usage_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean the request was unusable (the CLI's exit 2)."""
-    return (UsageError, ConfigError, SuiteError, UnknownNameError, DuplicateNameError, PluginFileError, WorkloadError)
+    """Exceptions that mean the request was unusable (the CLI's exit 2): UsageError, whose
+    subclasses are every usage error iclbench raises, and a suite file's SuiteError."""
+    return (UsageError, SuiteError)
 
 
-def catalog(plugins: Iterable[str | Path] = (), strict: bool = True) -> Catalog:
-    """The installed plugins plus single-file `plugins`; `strict=False` lists name clashes instead of failing."""
+def catalog(plugins: Iterable[str | Path] = (), strict: bool = True, option: str = "plugin file") -> Catalog:
+    """The installed plugins plus single-file `plugins` (each file once); `strict=False` lists
+    name clashes instead of failing. A plugin file that does not load, or a plugin that
+    registers something unusable, is a UsageError naming it (`option`: how errors name the files)."""
     try:
-        pm = make_plugin_manager(files=tuple(str(p) for p in plugins))
+        pm = make_plugin_manager(files=unique_files(plugins))
     except PluginFileError as err:
-        raise UsageError(f"plugin file: {err}") from None
-    return build_catalog(pm, strict=strict)
+        raise UsageError(f"{option}: {err}") from None
+    try:
+        return build_catalog(pm, strict=strict)
+    except UsageError:
+        raise
+    except TypeError as err:  # a tracker, executor or reproduction registered in the wrong shape
+        raise UsageError(f"{option}: {err}") from None
+
+
+def integer(value: Any, what: str) -> int:
+    """`value` as an int, or a UsageError naming `what`: bools, floats and strings are refused
+    (`seeds=[0.7]` would otherwise run seed 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def seed_list(seeds: Any) -> list[int]:
+    """`seeds` (a sequence of integers) as a list, each checked with `integer`."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise UsageError(f"seeds must be a list of integers, got {seeds!r}")
+    seeds = list(seeds)
+    out = [integer(s, f"seeds {seeds!r}: each seed") for s in seeds]
+    if not out:
+        raise UsageError("seeds: no seed given")
+    return out
 
 
 def writable_folder(path: str | Path, what: str = "out") -> Path:
@@ -91,8 +117,11 @@ def learner_specs(learners: str | Sequence[str], defaults: dict[str, dict[str, A
         if label not in labels:
             labels.add(label)
             specs.append(spec)
-    for name in defaults:
-        cat.learners[name]
+    named = {s.name for s in specs}
+    for name, values in defaults.items():  # options for learners not in the run: still checked
+        cls = cat.learners[name]
+        if name not in named:
+            build_config(cls.Config, values, owner=f"learner {name!r}")
     if not specs:
         raise UsageError("learners: no learner named")
     return specs
@@ -111,7 +140,10 @@ def suite_of(cat: Catalog, suite: str | Suite | None = None, task: str | None = 
         return Suite.single(cat.tasks[task](overrides))
     if task_config:
         raise UsageError("a task config needs a task")
-    return cat.suites.load(suite or "linear", cat)
+    try:
+        return cat.suites.load(suite or "linear", cat)
+    except SuiteError as err:
+        raise UsageError(str(err)) from None
 
 
 def reference_spec(align_to: str | None, defaults: dict[str, dict[str, Any]], cat: Catalog) -> LearnerSpec | None:
@@ -136,17 +168,17 @@ def run_evaluation(learners: str | Sequence[str], suite: str | Suite | None = No
     trainings to the `track` trackers (in `track_dir`, default OUT/tracking); returns the records,
     the failures (one line each) and the results file. `cat`: an already loaded catalog (else the
     installed plugins plus `plugins`). Everything is checked before anything is fitted."""
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise UsageError("seeds: no seed given")
+    seeds = seed_list(seeds)
+    n_tasks, batch_size = integer(n_tasks, "n_tasks"), integer(batch_size, "batch_size")
     if n_tasks < 2:
         raise UsageError(f"n_tasks must be at least 2, got {n_tasks}")
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     if dtype not in DTYPES:
         raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    plugins = unique_files(plugins)
     cat = cat or catalog(plugins)
-    options = executor_options or ExecutorOptions(plugin_files=tuple(str(p) for p in plugins))
+    options = executor_options or ExecutorOptions(plugin_files=plugins)
     backend = select_executor(cat, executor, options)
     defaults = dict(learner_config or {})
     plan = Plan(learners=learner_specs(learners, defaults, cat), suite=suite_of(cat, suite, task, task_config),

@@ -16,14 +16,7 @@ import threading
 import traceback
 
 from iclbench import __version__
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived; `signum` says which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+from iclbench.watchdog import Interrupted  # the runner's class: a learner's call lets it through (stdlib only)
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:

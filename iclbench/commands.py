@@ -19,11 +19,11 @@ import torch
 from iclbench import api
 from iclbench.analysis import AnalysisContext
 from iclbench.api import UsageError
-from iclbench.catalog import Catalog, build_catalog
+from iclbench.catalog import Catalog
 from iclbench.checkpoints import cache_dir
 from iclbench.config import merge, parse_assignments
 from iclbench.executors import Executor, ExecutorOptions, Resources, select_executor
-from iclbench.plugins import PluginFileError, make_plugin_manager
+from iclbench.plugins import unique_files
 from iclbench.registry import UnknownNameError
 from iclbench.seeding import device_name, resolve_device
 from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, versions
@@ -39,17 +39,16 @@ def usage_errors() -> tuple[type[Exception], ...]:
 def run(args: argparse.Namespace) -> int:
     from iclbench.training import compiled_training
 
+    if getattr(args, "plugin", None):  # the same file twice is loaded, shipped and recorded once
+        args.plugin = list(unique_files(args.plugin))
     with compiled_training(getattr(args, "compile", False)):
         return COMMANDS[args.command](args)
 
 
 def load_catalog(args: argparse.Namespace, strict: bool = True) -> Catalog:
-    """The installed plugins plus `--plugin` files; `strict=False` lists name clashes instead of failing."""
-    try:
-        pm = make_plugin_manager(files=tuple(args.plugin or ()))
-    except PluginFileError as err:
-        raise UsageError(f"--plugin: {err}") from None
-    return build_catalog(pm, strict=strict)
+    """The installed plugins plus `--plugin` files; `strict=False` lists name clashes instead of
+    failing. A file that does not load or a plugin registering something unusable is a usage error."""
+    return api.catalog(args.plugin or (), strict=strict, option="--plugin")
 
 
 def parse_int_list(text: str, option: str) -> list[int]:
@@ -242,13 +241,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from iclbench.publish import publish
+    from iclbench.reproduce import reproduction_name
 
     catalog = load_catalog(args)
     folder = Path(args.folder)
     if not (folder / "reproduction.json").exists():
         raise UsageError(f"{folder} holds no reproduction.json; run `iclbench reproduce` first")
-    name = json.loads((folder / "reproduction.json").read_text())["reproduction"]
-    repro = catalog.reproductions[name]()
+    repro = catalog.reproductions[reproduction_name(folder)]()
     written = publish(folder, repro)
     if args.html:
         written += write_sites(folder, repro, catalog)
@@ -260,12 +259,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def write_sites(folder: Path, repro, catalog: Catalog) -> list[Path]:
     """The HTML site of `folder` and of the reproductions published inside it (theirs first, so
     the index links to their sites)."""
+    from iclbench.reproduce import reproduction_name
     from iclbench.site import published_subfolders, write_site
 
     written = []
     for sub in published_subfolders(folder):
-        name = json.loads((sub / "reproduction.json").read_text())["reproduction"]
-        written += write_sites(sub, catalog.reproductions[name](), catalog)
+        written += write_sites(sub, catalog.reproductions[reproduction_name(sub)](), catalog)
     return written + write_site(folder, repro)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
+from iclbench.errors import UsageError
+
 
 EXECUTION_ONLY = {"execution_only": True}
 """`Field(..., json_schema_extra=EXECUTION_ONLY)` marks a field that changes how a run executes
@@ -65,8 +67,8 @@ class StrictConfig(BaseModel):
         return out
 
 
-class ConfigError(ValueError):
-    """A config could not be built; the message names the owner, field and value."""
+class ConfigError(UsageError):
+    """A config could not be built; the message names the owner, field and value (a usage error)."""
 
 
 def build_config(cls: type[StrictConfig], values: dict[str, Any], owner: str) -> StrictConfig:

@@ -17,16 +17,19 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Iterable
 
 import pluggy
 
 from iclbench import hookspecs
+from iclbench.errors import UsageError
 
 ENTRY_POINT_GROUP = "iclbench"
 
 
-class PluginFileError(ValueError):
-    """A `--plugin` file is missing, does not parse, or raises on import: a usage error."""
+class PluginFileError(UsageError):
+    """A `--plugin` file is missing, does not parse, raises on import, or takes a plugin name
+    already loaded: a usage error."""
 
 
 class PluginFileNotFoundError(PluginFileError, FileNotFoundError):
@@ -99,6 +102,9 @@ def load_plugin_file(pm: PluginManager, path: str | Path) -> ModuleType:
     path = Path(path).resolve()
     if not path.is_file():
         raise PluginFileNotFoundError(f"plugin file not found: {path}")
+    if pm.has_plugin(path.stem):
+        raise PluginFileError(f"plugin file {path}: a plugin named {path.stem!r} is already loaded from "
+                              f"{pm.sources.get(path.stem, '?')}; rename the file")
     mod_name = f"iclbench_local_plugin_{path.stem}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     assert spec and spec.loader
@@ -123,12 +129,22 @@ def _import_failure(path: Path, err: Exception) -> str:
     return f"plugin file {path}: {type(err).__name__}{where} on import: {err}"
 
 
-def make_plugin_manager(*, entry_points: bool = True, files: tuple[str | Path, ...] = ()) -> PluginManager:
-    """A fresh manager; tests build their own and register small plugin classes in it."""
+def unique_files(files: Iterable[str | Path]) -> tuple[str, ...]:
+    """`files` without repeats of one file (the same resolved path), first spelling kept: the
+    same `--plugin` given twice is loaded once."""
+    seen: dict[Path, str] = {}
+    for f in files:
+        seen.setdefault(Path(f).resolve(), str(f))
+    return tuple(seen.values())
+
+
+def make_plugin_manager(*, entry_points: bool = True, files: Iterable[str | Path] = ()) -> PluginManager:
+    """A fresh manager; tests build their own and register small plugin classes in it. A file
+    given twice is loaded once; two files with one name (stem) are a PluginFileError."""
     pm = PluginManager()
     if entry_points:
         load_entry_points(pm)
-    for f in files:
+    for f in unique_files(files):
         load_plugin_file(pm, f)
     return pm
 

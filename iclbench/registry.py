@@ -10,19 +10,25 @@ import difflib
 from typing import Generic, Iterator, TypeVar
 
 from iclbench.config import StrictConfig
+from iclbench.errors import UsageError
 
 T = TypeVar("T")
 
 
-class UnknownNameError(LookupError):
-    """A learner, task or suite name that no plugin registered."""
+class UnknownNameError(UsageError, LookupError):
+    """A learner, task or suite name that no plugin registered (a usage error, and a LookupError)."""
 
     def __str__(self) -> str:  # KeyError-style quoting would hide the suggestion
         return str(self.args[0])
 
 
-class DuplicateNameError(ValueError):
-    """Two plugins registered the same name."""
+class DuplicateNameError(UsageError):
+    """Two plugins registered the same name (a usage error)."""
+
+
+class RegistrationError(UsageError, TypeError):
+    """A plugin registered something that is not what the hook takes (a usage error naming the
+    plugin; still a TypeError for callers that caught one before)."""
 
 
 def unknown(kind: str, name: str, choices: list[str]) -> UnknownNameError:
@@ -71,12 +77,13 @@ class Registry(Generic[T]):
 
 
 def checked_class(kind: str, base: type, cls: object, plugin: str) -> type:
-    """Reject registrations that would fail later with a confusing error."""
+    """Reject registrations that would fail later with a confusing error: a RegistrationError
+    naming the plugin, what it registered and what was expected."""
     where = f"plugin {plugin!r} registered {cls!r} as a {kind}"
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise TypeError(f"{where}, but it is not a subclass of iclbench.{base.__name__}")
+        raise RegistrationError(f"{where}, but it is not a subclass of iclbench.{base.__name__}")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
-        raise TypeError(f"{where}, but it has no string `name`")
+        raise RegistrationError(f"{where}, but it has no string `name`")
     if not (isinstance(cls.Config, type) and issubclass(cls.Config, StrictConfig)):
-        raise TypeError(f"{where}, but its Config does not subclass iclbench.{base.__name__}Config")
+        raise RegistrationError(f"{where}, but its Config does not subclass iclbench.{base.__name__}Config")
     return cls

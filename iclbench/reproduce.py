@@ -18,11 +18,47 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iclbench.config import merge, parse_spec
+from iclbench.errors import UsageError
 from iclbench.metrics import across_seeds
 from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
 
 if TYPE_CHECKING:
     from iclbench.executors import Executor
+
+
+META_FILE = "reproduction.json"
+
+
+class ReproductionFileError(UsageError):
+    """A folder's reproduction.json is unreadable or malformed (a usage error naming the file)."""
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """`folder`'s reproduction.json as a JSON object, else a ReproductionFileError naming the
+    file and what is wrong, in one line."""
+    path = Path(folder) / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReproductionFileError(f"{path}: no such file; run `iclbench reproduce` first") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReproductionFileError(f"{path}: cannot be read: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ReproductionFileError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+                                    "fix it, or delete it and rerun `iclbench reproduce`") from None
+    if not isinstance(meta, dict):
+        raise ReproductionFileError(f"{path}: expected a JSON object, got {type(meta).__name__} {str(meta)[:40]!r}")
+    return meta
+
+
+def reproduction_name(folder: Path) -> str:
+    """The reproduction `folder` was published from, as its reproduction.json names it; a
+    missing or non-string name is a ReproductionFileError naming the file."""
+    name = read_meta(folder).get("reproduction")
+    if not isinstance(name, str) or not name:
+        raise ReproductionFileError(f"{Path(folder) / META_FILE}: expected a string \"reproduction\" name, "
+                                    f"got {name!r}")
+    return name
 
 
 class Budget(BaseModel):
@@ -172,7 +208,7 @@ class Results:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.meta = json.loads((folder / "reproduction.json").read_text())
+        self.meta = read_meta(folder)
         self.records = read_records(folder / RESULTS_FILE)
         path = folder / ANALYSES_FILE
         self.analyses = read_records(path) if path.exists() else []
@@ -343,10 +379,9 @@ def analysis_config(config: dict[str, Any], budget: Budget, catalog) -> dict[str
 def earlier_calls(out: Path, name: str, budget_name: str) -> list[float]:
     """Wall seconds of the earlier `reproduce` calls that filled `out` (same reproduction and
     budget), so an interrupted and resumed reproduction reports its whole time."""
-    path = out / "reproduction.json"
-    if not path.exists():
+    if not (out / META_FILE).exists():
         return []
-    old = json.loads(path.read_text())
+    old = read_meta(out)
     if (old.get("reproduction"), old.get("budget")) != (name, budget_name):
         return []
     return list(old.get("earlier_calls_seconds", [])) + ([old["wall_seconds"]] if old.get("wall_seconds") else [])
