@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 import iclbench
 from iclbench.catalog import default_catalog
+from iclbench.workload import TaskShape
 
 FORMAT = "alternating"
 
@@ -72,6 +73,16 @@ class Alternating(iclbench.Task):
         if self.config.base == self.name:
             raise ValueError("alternating: base cannot be 'alternating' itself")
         self.base = default_catalog().tasks[self.config.base](self.config.base_config)
+
+    def episode_shape(self) -> TaskShape | None:
+        """The base task's pairs with 2N + 1 tokens of width dx + dy + pos_dim (the base's own
+        tokens, if any, are not kept); None when the base gives no shape."""
+        base = self.base.episode_shape()
+        if base is None:
+            return None
+        width = base.dx + base.dy + self.config.pos_dim
+        return TaskShape(base.n_context, base.dx, base.dy, 2 * base.n_context + 1, width, FORMAT,
+                         extra=base.extra + base.episode_elements())
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         ep = self.base.sample(n, generator=generator, device=device)

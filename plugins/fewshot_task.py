@@ -20,6 +20,7 @@ from pydantic import Field
 
 import iclbench
 from iclbench.positions import INTERLEAVED
+from iclbench.workload import TaskShape
 from iclbench_plugins.fewshot import build_sequence, fewshot_problems
 
 
@@ -31,6 +32,16 @@ class FewShotRegression(iclbench.Task):
         shots: int = Field(12, ge=1, description="context pairs n before the query x_{n+1}")
         layout: Literal["pairs", "eos"] = Field("pairs", description="pairs: x, y, x, y, ...; eos: x, y, 0, x, y, 0, ...")
         noise_std: float = Field(0.0, ge=0, description="label noise of y = W x")
+
+    def episode_shape(self) -> TaskShape:
+        """`shots` pairs of (D, D) and the tokens up to the query x (2 or, with eos, 3 per shot,
+        and one); sampling also holds W and its QR draw (D x D each), the query's y, the noise
+        and the whole laid-out sequence."""
+        c = self.config
+        per_shot = 3 if c.layout == "eos" else 2
+        tokens = per_shot * c.shots + 1
+        extra = 3 * c.D * c.D + 2 * (c.shots + 1) * c.D + per_shot * (c.shots + 1) * c.D
+        return TaskShape(c.shots, c.D, c.D, tokens, c.D, INTERLEAVED, extra=extra)
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config

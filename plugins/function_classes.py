@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.config import OPTIONAL
+from iclbench.workload import TaskShape
 
 
 class GargConfig(iclbench.TaskConfig):
@@ -39,6 +40,12 @@ def gaussian_inputs(n: int, c: GargConfig, generator: torch.Generator, device) -
 def episode(x: torch.Tensor, y: torch.Tensor) -> iclbench.Episode:
     """Split (B, N+1, d) inputs and (B, N+1) labels into context and query (dy = 1)."""
     return iclbench.Episode(x[:, :-1], y[:, :-1, None], x[:, -1], y[:, -1:])
+
+
+def garg_shape(c: GargConfig, extra: int) -> TaskShape:
+    """N pairs of (d, 1); sampling holds `extra` numbers per task besides, and every task's
+    N + 1 inputs and labels once more."""
+    return TaskShape(c.N, c.d, 1, extra=extra + (c.N + 1) * (c.d + 1))
 
 
 def haar_orthogonal(d: int, seed: int) -> torch.Tensor:
@@ -195,6 +202,11 @@ class GargLinear(iclbench.Task):
         per_coord = cov.diagonal().pow(2) if c.quadratic else cov.diagonal()  # (d,)
         return c.y_scale ** 2 * k / c.d * float(per_coord.sum())
 
+    def episode_shape(self) -> TaskShape:
+        """Sampling also holds w and its sparsity draws (d each), and the features phi(x)."""
+        c = self.config
+        return garg_shape(c, 3 * c.d + (c.N + 1) * c.d)
+
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config
         w = self.weights(n, generator, device)  # (B, d)
@@ -223,6 +235,11 @@ class GargRelu(iclbench.Task):
 
     class Config(GargConfig):
         hidden: int = Field(100, ge=1, description="hidden units h; output scaled by sqrt(2 / h)")
+
+    def episode_shape(self) -> TaskShape:
+        """Sampling also holds the network, W1 (d x h) and v (h), and the hidden units of every input."""
+        c = self.config
+        return garg_shape(c, c.d * c.hidden + c.hidden + 2 * (c.N + 1) * c.hidden)
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config
@@ -258,6 +275,11 @@ class GargTree(iclbench.Task):
 
     class Config(GargConfig):
         depth: int = Field(4, ge=0, le=16, description="tree depth: 2^depth leaves")
+
+    def episode_shape(self) -> TaskShape:
+        """Sampling also holds the tree (2^depth - 1 nodes, 2^depth leaves) and each input's node."""
+        c = self.config
+        return garg_shape(c, 2 ** (c.depth + 1) + 4 * (c.N + 1))
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.positions import sequence_episode
+from iclbench.positions import SEQUENCE, sequence_episode
+from iclbench.workload import TaskShape
 
 
 def haar_orthogonal(n: int, d: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -85,6 +86,17 @@ class LinearDynamics(iclbench.Task):
             out.append(s)
         pad = (0, c.D - k)  # the coordinates that stay 0
         return F.pad(torch.stack(out, dim=1), pad), F.pad(W, pad + pad)  # (n, T+1, D), (n, D, D)
+
+    def episode_shape(self) -> TaskShape:
+        """A sequence episode of T + 1 states of width `observed` (else D): T - 1 transitions,
+        T tokens. Sampling also holds W and its QR draw (D x D each), the noise, the states once
+        more, the projection C (observed x D) and the mlp teacher's A and B (hidden x D each)."""
+        c = self.config
+        width, k = c.observed or c.D, self.dims
+        states = (c.T + 1) * c.D
+        extra = 3 * c.D * c.D + c.T * k + 2 * states + (width * c.D if c.observed else 0)
+        extra += 2 * c.hidden * k if c.teacher == "mlp" else 0
+        return TaskShape(c.T - 1, width, width, c.T, width, SEQUENCE, extra=extra)
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config

@@ -13,6 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
+from iclbench.workload import TaskShape
 
 
 def laplace_inverse_cdf(u: torch.Tensor) -> torch.Tensor:
@@ -75,6 +76,14 @@ class LinearRegression(iclbench.Task):
         if law == "exponential":
             return -c.input_scale * torch.log1p(-u)  # inverse CDF
         return c.input_scale * laplace_inverse_cdf(u)
+
+    def episode_shape(self) -> TaskShape:
+        """N pairs of (d, dy); sampling also holds the teacher W (dy x d), the labels of all
+        N + 1 inputs, and for the mixed law the three laws' draws of every input."""
+        c = self.config
+        inputs = (c.N + 1) * c.d
+        extra = c.dy * c.d + (c.N + 1) * c.dy + (3 * inputs if c.input == "mixed" else 0)
+        return TaskShape(c.N, c.d, c.dy, extra=extra)
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config

@@ -13,6 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
+from iclbench.workload import TaskShape
 
 
 class SineWave(iclbench.Task):
@@ -34,6 +35,10 @@ class SineWave(iclbench.Task):
                 if not lo < hi:
                     raise ValueError(f"{a}_low ({lo}) must be below {a}_high ({hi})")
             return self
+
+    def episode_shape(self) -> TaskShape:
+        """N scalar pairs; sampling also holds all N + 1 inputs and labels once more."""
+        return TaskShape(self.config.N, 1, 1, extra=2 * (self.config.N + 1) + 2)
 
     def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
         c = self.config

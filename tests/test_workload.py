@@ -74,9 +74,11 @@ def test_gd_estimate_grows_linearly_in_steps(catalog, shapes):
     assert large.seconds / small.seconds == pytest.approx(2, rel=0.01)
 
 
-def test_learners_without_an_estimate_are_never_refused(catalog, shapes):
-    (w,) = check_workloads([(catalog.learners["zero"](), shapes["linear-regression"])], memory_limit=1)
-    assert w is None
+def test_learners_without_an_estimate_are_counted_for_their_tasks(catalog, shapes):
+    (w,) = check_workloads([(catalog.learners["zero"](), shapes["linear-regression"])], n_tasks=100, memory_limit=2**30)
+    assert w.peak_bytes >= 100 * (10 * 11 + 11) * 4  # 100 tasks of 10 (x, y) pairs and a query, float32
+    with pytest.raises(WorkloadError, match="zero needs about"):
+        check_workloads([(catalog.learners["zero"](), shapes["linear-regression"])], memory_limit=1)
 
 
 def test_task_shape_reads_tokens_of_token_tasks(shapes):
