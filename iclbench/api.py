@@ -30,7 +30,7 @@ from iclbench.plugins import PluginFileError, make_plugin_manager, unique_files
 from iclbench.runner import LearnerSpec, Plan
 from iclbench.seeding import resolve_device
 from iclbench.store import ResultStore, read_all
-from iclbench.suite import Suite, SuiteError
+from iclbench.suite import Suite
 from iclbench.tracking import TrackerError, select, tracking
 from iclbench.workload import check_plan
 
@@ -43,8 +43,8 @@ DEFAULT_CACHE = "default"  # evaluate's cache: OUT/checkpoints, as the CLI's
 
 def usage_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean the request was unusable (the CLI's exit 2): UsageError, whose
-    subclasses are every usage error iclbench raises, and a suite file's SuiteError."""
-    return (UsageError, SuiteError)
+    subclasses are every usage error iclbench raises (a suite file's SuiteError included)."""
+    return (UsageError,)
 
 
 def catalog(plugins: Iterable[str | Path] = (), strict: bool = True, option: str = "plugin file") -> Catalog:
@@ -140,10 +140,7 @@ def suite_of(cat: Catalog, suite: str | Suite | None = None, task: str | None = 
         return Suite.single(cat.tasks[task](overrides))
     if task_config:
         raise UsageError("a task config needs a task")
-    try:
-        return cat.suites.load(suite or "linear", cat)
-    except SuiteError as err:
-        raise UsageError(str(err)) from None
+    return cat.suites.load(suite or "linear", cat)
 
 
 def reference_spec(align_to: str | None, defaults: dict[str, dict[str, Any]], cat: Catalog) -> LearnerSpec | None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from iclbench.config import ConfigError
+from iclbench.errors import UsageError
 from iclbench.registry import Registry
 from iclbench.task import Task
 
@@ -84,7 +85,7 @@ class Suite:
         return cls(task.label, "", task, [EvalTask(task.label, task, in_distribution=True)])
 
 
-class SuiteError(ValueError):
+class SuiteError(UsageError):
     """A suite file that cannot be used; the message names the file and field."""
 
 
