@@ -6,6 +6,10 @@ learners sorted by in-distribution loss; columns are evaluation tasks, one table
 and shift group. A diverged cell reads `diverged (inf)` or `diverged (nan)`, a failed one
 `failed`. Everything is ordered canonically, never by input order, so records merged from
 several folders render the same files whichever folder came first.
+
+Names from the records are escaped in the Markdown and CSV (`escaping`) and made safe file names
+(`filenames`); the files are written together or not at all (`outputs.staged`), and a render
+that owns its folder prunes only what its own earlier render wrote there (`outputs.prune`).
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import numbers
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
-from iclbench import provenance
+from iclbench import outputs, provenance
+from iclbench.escaping import csv_frame, md_code, md_frame, md_text, md_tree
+from iclbench.filenames import safe_path
 from iclbench.merge import ConflictError  # noqa: F401  (raised by render(on_conflict="error"); callers catch it here)
 from iclbench.merge import preference, resolve_conflicts, status
 from iclbench.metrics import across_seeds
-from iclbench.plotting import decorate, prune_stale, save, styles, subplots
+from iclbench.plotting import decorate, save, styles, subplots
 from iclbench.prefix_plot import plot_position_alignment, plot_position_curves, plot_prefix_curves
 
 ALIGNMENT = ["pred_diff", "sens_cos", "sens_diff"]
@@ -33,6 +40,7 @@ SCORES = {"position_loss": "mean loss over positions (sequence tasks)",
           "accuracy": "accuracy of the prediction's sign (classification tasks)"}
 METRICS = ["loss", *SCORES, *PAIRED, *ALIGNMENT]  # row order in the CSV / JSON
 FORMATS = ("md", "csv", "json")
+WRITER = "leaderboard"  # whose manifest a pruning render reads and writes (outputs.MANIFEST)
 EXACT = 1e-6  # a loss this small is float rounding of an exact solver (least squares), not a curve to compare
 KEYS = ["suite", "group", "task", "learner", "metric", "reference"]
 COLUMNS = KEYS + ["mean", "ci95", "ci_over", "seeds", "tasks", "status", "nonfinite", "failed_seeds", "nonfinite_tasks"]
@@ -180,7 +188,21 @@ def pivot(agg: pd.DataFrame, metric: str, order: list[str]) -> pd.DataFrame:
 
 
 def table(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, disable_numparse=True) + "\n"
+    """A Markdown table of `frame`, every header and cell escaped: a `|` or newline in a label
+    from the records cannot shift its columns or split its row."""
+    return md_frame(frame).to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def markdown_provenance(prov: dict[str, Any]) -> dict[str, Any]:
+    """`prov` with every string from the records escaped for Markdown (`md_tree`), so the footer's
+    own markup (`<br>`, code spans) is all the markup it holds; an error keeps its lines, of
+    which the footer shows the first."""
+    safe = md_tree({k: v for k, v in prov.items() if k != "failures"})
+    safe["failures"] = [{**md_tree({k: v for k, v in f.items() if k != "error"}),
+                         "error": None if f.get("error") is None
+                         else "\n".join(md_text(line) for line in str(f["error"]).splitlines())}
+                        for f in prov.get("failures") or []]
+    return safe
 
 
 def ci_note(cells: pd.DataFrame) -> str:
@@ -201,29 +223,31 @@ def markdown(agg: pd.DataFrame, plots: list[str] | tuple[str, ...] = (), prov: d
     for suite in sorted(set(agg["suite"])):
         s = agg[agg.suite == suite]
         order, note = learner_order(s), ci_note(s)
-        parts.append(f"## Suite `{suite}`\n\nLoss 0.5·‖ŷ − y‖² on the query, mean ± {note}; `seeds`: seeds behind "
+        parts.append(f"## Suite {md_code(suite)}\n\nLoss 0.5·‖ŷ − y‖² on the query, mean ± {note}; `seeds`: seeds behind "
                      "the row, `tasks`: evaluation tasks per seed; rows sorted by in-distribution loss.\n")
         loss = s[s.metric == "loss"]
         for group in dict.fromkeys(loss.sort_values("order")["group"]):
-            parts.append(f"### {group or 'in distribution'}\n\n" + table(pivot(loss[loss.group == group], "loss", order)))
+            rows = pivot(loss[loss.group == group], "loss", order)
+            parts.append(f"### {md_text(group) or 'in distribution'}\n\n" + table(rows))
         for metric, title in SCORES.items():
             m = s[s.metric == metric]
             for group in dict.fromkeys(m.sort_values("order")["group"]):
-                parts.append(f"### {title}: {group or 'in distribution'}\n\n" + table(pivot(m[m.group == group], metric, order)))
+                rows = pivot(m[m.group == group], metric, order)
+                parts.append(f"### {title}: {md_text(group) or 'in distribution'}\n\n" + table(rows))
         for metric in REFERENCED:
             m = s[s.metric == metric]
             for ref in sorted(set(m["reference"])):
-                r = m[m.reference == ref]
+                r, code = m[m.reference == ref], md_code(ref)
                 if metric == "loss_diff":
-                    parts.append(f"### loss difference to `{ref}` (paired, same tasks)\n\nThis learner's loss minus "
-                                 f"`{ref}`'s on the same evaluation tasks, mean ± paired {ci_note(r)}; below zero: "
-                                 f"lower loss than `{ref}`.\n\n" + table(pivot(r, metric, order)))
+                    parts.append(f"### loss difference to {code} (paired, same tasks)\n\nThis learner's loss minus "
+                                 f"{code}'s on the same evaluation tasks, mean ± paired {ci_note(r)}; below zero: "
+                                 f"lower loss than {code}.\n\n" + table(pivot(r, metric, order)))
                 else:
-                    parts.append(f"### {metric} against `{ref}`\n\n" + table(pivot(r, metric, order)))
+                    parts.append(f"### {md_text(metric)} against {code}\n\n" + table(pivot(r, metric, order)))
     if plots:
-        parts.append("## Plots\n\n" + "\n\n".join(f"![{Path(p).stem}]({p})" for p in plots) + "\n")
+        parts.append("## Plots\n\n" + "\n\n".join(f"![{md_text(Path(p).stem)}]({quote(p)})" for p in plots) + "\n")
     if prov:
-        parts.append(provenance.markdown(prov))
+        parts.append(provenance.markdown(markdown_provenance(prov)))
     return "\n".join(parts)
 
 
@@ -364,7 +388,7 @@ def plot_groups(agg: pd.DataFrame, out: Path) -> list[Path]:
             axes[-1, 0].set_xticks(range(len(cats)), list(cats.values()))
         if drawn:
             fig.legend(*top.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
-        path = out / f"{suite}-{group.replace(' ', '-')}.png"
+        path = safe_path(out, f"{suite}-{group.replace(' ', '-')}", ".png")
         save(fig, path, dpi=120)
         paths.append(path)
     return paths
@@ -376,8 +400,11 @@ def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, .
 
     `intro` is a paragraph under the Markdown title. Records of the same measurement whose
     numbers differ are resolved by `on_conflict` (see `merge.resolve_conflicts`; "error" raises
-    ConflictError), with one warning listing each conflict. `prune`: `out` belongs to this render, so PNGs in it that
-    this render did not write (stale plots of an earlier one) are deleted.
+    ConflictError), with one warning listing each conflict. Every file is written under a
+    temporary name and all are renamed into place once all are written: a render that fails
+    leaves the previous files as they were. `prune`: `out` belongs to this render, which records
+    its files in `outputs.MANIFEST` and deletes the plots of the previous pruning render that it
+    no longer writes (stale plots); files that no render listed there, a user's among them, stay.
     """
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -392,23 +419,38 @@ def render(records: list[dict[str, Any]], out: str | Path, formats: tuple[str, .
     out.mkdir(parents=True, exist_ok=True)
     agg = aggregate(to_frame(kept))
     prov = provenance.collect(kept)
-    images = plot_groups(agg, out) + plot_prefix_curves(kept, out) + plot_position_curves(kept, out) \
-        + plot_position_alignment(kept, out) if plots else []
+    previous = outputs.owned(out, WRITER) if prune else set()
+    with outputs.staged():
+        written = write_tables(agg, prov, out, formats, plot_all(agg, kept, out) if plots else [], intro)
+        if prune:
+            outputs.write_manifest(out, WRITER, written)
+    if prune:
+        outputs.prune(out, previous, written)
+    return written
+
+
+def plot_all(agg: pd.DataFrame, records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Every plot of the leaderboard: the shift groups, then the curves against context length and position."""
+    return plot_groups(agg, out) + plot_prefix_curves(records, out) + plot_position_curves(records, out) \
+        + plot_position_alignment(records, out)
+
+
+def write_tables(agg: pd.DataFrame, prov: dict[str, Any], out: Path, formats: tuple[str, ...], images: list[Path],
+                 intro: str) -> list[Path]:
+    """Write leaderboard.{md,csv,json} (those in `formats`) into `out`, the Markdown linking
+    `images`; returns the tables written followed by `images`."""
     written = []
     if "md" in formats:
-        written.append(out / "leaderboard.md")
         body = markdown(agg, [p.relative_to(out).as_posix() for p in images], prov)
-        written[-1].write_text("# Leaderboard\n\n" + (f"{intro}\n\n" if intro else "") + body)
+        written.append(outputs.write_text(out / "leaderboard.md",
+                                          "# Leaderboard\n\n" + (f"{intro}\n\n" if intro else "") + body))
     long = long_table(agg)
     if "csv" in formats:
-        written.append(out / "leaderboard.csv")
-        long.to_csv(written[-1], index=False, float_format="%.8g")
+        cells = csv_frame(long)  # no text cell a spreadsheet would run as a formula
+        written.append(outputs.write_file(out / "leaderboard.csv",
+                                          lambda tmp: cells.to_csv(tmp, index=False, float_format="%.8g")))
     if "json" in formats:
-        written.append(out / "leaderboard.json")
         rows = [{k: json_value(v) for k, v in row.items()} for row in long.to_dict(orient="records")]
         doc = {"rows": rows, "provenance": provenance.strict(prov)}
-        written[-1].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    written.extend(images)
-    if prune:
-        prune_stale(out, written)
-    return written
+        written.append(outputs.write_text(out / "leaderboard.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
+    return written + images

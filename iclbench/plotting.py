@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from iclbench.outputs import write_file
+
 
 def subplots(*args: Any, **kwargs: Any):
     """`plt.subplots` on the headless Agg backend (imported lazily: plotting is never on a hot path)."""
@@ -18,12 +20,23 @@ def subplots(*args: Any, **kwargs: Any):
 
 def save(fig, path: Path, dpi: int = 120) -> Path:
     """Lay out, write without a software stamp (the same records give the same file), close. The
-    saved area grows to hold what sits outside the axes (a figure legend beside them)."""
+    saved area grows to hold what sits outside the axes (a figure legend beside them). The file
+    is written under a temporary name and renamed into place (`outputs.write_file`: inside a
+    staged render, once the whole render has succeeded), so no reader sees half a PNG."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi, metadata={"Software": None}, bbox_inches="tight")
-    plt.close(fig)
+    path = Path(path)
+    form = path.suffix.lstrip(".").lower() or "png"  # the temporary name's suffix says nothing
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format=form, dpi=dpi, metadata={"Software": None}, bbox_inches="tight")
+
+    try:
+        fig.tight_layout()
+        write_file(path, write)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -72,7 +85,8 @@ def plain_log_ticks(axis) -> None:
 def prune_stale(folder: str | Path, written: Iterable[str | Path]) -> list[Path]:
     """Delete the top-level PNGs in `folder` that are not in `written`, so a plot whose records are
     gone (a dropped learner, suite or shift) does not linger beside the new ones; subfolders (an
-    analysis's figures/) are left alone. Returns the paths deleted."""
+    analysis's figures/) are left alone. Returns the paths deleted. It deletes PNGs iclbench may
+    not have written: renders prune with `outputs.prune`, which deletes only their manifest's."""
     keep = {Path(p).resolve() for p in written}
     removed = []
     for path in sorted(Path(folder).glob("*.png")):

@@ -4,11 +4,11 @@ sequence columns, each learner's loss at every position t and its alignment to t
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from iclbench.filenames import safe_path
 from iclbench.metrics import across_seeds
 from iclbench.plotting import decorate, save, subplots
 
@@ -61,8 +61,7 @@ def plot_position_curves(records: list[dict[str, Any]], out: Path) -> list[Path]
         draw_curves(ax, learners, "t", "loss")
         decorate(ax, "position t (states seen)", "loss of predicting s_t+1 (0.5 squared error)", f"{suite}: {column}",
                  log=True)
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}")
-        paths.append(save(fig, out / f"{safe}-loss-vs-position.png", dpi=110))
+        paths.append(save(fig, safe_path(out, f"{suite}-{column}", "-loss-vs-position.png"), dpi=110))
     return paths
 
 
@@ -96,8 +95,7 @@ def plot_position_alignment(records: list[dict[str, Any]], out: Path) -> list[Pa
         right.axhline(1.0, color="0.5", ls=":", lw=1)
         decorate(right, "position t (states seen)", f"cosine of input sensitivities with {ref}'s",
                  "d yhat_t / d s_t", size=8)
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}-alignment-to-{ref}")
-        paths.append(save(fig, out / f"{safe}.png", dpi=110))
+        paths.append(save(fig, safe_path(out, f"{suite}-{column}-alignment-to-{ref}", ".png"), dpi=110))
     return paths
 
 
@@ -107,6 +105,5 @@ def plot_prefix_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
     for (suite, column), learners in sorted(prefix_series(records).items()):
         fig, ax = subplots(figsize=(6.4, 4.2))
         draw_prefix_curves(ax, learners, f"{suite}: {column}")
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{suite}-{column}")
-        paths.append(save(fig, out / f"{safe}-error-vs-context.png", dpi=110))
+        paths.append(save(fig, safe_path(out, f"{suite}-{column}", "-error-vs-context.png"), dpi=110))
     return paths

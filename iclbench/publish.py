@@ -1,7 +1,10 @@
 """Publish a reproduction folder: tables, plots and README.md, all from the stored records.
 
 `publish(folder, reproduction)` is deterministic in the records: running it twice writes the
-same tables byte for byte, which is how a test checks that nothing was edited by hand.
+same tables byte for byte, which is how a test checks that nothing was edited by hand. Its
+files are written together or not at all, and it deletes only plots its own earlier publication
+listed in the folder's manifest (`outputs`); names and text from the records are made safe file
+names (`filenames`) and escaped in the Markdown (`escaping`).
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
 
 from iclbench import board as leaderboard
+from iclbench import outputs
+from iclbench.escaping import md_cell, md_code, md_text
+from iclbench.filenames import safe_path
 from iclbench.merge import status
 from iclbench.reproduce import Reproduction, Results
-from iclbench.plotting import decorate, prune_stale, save, subplots
+from iclbench.plotting import decorate, save, subplots
 
 
 @dataclass(frozen=True)
@@ -71,23 +78,30 @@ BASELINE_LINE = f"{BASELINE} (zero predictor)"
 LINE_STYLES = [("tab:red", "--"), ("tab:green", "-."), ("tab:purple", (0, (5, 2, 1, 2))), ("tab:brown", "--")]
 
 
+WRITER = "publish"  # whose manifest `publish` reads and writes (outputs.MANIFEST)
 INTRO = ("Learners are named as in the reproduction's spec; the training settings each one ran "
          "under are listed in [README.md](README.md).")
 
 
 def publish(folder: Path, repro: Reproduction) -> list[Path]:
-    """Write leaderboard.{md,csv,json}, the plots and README.md into `folder`, then delete the
-    top-level PNGs this call did not write (stale plots of an earlier publication); the
-    analyses' figures under figures/ are not touched."""
+    """Write leaderboard.{md,csv,json}, the plots and README.md into `folder`, all renamed into
+    place once all are written (a failure leaves the previous publication whole), and list them
+    in the folder's manifest; then delete the plots the previous publication's manifest lists
+    that this one did not write (stale plots). Nothing else is deleted: not a file no
+    publication wrote, nor the analyses' figures under figures/, nor anything in a folder
+    without a manifest."""
+    folder = Path(folder)
     results = Results(folder)
     shown = display_records(results)
-    written = leaderboard.render(shown, folder, intro=INTRO)
-    written += plot_curves(shown, folder, display_analyses(results))
-    written += repro.figures(results, folder)
-    readme = folder / "README.md"
-    readme.write_text(render_readme(results, repro, shown, [p for p in written if p.suffix == ".png"]))
-    written.append(readme)
-    prune_stale(folder, written)
+    previous = outputs.owned(folder, WRITER)
+    with outputs.staged():
+        written = leaderboard.render(shown, folder, intro=INTRO)
+        written += plot_curves(shown, folder, display_analyses(results))
+        written += repro.figures(results, folder)
+        readme = render_readme(results, repro, shown, [p for p in written if p.suffix == ".png"])
+        written.append(outputs.write_text(folder / "README.md", readme))
+        outputs.write_manifest(folder, WRITER, written)
+    outputs.prune(folder, previous, written)
     return written
 
 
@@ -171,7 +185,7 @@ def plot_curves(records: list[dict[str, Any]], folder: Path, analyses: Sequence[
             lines = {lab: reference_lines(records, analyses, suite, lab) if plot.references else []
                      for lab in learners}
             fig = curve_figure(suite, learners, column, plot, lines)
-            path = folder / f"{suite}-{plot.stem}.png"
+            path = safe_path(folder, f"{suite}-{plot.stem}", ".png")
             save(fig, path, dpi=110)
             paths.append(path)
     return paths
@@ -246,7 +260,7 @@ def time_rows(times: dict[str, LearnerTime]) -> list[str]:
     rows = ["| learner | fit s | evaluation s | training steps | ms per step |", "|---|---|---|---|---|"]
     for label, t in times.items():
         per_step = f"{1e3 * t.fit / t.steps:.1f}" if t.steps else ""
-        rows.append(f"| {label} | {t.fit:.1f} | {t.evaluation:.1f} | {t.steps or ''} | {per_step} |")
+        rows.append(f"| {md_text(label)} | {t.fit:.1f} | {t.evaluation:.1f} | {t.steps or ''} | {per_step} |")
     return rows
 
 
@@ -283,25 +297,27 @@ def deviation_rows(repro: Reproduction) -> list[str]:
     if not devs:
         return []
     rows = ["", "## Deviations from the paper", "", "| what | paper (text or reference code) | ours | why |", "|---|---|---|---|"]
-    return rows + [f"| {d.what} | {d.paper} | {d.ours} | {d.why} |" for d in devs]
+    return rows + [f"| {md_cell(d.what)} | {md_cell(d.paper)} | {md_cell(d.ours)} | {md_cell(d.why)} |" for d in devs]
 
 
 def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, Any]], plots: list[Path]) -> str:
     """README.md of the publication; `plots` are the top-level PNGs this publication wrote."""
     m = results.meta
     findings = repro.findings(results)
-    lines = [
-        f"# Reproduction `{m['reproduction']}` ({m['budget']} budget)",
+    command = (f"iclbench reproduce {m['reproduction']} --budget {m['budget']} --seeds "
+               f"{','.join(map(str, m['seeds']))}{execution_flags(m)}")
+    lines = [  # reproduction.json's values escaped (`md_code`, `md_text`): a crafted folder holds no markup
+        f"# Reproduction {md_code(m['reproduction'])} ({md_text(m['budget'])} budget)",
         "",
         repro.spec().description,
         "",
-        f"Generated by `iclbench reproduce {m['reproduction']} --budget {m['budget']} --seeds "
-        f"{','.join(map(str, m['seeds']))}{execution_flags(m)}`; every file here is written by that command from "
+        f"Generated by {md_code(command)}; every file here is written by that command from "
         "`results.jsonl` and `analyses.jsonl`.",
         "",
-        f"- commit: `{m['git_commit']}`",
-        f"- device: `{m['device']}`; versions: " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())),
-        f"- budget: {budget_line(m['budget_values'])}; seeds {m['seeds']}",
+        f"- commit: {md_code(m['git_commit'])}",
+        f"- device: {md_code(m['device'])}; versions: "
+        + md_text(", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items()))),
+        f"- budget: {md_cell(budget_line(m['budget_values']))}; seeds {md_text(m['seeds'])}",
         "- wall time: " + wall_line(m),
         "",
         "## Findings",
@@ -313,7 +329,8 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
         "|---|---|---|---|---|",
     ]
     for i, f in enumerate(findings, 1):
-        lines.append(f"| {i} | {f.claim} | {f.ours} | {'yes' if f.holds else '**no**'} | {f.why} |")
+        holds = "yes" if f.holds else "**no**"
+        lines.append(f"| {i} | {md_cell(f.claim)} | {md_cell(f.ours)} | {holds} | {md_cell(f.why)} |")
     lines += deviation_rows(repro)
     lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
               "in parallel with `--jobs`, so these add up to more than the wall time. Evaluation counts one prediction of "
@@ -323,5 +340,5 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
     figures = sorted(p.name for p in plots) + sorted(
         f"figures/{p.name}" for p in (results.folder / "figures").glob("*.png"))
     lines += ["", "## Tables and figures", "", "- [leaderboard.md](leaderboard.md) (also `.csv`, `.json`)"]
-    lines += [f"- [{name}]({name})" for name in figures]
+    lines += [f"- [{md_text(name)}]({quote(name)})" for name in figures]
     return "\n".join(lines) + "\n"

@@ -21,6 +21,8 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 from iclbench import board
+from iclbench.filenames import safe_stem
+from iclbench.outputs import write_text
 from iclbench.provenance import number, plugin_text
 from iclbench.publish import budget_line, execution_flags, wall_line
 from iclbench.reproduce import Deviation, Finding, Reproduction, Results
@@ -139,8 +141,8 @@ def installed_reproduction(name: str) -> Reproduction:
 
 
 def write(path: Path, title: str, body: str) -> Path:
-    path.write_text(page(title, body), encoding="utf-8")
-    return path
+    """The page at `path`, written under a temporary name and renamed into place (no half page)."""
+    return write_text(path, page(title, body))
 
 
 def page(title: str, body: str) -> str:
@@ -196,22 +198,24 @@ def suite_columns(rows: list[dict[str, Any]]) -> dict[str, list[Column]]:
 
 def page_names(suites: list[str]) -> dict[str, str]:
     """suite -> its page's file name: `<suite>.html`, with characters unsafe in a file name replaced
-    (and never index.html, the reproduction's page)."""
+    (`filenames.safe_stem`, and never index.html, the reproduction's page)."""
     names = {}
     for suite in suites:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", suite).strip(".") or "suite"
+        stem = safe_stem(suite, fallback="suite")
         names[suite] = f"{stem}-suite.html" if stem == "index" else f"{stem}.html"
     return names
 
 
 def plots_by_suite(folder: Path, suites: list[str]) -> dict[str | None, list[str]]:
     """The PNGs of the publication, relative to `folder`, keyed by the suite each one shows (the
-    longest suite name its file name starts with: `linear-ood-...` is linear-ood's, not
-    linear's); None keys the rest, the analyses' figures/ among them."""
+    longest suite file-name stem, `filenames.safe_stem`, its file name starts with:
+    `linear-ood-...` is linear-ood's, not linear's); None keys the rest, the analyses' figures/
+    among them."""
+    stems = {s: safe_stem(s) for s in suites}
     out: dict[str | None, list[str]] = {}
     for path in sorted(folder.glob("*.png")):
-        owners = [s for s in suites if path.name.startswith(f"{s}-")]
-        out.setdefault(max(owners, key=len, default=None), []).append(path.name)
+        owners = [s for s in suites if path.name.startswith(f"{stems[s]}-")]
+        out.setdefault(max(owners, key=lambda s: len(stems[s]), default=None), []).append(path.name)
     out.setdefault(None, []).extend(f"figures/{p.name}" for p in sorted((folder / "figures").glob("*.png")))
     return out
 

@@ -354,7 +354,8 @@ def test_markdown_links_its_plots_and_only_an_owned_folder_is_pruned(tmp_path):
     md = (tmp_path / "leaderboard.md").read_text()
     assert "## Plots\n\n![s-range](s-range.png)\n" in md
     assert (tmp_path / "old-shift.png").exists()  # not pruned unless the folder is the render's own
-    leaderboard.render(RECORDS, tmp_path, prune=True)
+    (tmp_path / ".iclbench-manifest.json").write_text(json.dumps({"writer": "leaderboard", "files": ["old-shift.png"]}))
+    leaderboard.render(RECORDS, tmp_path, prune=True)  # an earlier render's plot, by its manifest
     assert not (tmp_path / "old-shift.png").exists()
     assert all((tmp_path / n).exists() for n in ("s-range.png", "figures/analysis.png", "notes.txt", "leaderboard.md"))
     assert "## Plots" not in board(RECORDS, tmp_path)  # no plots written, none linked

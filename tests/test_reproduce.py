@@ -287,6 +287,7 @@ def test_publish_prunes_stale_plots_once_everything_is_written(tmp_path):
     (folder / "figures").mkdir(parents=True)
     for name in ("s-old-shift.png", "figures/weights.png"):
         (folder / name).write_bytes(b"\x89PNG")
+    (folder / ".iclbench-manifest.json").write_text(json.dumps({"writer": "publish", "files": ["s-old-shift.png"]}))
     curve = [{"step": 10, "eval_loss": 0.5}, {"step": 20, "eval_loss": 0.25}]
     records = [{"suite": "s", "label": "lsa", "task_label": f"r={v}", "group": "range", "value": v, "seed": 0, "n_tasks": 10,
                 "in_distribution": v == 1.0, "metrics": {"loss": 0.1 * v, "loss_ci95": 0.01}, "seconds": 0.1,
