@@ -5,7 +5,6 @@ runs one per seed, appends its JSON result to `analyses.jsonl` and saves its fig
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +14,7 @@ import torch
 from iclbench.component import Configurable
 from iclbench.config import StrictConfig, parse_spec
 from iclbench.episode import Episode
+from iclbench.filenames import safe_stem
 from iclbench.isolation import guard
 from iclbench.learner import Learner
 from iclbench.seeding import generator
@@ -67,8 +67,7 @@ class AnalysisContext:
     def figure_path(self, name: str) -> Path:
         """`OUT/figures/<name>-seed<seed>.png`, the name reduced to safe file-name characters."""
         self.out.mkdir(parents=True, exist_ok=True)
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-        return self.out / f"{safe}-seed{self.seed}.png"
+        return self.out / f"{safe_stem(name, strip='._')}-seed{self.seed}.png"
 
 
 class Analysis(Configurable):
