@@ -3,11 +3,19 @@
 Records are appended and fsynced one at a time under a lock, so an interrupted run keeps
 everything it finished, several processes can share one folder, and a rerun skips what is
 already there. Every line is strict JSON: non-finite numbers are written as the strings
-"NaN", "Infinity" and "-Infinity" and read back as floats.
+"NaN", "Infinity" and "-Infinity", and the record says where (its `_nonfinite` field), so
+they are read back as floats there and nowhere else (`iclbench.record_schema`).
+
+A line torn by a kill or a full disk is skipped by readers; the next append, under the lock
+that every writer holds, cuts it off (a failed append cuts its own partial line at once), so
+the file is whole JSON lines again. Records are checked on read against their file's schema:
+a line that is not JSON, not a record, or a record with a bad field is skipped with a warning
+naming `file:line` (and the field), never passed on as a result.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -17,16 +25,20 @@ import subprocess
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 import iclbench
 from iclbench.locks import file_lock
+from iclbench.record_schema import ANALYSES_FILE  # noqa: F401 (re-exported: where analyses are stored)
+from iclbench.record_schema import MARKERS, Record, RecordError, decode, encode, schema_for
 
 RESULTS_FILE = "results.jsonl"
-ANALYSES_FILE = "analyses.jsonl"
 
+NONFINITE = MARKERS
+"""The strings that stand for non-finite floats in a record's JSON."""
 
-NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+TAIL_BLOCK = 1 << 16
+"""Bytes read at a time when looking back for the start of a torn last line."""
 
 
 def record_key(r: dict[str, Any]) -> str:
@@ -45,24 +57,14 @@ def unit_key(*parts: Any) -> str:
 
 
 def to_strict_json(value: Any) -> Any:
-    """`value` with every non-finite float replaced by its JSON-safe string."""
+    """`value` with every non-finite float replaced by its JSON-safe string (for canonical
+    texts; records are written by `record_schema.encode`, which also says where)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {k: to_strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_strict_json(v) for v in value]
-    return value
-
-
-def from_strict_json(value: Any) -> Any:
-    """Inverse of `to_strict_json`."""
-    if isinstance(value, str):
-        return NONFINITE.get(value, value)
-    if isinstance(value, dict):
-        return {k: from_strict_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_strict_json(v) for v in value]
     return value
 
 
@@ -75,19 +77,16 @@ class ResultStore:
 
     def append(self, record: dict[str, Any]) -> tuple[int, int]:
         """Append one record; returns the file's size before and after, read under the lock, so
-        a caller can tell whether anyone else wrote in between."""
+        a caller can tell whether anyone else wrote in between. A torn last line left by a killed
+        writer is cut off first; a write that fails (a full disk) cuts its own partial line and
+        raises an OSError naming the file."""
         self.root.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(to_strict_json(record), sort_keys=True, allow_nan=False) + "\n"
-        with file_lock(self.lock_dir / f"{self.path.name}.lock"), open(self.path, "a+b") as f:
+        line = json.dumps(encode(record), sort_keys=True, allow_nan=False) + "\n"
+        with file_lock(self.lock_dir / f"{self.path.name}.lock"), open(self.path, "a+b", buffering=0) as f:
             before = f.seek(0, os.SEEK_END)
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a write torn by a kill: end that line so this record stays whole
-                    f.write(b"\n")
-            f.write(line.encode())
-            f.flush()
-            os.fsync(f.fileno())
-            return before, f.tell()
+            end = repair_tail(f, self.path)
+            write_whole(f, line.encode(), end, self.path)
+            return before, f.seek(0, os.SEEK_END)
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.path) if self.path.exists() else []
@@ -106,21 +105,91 @@ class ResultStore:
         return file_lock(self.lock_dir / f"{key}.lock")
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records from a `results.jsonl` file or a folder holding one; a torn last line is skipped."""
+def repair_tail(f: IO[bytes], path: Path) -> int:
+    """Make the file open as `f` end in a newline, under the append lock; returns its new size.
+    A last line without one is a write cut short by a kill or a full disk: it is dropped, with
+    a warning saying how many bytes, unless it is a whole JSON line that only lacks its newline."""
+    size = f.seek(0, os.SEEK_END)
+    start, tail = last_line(f, size)
+    if not tail:
+        return size
+    try:
+        json.loads(tail)
+    except ValueError:
+        os.ftruncate(f.fileno(), start)
+        warnings.warn(f"{path}:{start_line(f, start)}: dropped a torn last line ({len(tail)} bytes, a write cut "
+                      "short by a kill or a full disk) before appending", stacklevel=3)
+        return start
+    write_whole(f, b"\n", size, path)
+    return size + 1
+
+
+def last_line(f: IO[bytes], size: int) -> tuple[int, bytes]:
+    """(offset, bytes) of what follows the last newline of `f` (`size` bytes long): empty when
+    the file ends in a newline. Reads back from the end, `TAIL_BLOCK` bytes at a time."""
+    tail, pos = b"", size
+    while pos > 0:
+        begin = max(0, pos - TAIL_BLOCK)
+        f.seek(begin)
+        block = f.read(pos - begin)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            return begin + cut + 1, block[cut + 1:] + tail
+        tail, pos = block + tail, begin
+    return 0, tail
+
+
+def start_line(f: IO[bytes], offset: int) -> int:
+    """The 1-based number of the line that starts at byte `offset` of `f`."""
+    f.seek(0)
+    lines, left = 1, offset
+    while left > 0:
+        block = f.read(min(left, TAIL_BLOCK))
+        if not block:
+            break
+        lines, left = lines + block.count(b"\n"), left - len(block)
+    return lines
+
+
+def write_whole(f: IO[bytes], data: bytes, end: int, path: Path) -> None:
+    """Write `data` at the end of the unbuffered `f` and fsync it; on any failure cut the file
+    back to `end` (its size before), so no partial line stays, and raise an error naming `path`."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[f.write(view):]
+        os.fsync(f.fileno())
+    except BaseException as err:
+        try:
+            os.ftruncate(f.fileno(), end)
+        except OSError:
+            pass  # the next append cuts the partial line instead
+        if isinstance(err, OSError):
+            full = " (the disk is full)" if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else ""
+            raise OSError(err.errno, f"could not append a record to {path}{full}: {err.strerror or err}") from err
+        raise
+
+
+def read_records(path: str | Path, schema: type[Record] | None = None) -> list[dict[str, Any]]:
+    """Records from a `results.jsonl` file or a folder holding one, checked against `schema`
+    (default: the file's, see `record_schema.schema_for`). A torn line, a line that is not a
+    record and a record with a bad field are skipped, each with a warning naming file:line."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}")
+    schema = schema or schema_for(path)
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
+    for i, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
             continue
         try:
-            out.append(from_strict_json(json.loads(line)))
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}:{i}: skipping a line that is not JSON (interrupted write?)", stacklevel=2)
+            out.append(decode(raw.decode(), schema))
+        except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError, RecordError
+            what = f"an invalid record: {err}" if isinstance(err, RecordError) else \
+                "a line that is not JSON (interrupted write?)"
+            warnings.warn(f"{path}:{i}: skipping {what}", stacklevel=2)
     return out
 
 

@@ -134,8 +134,9 @@ def test_resources_default_to_a_gpu_per_unit_on_cuda():
 def test_records_merge_in_the_plan_order_whichever_unit_finishes_first(tmp_path):
     store = ResultStore(tmp_path)
     merge = OrderedMerge(store)
-    assert merge.add(2, [{"unit": 2}]) == [] and merge.add(1, []) == []
-    assert merge.add(0, [{"unit": 0, "n": 1}, {"unit": 0, "n": 2}]) == [0, 1, 2]
+    base = {"suite": "s", "label": "l", "task_label": "t", "seed": 0, "metrics": {}}
+    assert merge.add(2, [{**base, "unit": 2}]) == [] and merge.add(1, []) == []
+    assert merge.add(0, [{**base, "unit": 0, "n": 1}, {**base, "unit": 0, "n": 2}]) == [0, 1, 2]
     assert [r["unit"] for r in store.records()] == [0, 0, 2]
 
 
