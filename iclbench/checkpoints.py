@@ -1,8 +1,9 @@
 """Checkpoint cache for meta-trained learners, keyed by a hash of everything that shapes them.
 
 The key covers the learner config without its execution-only fields (training config
-included), the training task config, the training seed and the iclbench version. A finished
-entry is reused without training; an unfinished one is resumed. Files are written atomically
+included), the training task config, the training seed, the iclbench version and the digests
+of the code behind them (the core, the learner's and the task's modules: `iclbench.codehash`).
+A finished entry is reused without training; an unfinished one is resumed. Files are written atomically
 under unique temporary names and loaded with weights_only=True; an unreadable file, or one
 whose fields have the wrong types (`STATE_FIELDS`), is discarded with a warning naming it, so
 its model is retrained. A training holds a lock on `<key>.pt.lock`, so processes sharing a
@@ -33,6 +34,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 import iclbench
+from iclbench import codehash
 from iclbench.locks import atomic_write, file_lock, remove_dead_temporaries
 
 _CACHE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("iclbench_cache_dir", default=None)
@@ -194,12 +196,14 @@ def cache_key(**parts: Any) -> str:
 
 def training_checkpoint(learner: Any, task: Any, generator: Any) -> "Checkpoint | None":
     """The cache entry of `learner` meta-trained on `task` from `generator`'s seed, in the active
-    cache folder; None without one. The key covers learner config, task config, seed and version."""
+    cache folder; None without one. The key covers learner config, task config, seed, version
+    and the code that trains it: the core's, the learner's and the task's (`iclbench.codehash`)."""
     folder = current_cache_dir()
     if folder is None:
         return None
     return Checkpoint(folder, cache_key(learner=learner.name, config=learner.config.identity(), task=task.name,
-                                        task_config=task.config.model_dump(), seed=generator.initial_seed()))
+                                        task_config=task.config.model_dump(), seed=generator.initial_seed(),
+                                        code=codehash.code_identity(type(learner), type(task))))
 
 
 class Checkpoint:

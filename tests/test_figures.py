@@ -74,7 +74,7 @@ def test_mean_trace_keeps_the_steps_every_seed_reached():
 
 
 def test_reference_lines_add_the_interpolated_model_of_its_suite():
-    analyses = [{"analysis": "interpolation", "suite": "s", "seed": seed, "result": {"learner": "lsa", "loss_interpolated": v}}
+    analyses = [{"analysis": "interpolation", "config": {}, "suite": "s", "seed": seed, "result": {"learner": "lsa", "loss_interpolated": v}}
                 for seed, v in ((0, 0.2), (1, 0.3))]
     lines = publish.reference_lines(CURVES, analyses, "s", "lsa")
     assert lines == [("gd", 0.2), ("interpolated weights (trained + GD)", pytest.approx(0.25)), ("zero (zero predictor)", 0.4)]

@@ -24,7 +24,7 @@ def results(tmp_path, records, analyses=()) -> Results:
     (tmp_path / "reproduction.json").write_text(json.dumps({"labels": {}}))
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp_path / "analyses.jsonl").write_text("".join(
-        json.dumps({"analysis": a[0], "result": a[1], "seed": a[2] if len(a) > 2 else 0}) + "\n" for a in analyses))
+        json.dumps({"analysis": a[0], "config": {}, "result": a[1], "seed": a[2] if len(a) > 2 else 0}) + "\n" for a in analyses))
     return Results(tmp_path)
 
 
