@@ -160,11 +160,14 @@ def run_evaluation(learners: str | Sequence[str], suite: str | Suite | None = No
                    executor: str = "local", executor_options: ExecutorOptions | None = None,
                    track: str | Sequence[str] | None = None, track_dir: str | Path | None = None,
                    allow_large: bool = False, progress: Callable[[str], None] | None = None,
+                   learner_timeout: float | None = None,
                    ) -> tuple[list[dict[str, Any]], list[str], Path]:
     """Fit and score through `executor` (module docstring of `iclbench.executors`), mirroring
     trainings to the `track` trackers (in `track_dir`, default OUT/tracking); returns the records,
     the failures (one line each) and the results file. `cat`: an already loaded catalog (else the
-    installed plugins plus `plugins`). Everything is checked before anything is fitted."""
+    installed plugins plus `plugins`). `learner_timeout`: seconds a learner's fit, or its scoring
+    on one column, may take before it is stopped as a failed record. Everything is checked
+    before anything is fitted."""
     seeds = seed_list(seeds)
     n_tasks, batch_size = integer(n_tasks, "n_tasks"), integer(batch_size, "batch_size")
     if n_tasks < 2:
@@ -173,6 +176,9 @@ def run_evaluation(learners: str | Sequence[str], suite: str | Suite | None = No
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     if dtype not in DTYPES:
         raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if learner_timeout is not None and (isinstance(learner_timeout, bool) or not isinstance(learner_timeout, (int, float))
+                                        or not 0 < learner_timeout < float("inf")):
+        raise UsageError(f"learner_timeout must be a positive number of seconds, got {learner_timeout!r}")
     plugins = unique_files(plugins)
     cat = cat or catalog(plugins)
     options = executor_options or ExecutorOptions(plugin_files=plugins)
@@ -180,7 +186,7 @@ def run_evaluation(learners: str | Sequence[str], suite: str | Suite | None = No
     defaults = dict(learner_config or {})
     plan = Plan(learners=learner_specs(learners, defaults, cat), suite=suite_of(cat, suite, task, task_config),
                 seeds=seeds, n_tasks=n_tasks, device=device(device_name), dtype=DTYPES[dtype], batch_size=batch_size,
-                align_to=reference_spec(align_to, defaults, cat), force=force)
+                align_to=reference_spec(align_to, defaults, cat), force=force, learner_timeout=learner_timeout)
     check_plan(plan, cat, allow_large=allow_large)
     try:
         mirrors = select(track, track_dir or Path(out) / "tracking", cat.trackers)
@@ -216,20 +222,20 @@ def evaluate(learners: str | Sequence[str], suite: str | None = None, seeds: Seq
              cache: str | Path | None = DEFAULT_CACHE, force: bool = False, plugins: Iterable[str | Path] = (),
              executor: str = "local", executor_options: ExecutorOptions | None = None,
              track: str | Sequence[str] | None = None, track_dir: str | Path | None = None,
-             allow_large: bool = False, progress: bool = False) -> "pd.DataFrame":
+             allow_large: bool = False, progress: bool = False, learner_timeout: float | None = None) -> "pd.DataFrame":
     """Fit `learners` on the suite's training tasks and score them on its evaluation tasks for
     every seed, as `iclbench evaluate` (`suite` default: linear; or one task family, `task`);
     returns one row per record (`frame`). Records already in
     `out` are reused (`force` recomputes); `cache`: checkpoint folder (default OUT/checkpoints,
     None: no cache). `executor` ("local", "ray", ...) and `track` ("tensorboard", "wandb") as the
-    CLI's --executor and --track. Failed learners are stored as failed records, listed in
-    `df.attrs["failures"]`."""
+    CLI's --executor and --track; `learner_timeout` as --learner-timeout. Failed learners are
+    stored as failed records, listed in `df.attrs["failures"]`."""
     say = (lambda msg: print(msg, file=sys.stderr)) if progress else None
     records, failures, _ = run_evaluation(
         learners, suite, seeds, task=task, task_config=task_config, learner_config=learner_config, n_tasks=n_tasks,
         device_name=device, dtype=dtype, batch_size=batch_size, align_to=align_to, out=out, cache=cache, force=force,
         plugins=plugins, executor=executor, executor_options=executor_options, track=track, track_dir=track_dir,
-        allow_large=allow_large, progress=say)
+        allow_large=allow_large, progress=say, learner_timeout=learner_timeout)
     df = frame(records)
     df.attrs["failures"] = failures
     return df

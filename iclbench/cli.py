@@ -75,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--align-to", metavar="LEARNER", help="also report alignment and paired loss differences against this learner")
     e.add_argument("--out", default="results", help="folder for results.jsonl")
     e.add_argument("--force", action="store_true", help="recompute records already stored")
+    e.add_argument("--learner-timeout", type=float, metavar="SECONDS",
+                   help="stop a learner's fit, or its scoring on one column, after this long (a failed record)")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
     e.set_defaults(command="evaluate")
 

@@ -166,6 +166,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seeds = parse_int_list(args.seeds, "--seeds")
     positive(args.n_tasks, "--n-tasks", 2)
     positive(args.batch_size, "--batch-size")
+    if args.learner_timeout is not None and not 0 < args.learner_timeout < float("inf"):
+        raise UsageError(f"--learner-timeout must be a positive number of seconds, got {args.learner_timeout:g}")
     catalog = load_catalog(args)
     options = executor_options(args)
     select_executor(catalog, args.executor, options)
@@ -179,7 +181,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         n_tasks=args.n_tasks, device_name=args.device, dtype=args.dtype, batch_size=args.batch_size,
         align_to=args.align_to, out=args.out, cache=cache_option(args), force=args.force, cat=catalog,
         executor=args.executor, executor_options=options, track=args.track, track_dir=args.track_dir,
-        allow_large=args.allow_large, progress=say(args))
+        allow_large=args.allow_large, progress=say(args), learner_timeout=args.learner_timeout)
     from iclbench import board as leaderboard
 
     print(leaderboard.summary(records))

@@ -188,3 +188,29 @@ def test_a_learner_past_its_time_limit_fails_and_is_named_while_running(catalog,
     assert bad["status"] == "failed" and bad["stage"] == "predict" and "time limit of 1 s" in bad["error"]
     assert recs["zero"]["status"] == "ok"
     assert any("rogue[act=sleep] in predict on linear/linear" in m and "still running" in m for m in lines)
+
+
+def test_the_time_limit_is_checked_as_a_usage_error(tmp_path, capsys):
+    rc = main(["evaluate", "--learners", "zero", "--learner-timeout", "0", "--out", str(tmp_path), "--quiet"])
+    assert rc == 2 and "--learner-timeout must be a positive number of seconds, got 0" in capsys.readouterr().err
+    with pytest.raises(iclbench.api.UsageError, match="learner_timeout must be a positive number"):
+        iclbench.evaluate("zero", learner_timeout=-1.0, out=tmp_path)
+
+
+def test_the_time_limit_stops_a_learner_from_the_command_line(tmp_path):
+    plugin = tmp_path / "sleeper.py"
+    plugin.write_text("import time, iclbench\n"
+                      "class Sleeper(iclbench.Learner):\n"
+                      "    name = 'sleeper'\n"
+                      "    def predict(self, episode):\n"
+                      "        time.sleep(30)\n"
+                      "@iclbench.hookimpl\n"
+                      "def register_learners(register):\n"
+                      "    register(Sleeper)\n")
+    out, start = tmp_path / "out", time.monotonic()
+    rc = main(["evaluate", "--plugin", str(plugin), "--learners", "sleeper,zero", "--task", "linear-regression",
+               "--n-tasks", "50", "--device", "cpu", "--learner-timeout", "0.5", "--out", str(out), "--quiet"])
+    recs = {r["learner"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert rc == 1 and time.monotonic() - start < 20
+    assert recs["sleeper"]["status"] == "failed" and "LearnerTimeout" in recs["sleeper"]["error"]
+    assert recs["zero"]["status"] == "ok"
