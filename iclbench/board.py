@@ -4,7 +4,8 @@ Cells are `mean ± 95 % CI`: over seeds (Student t) when a cell has several, oth
 over evaluation tasks; every row says how many seeds and tasks stand behind it. Rows are
 learners sorted by in-distribution loss; columns are evaluation tasks, one table per suite
 and shift group. A diverged cell reads `diverged (inf)` or `diverged (nan)`, a failed one
-`failed`. Everything is ordered canonically, never by input order, so records merged from
+`failed`; a comparison against a reference that diverged reads `reference diverged`, and
+one that is undefined (a cosine against a zero sensitivity) `undefined`. Everything is ordered canonically, never by input order, so records merged from
 several folders render the same files whichever folder came first.
 
 Names from the records are escaped in the Markdown and CSV (`escaping`) and made safe file names
@@ -43,6 +44,7 @@ FORMATS = ("md", "csv", "json")
 WRITER = "leaderboard"  # whose manifest a pruning render reads and writes (outputs.MANIFEST)
 EXACT = 1e-6  # a loss this small is float rounding of an exact solver (least squares), not a curve to compare
 KEYS = ["suite", "group", "task", "learner", "metric", "reference"]
+NOTES = ("reference diverged", "undefined")  # statuses of comparison cells that hold no number, and why
 COLUMNS = KEYS + ["mean", "ci95", "ci_over", "seeds", "tasks", "status", "nonfinite", "failed_seeds", "nonfinite_tasks"]
 
 
@@ -61,16 +63,27 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         st, metrics, ref = status(r), r.get("metrics") or {}, r.get("align_to") or ""
         own = [m for m in metrics if not m.endswith("_ci95")]
         names = sorted(peers.get((r["suite"], ref), {"loss"})) if st == "failed" else own
-        for metric in names:
+        notes = unscored_comparisons(r, own, peers.get((r["suite"], ref), set())) if st != "failed" else {}
+        for metric in names + sorted(notes):
             value, ci = metrics.get(metric), metrics.get(f"{metric}_ci95")
             rows.append({
                 "suite": r["suite"], "learner": r["label"], "task": r["task_label"], "group": r.get("group") or "",
                 "value": r.get("value"), "in_distribution": bool(r.get("in_distribution", False)), "seed": r["seed"],
                 "metric": metric, "mean": math.nan if value is None else float(value),
                 "ci95": math.nan if ci is None else float(ci), "reference": ref if metric in REFERENCED else "",
-                "status": st, "n_tasks": r.get("n_tasks"), "n_nonfinite": int(r.get("n_nonfinite") or 0), "rank": rank[id(r)],
+                "status": notes.get(metric, st), "n_tasks": r.get("n_tasks"), "n_nonfinite": int(r.get("n_nonfinite") or 0), "rank": rank[id(r)],
             })
     return pd.DataFrame(rows)
+
+
+def unscored_comparisons(r: dict[str, Any], own: list[str], peers: set[str]) -> dict[str, str]:
+    """Comparison metrics record `r` holds no number for, each with its reason (`NOTES`): all of
+    them when its reference diverged, those its record names undefined."""
+    out = {m: "undefined" for m in r.get("undefined") or {} if m not in own}
+    if r.get("reference_status") == "diverged":
+        wanted = set(peers) | {"loss_diff", *ALIGNMENT} | ({"position_loss_diff"} if "position_loss" in own else set())
+        out.update({m: "reference diverged" for m in wanted & set(REFERENCED) if m not in own})
+    return out
 
 
 def nonfinite_kind(x: float) -> str:
@@ -85,6 +98,9 @@ def cell(g: pd.DataFrame) -> dict[str, Any]:
            "nonfinite_tasks": int(scored["n_nonfinite"].sum()), "nonfinite": "", "ci_over": ""}
     if not len(scored):
         return {**out, "mean": math.nan, "ci95": math.nan, "status": "failed"}
+    noted = scored[scored["status"].isin(NOTES)]
+    if len(noted):  # no number for some seed, and why; the seeds with numbers cannot stand for it
+        return {**out, "mean": math.nan, "ci95": math.nan, "status": str(noted["status"].iloc[0])}
     means, cis = [float(x) for x in scored["mean"]], [float(x) for x in scored["ci95"]]
     if all(math.isfinite(x) for x in means):
         mean, ci = across_seeds(means, cis)
@@ -139,8 +155,8 @@ def span(values: list[int]) -> str:
 def cell_text(c: Any, row_seeds: int | None) -> str:
     """A Markdown cell; `row_seeds` (the row's most seeds, given when the row's cells differ in
     seeds) marks each cell with fewer, whose CI then rests on its own seeds or tasks."""
-    if c.status == "failed":
-        return "failed"
+    if c.status == "failed" or c.status in NOTES:
+        return c.status
     text = f"diverged ({c.nonfinite})" if c.nonfinite else fmt(c.mean, c.ci95)
     if c.status == "diverged" and not c.nonfinite:
         text = f"diverged ({text})"

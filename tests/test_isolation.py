@@ -3,6 +3,7 @@ no query targets in predict, and every fault a failed or diverged record, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -214,3 +215,21 @@ def test_the_time_limit_stops_a_learner_from_the_command_line(tmp_path):
     assert rc == 1 and time.monotonic() - start < 20
     assert recs["sleeper"]["status"] == "failed" and "LearnerTimeout" in recs["sleeper"]["error"]
     assert recs["zero"]["status"] == "ok"
+
+
+def test_the_board_says_reference_diverged_and_undefined_instead_of_numbers(catalog, tmp_path):
+    from iclbench import board
+
+    for ref, where in ((("rogue", {"act": "nan"}), "diverged"), (("zero", {}), "zero")):
+        out = tmp_path / where
+        with pytest.warns(UserWarning) if where == "diverged" else contextlib.nullcontext():
+            run(catalog, out, [("least-squares", {})], align_to=ref)
+        agg = board.aggregate(board.to_frame(ResultStore(out).records()))
+        cells = agg[(agg.learner == "least-squares") & (agg.task == "linear")].set_index("metric")
+        if where == "diverged":
+            assert {cells.loc[m, "status"] for m in ("loss_diff", "pred_diff", "sens_cos", "sens_diff")} == {"reference diverged"}
+        else:
+            assert cells.loc["sens_cos", "status"] == "undefined" and cells.loc["pred_diff", "status"] == "ok"
+        assert cells.loc["loss", "status"] == "ok"
+        text = board.cell_text(next(cells.loc[["sens_cos"]].itertuples()), None)
+        assert text == ("reference diverged" if where == "diverged" else "undefined")
