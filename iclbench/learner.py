@@ -25,6 +25,10 @@ class Learner(Configurable):
     `fit` may meta-train or tune hyperparameters on the *training* task distribution; it
     never sees evaluation tasks. `predict` returns the (B, dy) query predictions and should
     stay differentiable in `episode.query_x` so sensitivities can be taken with autograd.
+
+    During evaluation `predict` is handed a private copy of its tasks whose `query_y` is NaN
+    (the targets are the metric's alone; its shape and dtype are the prediction's), and
+    writing into that copy fails the learner's record (`iclbench.isolation`).
     """
 
     Config: ClassVar[type[LearnerConfig]] = LearnerConfig
@@ -48,7 +52,7 @@ class Learner(Configurable):
         return None
 
     def predict(self, episode: Episode) -> torch.Tensor:
-        """(B, dy) prediction for each task's query."""
+        """(B, dy) prediction for each task's query, from its context and `query_x` only."""
         raise NotImplementedError(f"learner {self.name!r} does not implement predict()")
 
 
