@@ -97,3 +97,16 @@ def alignment(pred: torch.Tensor, ref_pred: torch.Tensor, sens: torch.Tensor, re
         "sens_cos": sensitivity_cosine(sens, ref_sens),
         "sens_diff": (s - r).norm(dim=-1),
     }
+
+
+def defined_mean_ci95(values: torch.Tensor) -> tuple[float, float] | None:
+    """`mean_ci95` over the tasks where `values` (B,) is defined (not NaN); None if nowhere."""
+    kept = values[~values.isnan()]
+    return mean_ci95(kept) if kept.numel() else None
+
+
+def cosine_against(sens: torch.Tensor, ref_sens: torch.Tensor) -> torch.Tensor:
+    """(B,) sensitivity cosines, NaN where the reference's sensitivity is zero (a cosine against
+    a zero vector is undefined); a learner whose own sensitivity is zero gets 0."""
+    cos = sensitivity_cosine(sens, ref_sens)  # (B,)
+    return cos.masked_fill(ref_sens.flatten(1).abs().amax(-1) == 0, float("nan"))

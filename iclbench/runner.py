@@ -15,7 +15,6 @@ stage, and the run goes on with the others, whose numbers stay bit for bit what 
 from __future__ import annotations
 
 import copy
-import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,15 +23,17 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from iclbench.checks import LearnerOutputError, check_output, learner_info  # noqa: F401  (re-exported)
 from iclbench.episode import Episode
 from iclbench.isolation import guard
 from iclbench.learner import Learner
-from iclbench.metrics import alignment, mean_ci95, robust_loss, sensitivities, sensitivity_cosine, task_losses
+from iclbench.metrics import (alignment, cosine_against, defined_mean_ci95, mean_ci95, robust_loss, sensitivities,
+                              task_losses)
 from iclbench.positions import is_sequence, position_curve, position_predictions, position_sensitivities, states_of
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.codehash import core_digest, git_dirty
-from iclbench.store import ResultStore, git_commit, record_key, to_strict_json, unit_key, versions
+from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
 from iclbench.suite import EvalTask, Suite
 from iclbench.task import Task
 from iclbench.watchdog import learner_fault, watched
@@ -72,28 +73,6 @@ class Plan:
     learner_timeout: float | None = None  # seconds a learner's fit or predict on one column may take
 
 
-class LearnerOutputError(ValueError):
-    """A learner's `predict` returned something other than a (B, dy) tensor on the episode's
-    device and dtype."""
-
-
-def check_output(learner: Learner, episode: Episode, pred: object) -> torch.Tensor:
-    """`pred` if it is a (B, dy) tensor on the episode's device and dtype; else an error saying
-    what was expected and what came back (a (B,) output would broadcast into a wrong loss)."""
-    want = (episode.batch_size, episode.dy)
-    dtype = episode.context_x.dtype
-    where = f"learner {learner.label!r}: predict() returned"
-    if not isinstance(pred, torch.Tensor):
-        raise LearnerOutputError(f"{where} a {type(pred).__name__}, expected a tensor of shape {want}")
-    if tuple(pred.shape) != want:
-        raise LearnerOutputError(f"{where} shape {tuple(pred.shape)}, expected (B, dy) = {want}")
-    if pred.device != episode.device:
-        raise LearnerOutputError(f"{where} a tensor on {pred.device}, expected the episode's device {episode.device}")
-    if pred.dtype != dtype:
-        raise LearnerOutputError(f"{where} dtype {pred.dtype}, expected the episode's dtype {dtype}")
-    return pred
-
-
 def predict_chunked(learner: Learner, episode: Episode, batch_size: int) -> torch.Tensor:
     """(B, dy) checked predictions, `batch_size` tasks at a time to bound memory."""
     with torch.no_grad():
@@ -112,47 +91,6 @@ def sensitivities_chunked(learner: Learner, episode: Episode, batch_size: int) -
 
 def error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
-
-
-def not_json(value: Any, path: str) -> str | None:
-    """The path of the first part of `value` that JSON cannot hold (a tensor, an object), or None."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            bad = f"{path}[{k!r}]: a key of type {type(k).__name__}" if not isinstance(k, str) else not_json(v, f"{path}[{k!r}]")
-            if bad:
-                return bad
-        return None
-    if isinstance(value, (list, tuple)):
-        return next((b for i, v in enumerate(value) if (b := not_json(v, f"{path}[{i}]"))), None)
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return None
-    return f"{path}: a {type(value).__name__}"
-
-
-def learner_info(learner: Learner) -> dict[str, Any]:
-    """The learner's `hyperparameters()` and `fit_info()`, checked to be JSON objects (they are
-    stored in every record); a LearnerOutputError names the method and the bad part."""
-    out = {}
-    for method in ("hyperparameters", "fit_info"):
-        value = getattr(learner, method)()
-        bad = f"{method}(): a {type(value).__name__}, not a dict" if not isinstance(value, dict) else not_json(value, f"{method}()")
-        if bad:
-            raise LearnerOutputError(f"learner {learner.label!r}: {bad}, which is not JSON")
-        out[method] = json.loads(json.dumps(to_strict_json(value)))  # a private copy: later changes do not leak in
-    return out
-
-
-def defined_mean_ci95(values: torch.Tensor) -> tuple[float, float] | None:
-    """`mean_ci95` over the tasks where `values` (B,) is defined (not NaN); None if nowhere."""
-    kept = values[~values.isnan()]
-    return mean_ci95(kept) if kept.numel() else None
-
-
-def cosine_against(sens: torch.Tensor, ref_sens: torch.Tensor) -> torch.Tensor:
-    """(B,) sensitivity cosines, NaN where the reference's sensitivity is zero (a cosine against
-    a zero vector is undefined); a learner whose own sensitivity is zero gets 0."""
-    cos = sensitivity_cosine(sens, ref_sens)  # (B,)
-    return cos.masked_fill(ref_sens.flatten(1).abs().amax(-1) == 0, float("nan"))
 
 
 class Evaluation:
