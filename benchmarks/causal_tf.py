@@ -18,8 +18,8 @@ import time
 import torch
 
 from iclbench.seeding import resolve_device
-from iclbench_plugins.function_classes import GargLinear
-from iclbench_plugins.transformer.causal import CausalTransformerLearner, causal_loss
+from iclbench_plugins.tasks.function_classes import GargLinear
+from iclbench_plugins.transformers.causal import CausalTransformerLearner, causal_loss
 
 SIZES = {"small preset": {}, "Garg's standard": {"layers": 12, "width": 256, "heads": 8}}
 

@@ -17,8 +17,8 @@ import torch
 
 from iclbench.config import parse_spec
 from iclbench.seeding import resolve_device
-from iclbench_plugins.lds import LinearDynamics
-from iclbench_plugins.sequence_transformer import SequenceTransformerLearner, sequence_loss
+from iclbench_plugins.tasks.lds import LinearDynamics
+from iclbench_plugins.transformers.sequence import SequenceTransformerLearner, sequence_loss
 
 CONFIGS = ["seq-tf", "seq-tf[layers=2]", "seq-tf[layers=4]", "seq-tf[attention=softmax,layers=2,heads=4]",
            "seq-tf[attention=mesa,heads=4]", "seq-tf[attention=mesa,layers=2,heads=4]",

@@ -15,7 +15,7 @@ one, saying by how much (`exact=False`, `--stack-seeds close`, accepts float rou
 built-in trained learner stacks bit for bit on a CPU: the gradient is taken per model inside
 vmap, MKL runs in its alignment-independent mode (`iclbench.mkl`), so a product on a seed's slice
 of a stacked batch has the bits of the same product alone, and the models use operations that
-vmap batches one to one (`iclbench_plugins.transformer.stackable`, the mesa-layer's `LUSolve`).
+vmap batches one to one (`iclbench_plugins.transformers.nn.stackable`, the mesa-layer's `LUSolve`).
 On CUDA batched and single products may use different cuBLAS kernels. Buffers are read from
 each model every step; a forward that writes a buffer (running statistics) is not supported.
 Like `--compile`, stacking changes how a run executes, not what it computes: no label, record

@@ -6,7 +6,7 @@ import torch
 
 from helpers import predict, sample64
 from iclbench.episode import Episode
-import iclbench_plugins.baselines as baselines
+import iclbench_plugins.learners.baselines as baselines
 from iclbench.metrics import task_losses
 from iclbench.plugins import make_plugin_manager
 from iclbench.catalog import build_catalog

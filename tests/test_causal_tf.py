@@ -8,9 +8,9 @@ import torch
 from iclbench.checkpoints import Checkpoint
 from iclbench.config import ConfigError
 from iclbench.prefix import prefix_curve
-from iclbench_plugins.function_classes import GargLinear
-from iclbench_plugins.transformer import causal
-from iclbench_plugins.transformer.causal import CausalTransformerLearner
+from iclbench_plugins.tasks.function_classes import GargLinear
+from iclbench_plugins.transformers import causal
+from iclbench_plugins.transformers.causal import CausalTransformerLearner
 
 TINY = {"layers": 2, "width": 16, "heads": 2}
 

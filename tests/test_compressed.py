@@ -13,11 +13,11 @@ from iclbench.analysis import AnalysisContext
 from iclbench.catalog import build_catalog
 from iclbench.plugins import make_plugin_manager
 from iclbench.positions import states_of
-from iclbench_plugins.compressed import (Compressed, agreement, blocks_forward, extract_blocks, fit_blocks,
+from iclbench_plugins.analyses.compressed import (Compressed, agreement, blocks_forward, extract_blocks, fit_blocks,
                                          fit_polynomial)
-from iclbench_plugins.lds import LinearDynamics
-from iclbench_plugins.online_references import OnlineGD
-from iclbench_plugins.sequence_transformer import SequenceTransformerLearner, set_online_weights
+from iclbench_plugins.tasks.lds import LinearDynamics
+from iclbench_plugins.learners.online_references import OnlineGD
+from iclbench_plugins.transformers.sequence import SequenceTransformerLearner, set_online_weights
 
 ETA = 0.37
 

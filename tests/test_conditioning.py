@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from iclbench.analysis import AnalysisContext
-from iclbench_plugins.conditioning import condition_numbers
+from iclbench_plugins.analyses.conditioning import condition_numbers
 
 
 def test_one_step_maps_each_eigenvalue_in_closed_form():

@@ -7,9 +7,9 @@ import torch
 
 from iclbench.config import ConfigError
 from iclbench.metrics import task_losses
-from iclbench_plugins.alternating import positional_encoding, shift_matrix
-from iclbench_plugins.transformer.copying import copy_dependence, set_copy_weights
-from iclbench_plugins.transformer.model import InContextTransformer
+from iclbench_plugins.tasks.alternating import positional_encoding, shift_matrix
+from iclbench_plugins.transformers.copying import copy_dependence, set_copy_weights
+from iclbench_plugins.transformers.nn.model import InContextTransformer
 
 
 def sample(task, n=200, seed=3):

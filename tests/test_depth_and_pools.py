@@ -55,7 +55,7 @@ def test_small_pool_memorises_and_generalises_worse(catalog, linear):
 def test_depth_monitor_is_exact_for_the_constructions(catalog, linear, name):
     """The K-step construction, monitored against GD-K / GD++-K with its own rates: prediction
     difference 0 and sensitivity cosine 1 against its own algorithm."""
-    from iclbench_plugins.transformer.learners import depth_alignment
+    from iclbench_plugins.transformers.lsa import depth_alignment
 
     rates = {"steps": 3, "eta": [1.5, 1.0, 0.5]} | ({"gamma": [0.4, 0.2, 0.1]} if name == "gd++" else {})
     model = catalog.learners[f"lsa-{name}"](rates).constructed(10, 1).double()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import iclbench
 from iclbench.checkpoints import training_checkpoint
-from iclbench_plugins.transformer.learners import TransformerLearner
+from iclbench_plugins.transformers.lsa import TransformerLearner
 
 DRIVER = {driver}  # the test process, which never dies
 MARKER = Path({marker!r})  # written by the one worker that dies

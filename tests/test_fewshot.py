@@ -10,10 +10,10 @@ import torch
 
 from iclbench.analysis import AnalysisContext
 from iclbench.suite import Suite
-from iclbench_plugins.fewshot import (FewShot, build_sequence, fewshot_losses, fewshot_predictions, fewshot_problems,
+from iclbench_plugins.analyses.fewshot_prompt import (FewShot, build_sequence, fewshot_losses, fewshot_predictions, fewshot_problems,
                                       least_squares_predictions, train_tokens)
-from iclbench_plugins.lds import LinearDynamics
-from iclbench_plugins.sequence_transformer import SequenceTransformerLearner, set_online_weights
+from iclbench_plugins.tasks.lds import LinearDynamics
+from iclbench_plugins.transformers.sequence import SequenceTransformerLearner, set_online_weights
 
 
 def problems(n=64, D=3, shots=7, noise_std=0.0, seed=0, dtype=torch.float64):

@@ -9,10 +9,10 @@ import torch
 from iclbench.catalog import default_catalog
 from iclbench.config import ConfigError
 from iclbench.positions import INTERLEAVED
-from iclbench_plugins.fewshot import fewshot_predictions, least_squares_predictions
-from iclbench_plugins.fewshot_task import FewShotRegression
-from iclbench_plugins.least_squares import LeastSquares
-from iclbench_plugins.sequence_transformer import SequenceTransformerLearner, set_online_weights
+from iclbench_plugins.analyses.fewshot_prompt import fewshot_predictions, least_squares_predictions
+from iclbench_plugins.tasks.fewshot import FewShotRegression
+from iclbench_plugins.learners.least_squares import LeastSquares
+from iclbench_plugins.transformers.sequence import SequenceTransformerLearner, set_online_weights
 
 
 def sample(**config):

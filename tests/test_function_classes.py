@@ -13,7 +13,7 @@ from helpers import gen
 from iclbench.catalog import build_catalog
 from iclbench.config import ConfigError
 from iclbench.plugins import make_plugin_manager
-from iclbench_plugins import function_classes as fc
+from iclbench_plugins.tasks import function_classes as fc
 
 B = 3000  # tasks per statistical check
 
@@ -54,7 +54,7 @@ def lstsq_weights(ep, features=lambda x: x) -> torch.Tensor:
 
 def test_registered_and_every_suite_builds(garg):
     assert {"garg-linear", "garg-relu", "garg-tree"} <= set(garg.tasks)
-    folder = files("iclbench_plugins") / "suites_data"
+    folder = files("iclbench_plugins.suites")
     names = {tomllib.loads((folder / f"{s}.toml").read_text())["name"]
              for s in ("garg-linear", "garg-sparse", "garg-relu", "garg-tree")}
     for name in names:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from iclbench.reproduce import Results
-from iclbench_plugins.garg import CURVE_TOL, FUNCTION_CLASSES, Garg
+from iclbench_plugins.reproductions.garg import CURVE_TOL, FUNCTION_CLASSES, Garg
 
 N = 40
 

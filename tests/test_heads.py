@@ -12,8 +12,8 @@ from iclbench.analysis import AnalysisContext
 from iclbench.catalog import build_catalog
 from iclbench.config import parse_spec
 from iclbench.plugins import load_entry_points, make_plugin_manager
-from iclbench_plugins.transformer import heads
-from iclbench_plugins.transformer.heads import SoftmaxHeads
+from iclbench_plugins.analyses import heads
+from iclbench_plugins.analyses.heads import SoftmaxHeads
 
 DX, DY = 4, 1
 D = DX + DY
@@ -43,7 +43,7 @@ def context(catalog, tmp_path, models: dict, seed: int = 0) -> HandSetContext:
 def two_heads(etas: list[float], blocks: list[torch.Tensor]) -> torch.nn.Module:
     """A two-head softmax model whose heads have P W_V y-entry etas[h] and W_K^T W_Q x-block
     blocks[h], set through non-trivial W_K, W_Q, P, W_V (and other entries of W_KQ nonzero)."""
-    from iclbench_plugins.transformer.model import InContextTransformer
+    from iclbench_plugins.transformers.nn.model import InContextTransformer
 
     model = InContextTransformer(DX, DY, 1, 2, "softmax", False, False, False, None, 1.0).double()
     g = torch.Generator().manual_seed(7)

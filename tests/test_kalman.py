@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-import iclbench_plugins.kalman as kalman_module
+import iclbench_plugins.learners.kalman as kalman_module
 from iclbench.catalog import build_catalog
 from iclbench.metrics import task_losses
 from iclbench.plugins import make_plugin_manager
 from iclbench.positions import position_curve, position_predictions, sequence_episode, states_of
-from iclbench_plugins.kalman import KalmanFilter
-from iclbench_plugins.lds import LinearDynamics
-from iclbench_plugins.least_squares import LeastSquares
-from iclbench_plugins.linear_regression import LinearRegression
+from iclbench_plugins.learners.kalman import KalmanFilter
+from iclbench_plugins.tasks.lds import LinearDynamics
+from iclbench_plugins.learners.least_squares import LeastSquares
+from iclbench_plugins.tasks.linear_regression import LinearRegression
 
 
 def gen(seed=0):

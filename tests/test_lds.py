@@ -7,7 +7,7 @@ import torch
 
 from iclbench.config import ConfigError
 from iclbench.positions import states_of
-from iclbench_plugins.lds import LinearDynamics, haar_orthogonal
+from iclbench_plugins.tasks.lds import LinearDynamics, haar_orthogonal
 
 
 def gen(seed=0):

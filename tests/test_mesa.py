@@ -8,7 +8,7 @@ import json
 import pytest
 
 from iclbench.reproduce import Results
-from iclbench_plugins.mesa import DEPTHS, HYBRID, LSA, MESA, PROBED, REVERSED, SOFTMAX, Mesa
+from iclbench_plugins.reproductions.mesa import DEPTHS, HYBRID, LSA, MESA, PROBED, REVERSED, SOFTMAX, Mesa
 
 
 def record(spec, align_to, position_loss=0.5, diff=0.0, ci=0.01, seed=0, suite="lds", **metrics):

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from iclbench_plugins.mesa_layer import (
+from iclbench_plugins.transformers.nn.mesa_layer import (
     mesa_attention,
     preconditioned_queries_sherman_morrison,
     preconditioned_queries_solve,
 )
-from iclbench_plugins.sequence_transformer import CausalAttention
+from iclbench_plugins.transformers.sequence import CausalAttention
 
 F64 = torch.float64
 METHODS = ["sherman-morrison", "solve"]

@@ -10,9 +10,9 @@ import torch
 from iclbench.metrics import sensitivities, task_losses
 from iclbench.positions import (position_curve, position_episode, position_predictions, position_sensitivities,
                                  sensitivity_positions, states_of)
-from iclbench_plugins.lds import LinearDynamics
-from iclbench_plugins.least_squares import LeastSquares
-from iclbench_plugins.online_references import OnlineGD, OnlineGDPP, OnlineRidge, transition_moments
+from iclbench_plugins.tasks.lds import LinearDynamics
+from iclbench_plugins.learners.least_squares import LeastSquares
+from iclbench_plugins.learners.online_references import OnlineGD, OnlineGDPP, OnlineRidge, transition_moments
 
 
 def gen(seed=0):
@@ -82,7 +82,7 @@ def test_tuned_online_ridge_is_no_worse_than_least_squares_on_noisy_dynamics():
 
 
 def test_online_references_refuse_plain_pairs():
-    from iclbench_plugins.linear_regression import LinearRegression
+    from iclbench_plugins.tasks.linear_regression import LinearRegression
     ep = LinearRegression().sample(4, generator=gen(), device="cpu")
     with pytest.raises(ValueError, match="sequence episode"):
         OnlineGD(eta=1.0).predict(ep)

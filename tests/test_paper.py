@@ -7,7 +7,7 @@ import json
 import pytest
 
 from iclbench.reproduce import Results
-from iclbench_plugins.paper import DEPTHS, POOLS, RECURRENT, UNTIED, Paper, pool_spec
+from iclbench_plugins.reproductions.paper import DEPTHS, POOLS, RECURRENT, UNTIED, Paper, pool_spec
 
 
 def record(spec, suite="linear", seed=0, loss=0.2, align_to=None, task=None, **metrics):

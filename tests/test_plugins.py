@@ -57,9 +57,9 @@ def fake_entry_points(*eps):
 
 
 def test_broken_entry_point_is_warned_about_and_skipped(monkeypatch):
-    good = md.EntryPoint("baselines", "iclbench_plugins.baselines", "iclbench")
+    good = md.EntryPoint("baselines", "iclbench_plugins.learners.baselines", "iclbench")
     broken = md.EntryPoint("broken", "iclbench_no_such_module_abc", "iclbench")
-    other_group = md.EntryPoint("elsewhere", "iclbench_plugins.kernels", "not-iclbench")
+    other_group = md.EntryPoint("elsewhere", "iclbench_plugins.learners.kernels", "not-iclbench")
     monkeypatch.setattr(iclbench.plugins.md, "entry_points", fake_entry_points(good, broken, other_group))
     with pytest.warns(UserWarning, match=r"skipping plugin 'broken' \(iclbench_no_such_module_abc\): ModuleNotFoundError"):
         pm = make_plugin_manager()
@@ -173,7 +173,7 @@ def test_plugin_file_without_hooks_is_warned_about(tmp_path):
 def test_entry_point_without_hooks_is_warned_about(monkeypatch, tmp_path):
     (tmp_path / "iclbench_test_hookless.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    good = md.EntryPoint("baselines", "iclbench_plugins.baselines", "iclbench")
+    good = md.EntryPoint("baselines", "iclbench_plugins.learners.baselines", "iclbench")
     hookless = md.EntryPoint("hookless", "iclbench_test_hookless", "iclbench")
     monkeypatch.setattr(iclbench.plugins.md, "entry_points", fake_entry_points(good, hookless))
     with pytest.warns(UserWarning) as record:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from iclbench.positions import position_curve, position_episode, position_predictions, sequence_episode, states_of
-from iclbench_plugins.least_squares import LeastSquares
+from iclbench_plugins.learners.least_squares import LeastSquares
 
 B, T, D = 64, 12, 3
 

@@ -9,9 +9,9 @@ from iclbench.analysis import AnalysisContext
 from iclbench.catalog import build_catalog
 from iclbench.plugins import make_plugin_manager
 from iclbench.positions import states_of
-from iclbench_plugins.lds import LinearDynamics
-from iclbench_plugins.mesa_layer import preconditioned_queries_sherman_morrison
-from iclbench_plugins.probes import Probes, fit_probe, probe_targets, r_squared
+from iclbench_plugins.tasks.lds import LinearDynamics
+from iclbench_plugins.transformers.nn.mesa_layer import preconditioned_queries_sherman_morrison
+from iclbench_plugins.analyses.probes import Probes, fit_probe, probe_targets, r_squared
 
 
 def test_preconditioned_target_is_the_mesa_layers_preconditioned_query():

@@ -9,9 +9,9 @@ import torch
 from iclbench.config import ConfigError
 from iclbench.metrics import sensitivities
 from iclbench.positions import position_curve, position_sensitivities, states_of
-from iclbench_plugins.lds import LinearDynamics
-from iclbench_plugins.online_references import OnlineGD, OnlineRidge
-from iclbench_plugins.sequence_transformer import SequenceTransformerLearner, set_online_weights
+from iclbench_plugins.tasks.lds import LinearDynamics
+from iclbench_plugins.learners.online_references import OnlineGD, OnlineRidge
+from iclbench_plugins.transformers.sequence import SequenceTransformerLearner, set_online_weights
 
 
 def gen(seed=0):
@@ -84,6 +84,6 @@ def test_short_training_reaches_online_gd():
 def test_bad_config_and_plain_tasks_are_refused():
     with pytest.raises(ConfigError, match="attention"):
         SequenceTransformerLearner(attention="rnn")
-    from iclbench_plugins.linear_regression import LinearRegression
+    from iclbench_plugins.tasks.linear_regression import LinearRegression
     with pytest.raises(ValueError, match="sequence tasks"):
         SequenceTransformerLearner().fit(LinearRegression(), generator=gen(), device="cpu")

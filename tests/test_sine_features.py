@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from iclbench.metrics import task_losses
-from iclbench_plugins.gradient_descent import gd_predict
-from iclbench_plugins.transformer.constructions import set_gd_weights
+from iclbench_plugins.learners.gradient_descent import gd_predict
+from iclbench_plugins.transformers.nn.constructions import set_gd_weights
 
 QUICK = {"steps": 300, "batch_size": 256, "lr": 0.01, "eval_every": 100, "checkpoint_every": 100, "eval_tasks": 512}
 
@@ -88,7 +88,7 @@ def test_prediction_without_context_features_equals_the_plain_path(catalog, name
 
 def test_sine_parameters_are_recovered_exactly():
     from iclbench import Episode
-    from iclbench_plugins.transformer.features import sine_parameters, true_sine
+    from iclbench_plugins.analyses.sine_functions import sine_parameters, true_sine
 
     amp, phase = torch.tensor([0.5, 2.0, 4.5], dtype=torch.float64), torch.tensor([0.1, 1.5, 3.0], dtype=torch.float64)
     x = torch.linspace(-5, 5, 10, dtype=torch.float64).repeat(3, 1)[..., None]  # (3, 10, 1)
@@ -105,7 +105,7 @@ def test_sine_functions_figure_names_learners_briefly_and_labels_its_axes(catalo
     panels naming learners MLP+LSA / MLP+GD rather than by their training settings."""
     from iclbench.analysis import AnalysisContext
     from iclbench.checkpoints import cache_dir
-    from iclbench_plugins.transformer import features
+    from iclbench_plugins.analyses import sine_functions as features
 
     figures = []
     monkeypatch.setattr(features, "save", lambda fig, path, **kw: figures.append(fig))
@@ -129,7 +129,7 @@ def test_sine_functions_figure_names_learners_briefly_and_labels_its_axes(catalo
 
 
 def test_function_distances_compare_the_first_two_learners():
-    from iclbench_plugins.transformer.features import function_distances
+    from iclbench_plugins.analyses.sine_functions import function_distances
 
     a = {"initial": torch.zeros(2, 3), "final": torch.ones(2, 3)}
     b = {"initial": torch.full((2, 3), 2.0), "final": torch.ones(2, 3)}

@@ -46,7 +46,7 @@ def test_input_laws_are_variance_matched_to_the_default(catalog, label):
 
 
 def test_suites_come_from_the_installed_package(catalog):
-    folder = files("iclbench_plugins") / "suites_data"
+    folder = files("iclbench_plugins.suites")
     names = {tomllib.loads(f.read_text())["name"] for f in folder.iterdir() if f.name.endswith(".toml")}
     assert {"linear", "linear-ood"} <= names
     assert names == {n for n in catalog.suites if catalog.suites.owner(n) == "suites"}

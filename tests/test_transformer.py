@@ -145,7 +145,7 @@ def test_interpolation_endpoints(catalog, tmp_path):
 
 
 def test_repeated_gd_is_gd_with_damped_rate(catalog, task, tmp_path):
-    from iclbench_plugins.transformer.analyses import dampened_losses
+    from iclbench_plugins.analyses.lsa import dampened_losses
 
     lsa_gd = fitted(catalog, task, "lsa-gd", {"eta": 4.0})
     ep = episode(task, 500)
@@ -158,7 +158,7 @@ def test_repeated_gd_is_gd_with_damped_rate(catalog, task, tmp_path):
 
 
 def test_gd_alignment_monitor(catalog, task):
-    from iclbench_plugins.transformer.learners import gd1_alignment
+    from iclbench_plugins.transformers.lsa import gd1_alignment
 
     ep = episode(task, 300)
     assert gd1_alignment(catalog.learners["lsa-gd"](eta=3.0).constructed(10, 1), ep) == pytest.approx(1.0, abs=1e-9)
@@ -208,7 +208,7 @@ def textbook_attention(attn, ctx: torch.Tensor, targets: torch.Tensor) -> torch.
 @pytest.mark.parametrize("kind", ["linear", "softmax"])
 def test_attention_equals_textbook_attention(kind, compiled):
     """The product form (W_KQ, W_PV) is exact for every head count, eagerly and compiled, gradients too."""
-    from iclbench_plugins.transformer.model import Attention
+    from iclbench_plugins.transformers.nn.model import Attention
 
     torch.manual_seed(0)
     attn = Attention(7, heads=3, kind=kind, init_scale=1.0).double()
@@ -229,7 +229,7 @@ QUICK_LSA = "lsa[train.steps=100,train.batch_size=256,train.lr=0.01,train.eval_e
 def test_repeated_reports_the_damping_sweep_and_the_undamped_divergence(catalog, tmp_path):
     """The sweep's entry at the configured damping is the damped curve's end; undamped (the paper's
     Fig. 10), GD diverges on every task whose step exceeds 2 / (largest curvature)."""
-    from iclbench_plugins.transformer.analyses import dampened_losses, unstable
+    from iclbench_plugins.analyses.lsa import dampened_losses, unstable
 
     ctx = context(catalog, tmp_path)
     with cache_dir(tmp_path):
@@ -253,7 +253,7 @@ def test_repeated_reports_the_damping_sweep_and_the_undamped_divergence(catalog,
 
 
 def test_repeated_figure_shows_damped_undamped_and_sweep(catalog, tmp_path, monkeypatch):
-    from iclbench_plugins.transformer import analyses
+    from iclbench_plugins.analyses import lsa as analyses
 
     figures = []
     monkeypatch.setattr(analyses, "save", lambda fig, path, **kw: figures.append(fig))
@@ -272,7 +272,7 @@ def test_repeated_figure_shows_damped_undamped_and_sweep(catalog, tmp_path, monk
 def test_weights_recover_the_gd_plus_plus_construction(catalog, task, tmp_path, monkeypatch):
     """The GD++ construction's own products give back its eta and gamma, also when W_KQ and W_PV are
     scaled against each other (the same layer); the figure adds the x-block and its -gamma diagonal."""
-    from iclbench_plugins.transformer import analyses
+    from iclbench_plugins.analyses import lsa as analyses
 
     model = fitted(catalog, task, "lsa-gd++", {"steps": 2, "eta": 3.0, "gamma": 0.5}).constructed(10, 1)
     (kq, pv), = analyses.products(model)[:1]

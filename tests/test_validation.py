@@ -107,7 +107,7 @@ def test_an_exception_is_stored_as_a_failed_record_and_the_run_goes_on(catalog, 
 
 
 def test_a_task_drawing_non_finite_inputs_fails_every_record_naming_the_task(catalog, tmp_path, monkeypatch):
-    from iclbench_plugins.linear_regression import LinearRegression
+    from iclbench_plugins.tasks.linear_regression import LinearRegression
     real = LinearRegression.sample
 
     def broken(self, n, *, generator, device):
@@ -122,7 +122,7 @@ def test_a_task_drawing_non_finite_inputs_fails_every_record_naming_the_task(cat
 
 
 def test_laplace_inputs_stay_finite_at_the_edge_and_unchanged_elsewhere():
-    from iclbench_plugins.linear_regression import laplace_inverse_cdf
+    from iclbench_plugins.tasks.linear_regression import laplace_inverse_cdf
     u = torch.tensor([0.0, 2.0 ** -24, 0.25, 0.5, 0.75, 1 - 2.0 ** -24])
     x = laplace_inverse_cdf(u)
     assert bool(torch.isfinite(x).all()) and float(x[0]) < float(x[1]) < 0  # u = 0: the most negative draw, finite

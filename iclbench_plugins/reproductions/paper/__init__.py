@@ -1,0 +1,349 @@
+"""The reproduction of von Oswald et al. (2023): its experiments (spec.toml beside this file)
+and its claims, each checked on our numbers with a tolerance fixed before the numbers were seen.
+
+Comparisons between learners are paired: the difference of their losses on the same tasks,
+with its 95 % CI, relative to the reference's loss. A claim that does not hold says why.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Callable
+
+import iclbench
+from iclbench.reproduce import Finding, Paired, Reproduction, Results
+from iclbench_plugins.reproductions.paper.figures import depth_figure, pool_figure
+
+ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
+DEEP_TOL = 0.05  # recurrent 2-layer vs GD++-2 and untied 5-layer vs GD++-5
+OOD_TOL = {"lsa": ONE_LAYER_TOL, "lsa[layers=2,recurrent=true]": DEEP_TOL, "lsa[layers=5,clip=10]": DEEP_TOL}
+DEPTHS = (2, 3, 4, 5)
+RECURRENT = {2: "lsa[layers=2,recurrent=true]", 3: "lsa[layers=3,recurrent=true]",
+             4: "lsa[layers=4,recurrent=true,clip=10]", 5: "lsa[layers=5,recurrent=true,clip=10]"}
+UNTIED = {2: "lsa[layers=2]", 3: "lsa[layers=3]", 4: "lsa[layers=4,clip=10]", 5: "lsa[layers=5,clip=10]"}
+POOLS = (128, 512, 2048, 8192)  # finite training sets of A.12, trained full-batch
+SIGN_REVERSAL = -0.9  # cosine of the two softmax heads' off-diagonal terms: "almost perfect sign reversed"
+COSINE = 0.99  # sensitivity alignment the paper reports for trained LSA against its GD counterpart
+SINE_TOL, SINE_COSINE = 0.10, 0.95
+COPY_TOL = 0.05
+REPEATED_TOL = 0.10
+UNTRAINED = 0.9  # a trained model whose loss stays above 90 % of the zero predictor's never left the plateau
+
+Check = Callable[[Results], Finding]
+
+
+def pool_spec(P: int) -> str:
+    """One LSA layer trained full-batch on a fixed set of P tasks."""
+    return f"lsa[train.pool={P},train.batch_size={P}]"
+
+
+def within(p: Paired, tol: float) -> bool:
+    return abs(p.rel) < tol
+
+
+class Paper(Reproduction):
+    name = "paper"
+    spec_file = files(__name__) / "spec.toml"
+
+    def figures(self, r: Results, folder: Path) -> list[Path]:
+        found = [depth_figure(r, folder, RECURRENT, UNTIED), pool_figure(r, folder, pool_spec, POOLS)]
+        return [p for p in found if p is not None]
+
+    def findings(self, r: Results) -> list[Finding]:
+        claims: list[tuple[str, Check]] = [
+            ("constructed LSA equals GD and GD++ (prediction difference < 1e-4 in float32)", self.construction),
+            (f"trained 1-layer LSA within {ONE_LAYER_TOL:.0%} of tuned GD-1, sensitivity cosine > {COSINE}", self.one_layer),
+            (f"interpolated weights within {ONE_LAYER_TOL:.0%} of GD-1", self.interpolation),
+            (f"recurrent 2-layer LSA within {DEEP_TOL:.0%} of GD++-2 and better than GD-2", self.recurrent),
+            (f"untied 5-layer LSA within {DEEP_TOL:.0%} of per-step GD++-5 (same token clipping), cosine > {COSINE}",
+             self.five_layers),
+            (f"trained 1-layer LSA tracks GD-1 out of distribution (within {ONE_LAYER_TOL:.0%} on every linear-ood task)",
+             lambda res: self.ood(res, "lsa", "gd")),
+            (f"recurrent 2-layer LSA tracks GD++-2 out of distribution (within {DEEP_TOL:.0%} on every linear-ood task)",
+             lambda res: self.ood(res, "lsa[layers=2,recurrent=true]", "gd++[steps=2]")),
+            (f"interpolated weights within {ONE_LAYER_TOL:.0%} of GD-1 on every linear-ood task (Fig 6a)",
+             self.interpolation_ood),
+            (f"repeated damped LSA lowers the mean loss like GD (within {REPEATED_TOL:.0%} at every step)",
+             lambda res: self.repeated(res, "loss")),
+            (f"... and on the median task (within {REPEATED_TOL:.0%} at every step)",
+             lambda res: self.repeated(res, "median_loss")),
+            ("on trained seeds: softmax 1 head worse than GD-1, 2 heads better than 1; LayerNorm worse than GD-1",
+             self.softmax),
+            (f"MLP + LSA within {SINE_TOL:.0%} of MLP + GD on sine waves, sensitivity cosine > {SINE_COSINE}", self.sine),
+            (f"the copying circuit (copy-tf) reaches GD-1 within {COPY_TOL:.0%}", self.copying),
+            ("copy dependence rises before or with the loss drop, on every seed", self.copy_first),
+            (f"negative control: two linear layers on alternating tokens stay more than {COPY_TOL:.0%} above GD-1",
+             self.copy_control),
+            ("GD++'s curvature correction lowers the condition number of the context covariance (N = 25, App. A.10)",
+             self.conditioning),
+            (f"depth sweep: recurrent K-layer LSA within {DEEP_TOL:.0%} of GD++-K and below GD-K, K = 2..5",
+             self.depth_recurrent),
+            (f"depth sweep: untied K-layer LSA at most {DEEP_TOL:.0%} above GD++-K (shared rates), K = 2..5",
+             self.depth_untied),
+            (f"untied 5-layer LSA tracks per-step GD++-5 out of distribution (within {DEEP_TOL:.0%} on every linear-ood task)",
+             lambda res: self.ood(res, "lsa[layers=5,clip=10]", "gd++[steps=5,per_step=true,clip=10]")),
+            (f"LSA with 2 heads, and with an MLP, within {ONE_LAYER_TOL:.0%} of GD-1, sensitivity cosine > {COSINE} (Fig 8)",
+             self.heads_and_mlp),
+            ("2-layer LayerNorm Transformer worse than GD-2 and GD++-2 (Fig 14)", self.layernorm_two),
+            (f"finite training sets: LSA trained on {POOLS[0]} fixed tasks does not align with GD-1 (cosine < {COSINE}), "
+             f"on {POOLS[-1]} it does (within {ONE_LAYER_TOL:.0%}, cosine > {COSINE}) (A.12, Fig 16)", self.pools),
+            (f"two softmax heads reverse the signs of each other's off-diagonal eta W_KQ (cosine < {SIGN_REVERSAL}) on "
+             "every trained seed (Fig 11)", self.head_cancellation),
+        ]
+        return self.check(claims, r)
+
+    @staticmethod
+    def construction(r: Results) -> Finding:
+        a = r.mean("lsa-gd", "linear", metric="pred_diff", align_to="gd")
+        b = r.mean("lsa-gd++[steps=2]", "linear", metric="pred_diff", align_to="gd++[steps=2]")
+        return Finding("", f"pred_diff {a:.1e} (lsa-gd vs gd), {b:.1e} (lsa-gd++ vs gd++, 2 steps)", max(a, b) < 1e-4)
+
+    @staticmethod
+    def one_layer(r: Results) -> Finding:
+        p = r.paired("lsa", "gd", "linear")
+        cos = r.mean("lsa", "linear", metric="sens_cos", align_to="gd")
+        return Finding("", f"{p.text()}; cosine {cos:.4f}", within(p, ONE_LAYER_TOL) and cos > COSINE)
+
+    @staticmethod
+    def interpolation(r: Results) -> Finding:
+        res = r.analysis("interpolation")
+        if not res:
+            raise LookupError("no interpolation analysis")
+        interp = sum(x["loss_interpolated"] for x in res) / len(res)
+        gd = sum(x["loss_construction"] for x in res) / len(res)
+        rel = interp / gd - 1
+        return Finding("", f"interpolated {interp:.4f} vs GD-1 {gd:.4f} ({rel:+.2%})", abs(rel) < ONE_LAYER_TOL)
+
+    @staticmethod
+    def interpolation_ood(r: Results) -> Finding:
+        res = r.analysis("interpolation-ood")
+        if not res:
+            raise LookupError("no interpolation-ood analysis")
+        rel = {t: sum(x["tasks"][t]["interpolated"] / x["tasks"][t]["construction"] for x in res) / len(res) - 1
+               for t in res[0]["tasks"]}
+        worst = max(rel, key=lambda t: abs(rel[t]))
+        failing = sorted((t for t in rel if abs(rel[t]) >= ONE_LAYER_TOL), key=lambda t: -abs(rel[t]))
+        ours = f"worst {worst}: {rel[worst]:+.2%}; {len(rel) - len(failing)} of {len(rel)} tasks within"
+        why = "outside the tolerance: " + ", ".join(f"{t} ({rel[t]:+.1%})" for t in failing[:6]) if failing else ""
+        return Finding("", ours, not failing, why)
+
+    @staticmethod
+    def recurrent(r: Results) -> Finding:
+        pp = r.paired("lsa[layers=2,recurrent=true]", "gd++[steps=2]", "linear")
+        gd2 = r.paired("lsa[layers=2,recurrent=true]", "gd[steps=2]", "linear")
+        holds = within(pp, DEEP_TOL) and gd2.diff + gd2.ci < 0
+        return Finding("", f"vs GD++-2: {pp.text()}; vs GD-2: {gd2.text()}", holds)
+
+    @staticmethod
+    def five_layers(r: Results) -> Finding:
+        ref = "gd++[steps=5,per_step=true,clip=10]"
+        p = r.paired("lsa[layers=5,clip=10]", ref, "linear")
+        cos = r.mean("lsa[layers=5,clip=10]", "linear", metric="sens_cos", align_to=ref)
+        robust = {m: r.mean("lsa[layers=5,clip=10]", "linear", metric=m, align_to=ref) for m in ("loss_median", "loss_trimmed")}
+        ours = (f"{p.text()}; cosine {cos:.4f}; trained median {robust['loss_median']:.4f}, "
+                f"1 %-trimmed mean {robust['loss_trimmed']:.4f}")
+        holds = within(p, DEEP_TOL) and cos > COSINE
+        recs = r.records_by_seed("lsa[layers=5,clip=10]", "linear", align_to=ref).values()
+        per_seed = ", ".join(f"{x['metrics']['loss_diff'] / (x['metrics']['loss'] - x['metrics']['loss_diff']):+.0%}"
+                             for x in recs)
+        why = "" if holds else ("per-step GD++-5 rates tuned by L-BFGS are large and brittle, and the untied model is not "
+                                "constrained to them" if cos <= COSINE else
+                                f"the losses differ beyond the tolerance, per seed {per_seed}: a few tasks carry both "
+                                f"means (the trained model's median is {robust['loss_median']:.4f}, its mean "
+                                f"{p.diff + p.reference_loss:.4f})")
+        return Finding("", ours, holds, why)
+
+    @staticmethod
+    def ood(r: Results, spec: str, reference: str) -> Finding:
+        tasks = sorted({x["task_label"] for x in r.records if x["suite"] == "linear-ood"})
+        if not tasks:
+            raise LookupError("no linear-ood records")
+        paired = {t: r.paired(spec, reference, "linear-ood", t) for t in tasks}
+        worst = max(paired, key=lambda t: abs(paired[t].rel))
+        failing = sorted((t for t in tasks if not within(paired[t], OOD_TOL[spec])), key=lambda t: -abs(paired[t].rel))
+        ours = f"worst {worst}: {paired[worst].text()}; {len(tasks) - len(failing)} of {len(tasks)} tasks within"
+        why = ""
+        if failing:
+            why = "outside the tolerance: " + ", ".join(f"{t} ({paired[t].rel:+.0%})" for t in failing[:6])
+            if spec.startswith("lsa[layers=2"):
+                why += ("; the in-distribution loss is flat along W_PV's y-dependent entries, so training leaves them "
+                        "at their noise, and larger teachers amplify them (the reference protocol shares this)")
+            elif spec.startswith("lsa[layers=5"):
+                why += "; the paper's Fig 6c shows the same: the untied model matches worse far from the training distribution"
+        return Finding("", ours, not failing, why)
+
+    @staticmethod
+    def repeated(r: Results, key: str) -> Finding:
+        res = [x for x in r.analysis("repeated") if key in x]
+        if not res:
+            raise LookupError(f"no repeated-application analysis with {key!r} curves")
+        avg = lambda label, t: sum(x[key][label][t] for x in res) / len(res)  # noqa: E731
+        T = len(res[0][key]["gd"])
+        rels = [avg("trained", t) / avg("gd", t) - 1 for t in range(T)]
+        worst = max(range(T), key=lambda t: abs(rels[t]))
+        div = {k: sum(x["diverged_tasks"][k] for x in res) for k in ("trained", "gd")}
+        n = sum(x["tasks"] for x in res)
+        ours = (f"after {T} steps {avg('trained', -1):.4g} vs GD {avg('gd', -1):.4g} (from {avg('trained', 0):.4g}); "
+                f"worst step {worst + 1}: {rels[worst]:+.1%}; {div['trained']} and {div['gd']} of {n} tasks end above "
+                "their first-step loss")
+        holds = avg("trained", -1) < avg("trained", 0) and abs(rels[worst]) < REPEATED_TOL
+        why = "" if holds else ("the trained layer's damped steps differ from GD's on the tasks whose largest curvature "
+                                "makes the damped step unstable, which dominate the mean" if key == "loss" else
+                                "the trained layer's per-step progress differs from GD's")
+        return Finding("", ours, holds, why)
+
+    @staticmethod
+    def trained_seeds(r: Results, spec: str) -> list[int]:
+        """Seeds on which `spec` left the zero-predictor plateau (loss below 90 % of zero's)."""
+        zero, loss = r.by_seed("zero", "linear"), r.by_seed(spec, "linear")
+        return [s for s in loss if s in zero and loss[s] < UNTRAINED * zero[s]]
+
+    @classmethod
+    def softmax(cls, r: Results) -> Finding:
+        one, two, ln = "softmax-tf", "softmax-tf[heads=2]", "layernorm-tf"
+        seeds = {spec: cls.trained_seeds(r, spec) for spec in (one, two, ln)}
+        n_seeds = len(r.by_seed("zero", "linear"))
+        counts = ", ".join(f"{spec} {len(s)}/{n_seeds}" for spec, s in seeds.items())
+        if not all(seeds.values()):
+            untrained = [spec for spec, s in seeds.items() if not s]
+            return Finding("", f"trained seeds: {counts}", False, f"no trained seed for {', '.join(untrained)}")
+        p1, pln = r.paired(one, "gd", "linear", seeds=seeds[one]), r.paired(ln, "gd", "linear", seeds=seeds[ln])
+        loss = {spec: r.by_seed(spec, "linear") for spec in (one, two)}
+        m1, m2 = (sum(loss[s][k] for k in seeds[s]) / len(seeds[s]) for s in (one, two))
+        cos = {spec: sum(r.by_seed(spec, "linear", metric="sens_cos", align_to="gd")[k] for k in seeds[spec]) / len(seeds[spec])
+               for spec in (one, two)}
+        ours = (f"trained seeds: {counts}; 1 head vs GD-1 {p1.text()}, cosine {cos[one]:.3f}; 2 heads {m2:.4f} vs "
+                f"1 head {m1:.4f}, cosine {cos[two]:.3f}; LayerNorm vs GD-1 {pln.text()}")
+        holds = p1.diff - p1.ci > 0 and m2 < m1 and pln.diff - pln.ci > 0
+        notes = [] if holds else ["a comparison went the other way or its CI includes zero"]
+        notes += [f"{n_seeds - len(s)} {spec} seed(s) never left the zero-predictor plateau and are left out"
+                  for spec, s in seeds.items() if len(s) < n_seeds]
+        return Finding("", ours, holds, "; ".join(notes))
+
+    @staticmethod
+    def sine(r: Results) -> Finding:
+        p = r.paired("mlp-lsa", "mlp-gd", "sine")
+        cos = r.mean("mlp-lsa", "sine", metric="sens_cos", align_to="mlp-gd")
+        diff = r.mean("mlp-lsa", "sine", metric="pred_diff", align_to="mlp-gd")
+        holds = within(p, SINE_TOL) and cos > SINE_COSINE
+        dist = [x["distance"] for x in r.analysis("sine-functions") if x.get("distance")]
+        functions = "" if not dist else (
+            "; functions' mean squared difference: initial {:.3g}, final {:.3g}".format(
+                *(sum(d[k] for d in dist) / len(dist) for k in ("initial", "final"))))
+        return Finding("", f"{p.text()}; cosine {cos:.3f}, prediction difference {diff:.3f}{functions}", holds,
+                       "" if holds else "the trained features differ (each model learns its own embedding and MLP)")
+
+    @staticmethod
+    def copying(r: Results) -> Finding:
+        p = r.paired("copy-tf", "gd", "alternating")
+        return Finding("", p.text(), within(p, COPY_TOL))
+
+    @staticmethod
+    def half_change_step(curve: list[dict[str, float]], column: str) -> float:
+        """The first step where `column` has covered half its change from start to end."""
+        first, last = curve[0][column], curve[-1][column]
+        for row in curve:
+            if abs(row[column] - first) >= 0.5 * abs(last - first):
+                return row["step"]
+        return curve[-1]["step"]
+
+    @classmethod
+    def copy_first(cls, r: Results) -> Finding:
+        curves = r.curves("copy-tf", "alternating")
+        if not curves:
+            raise LookupError("no copy-tf training curves")
+        steps = {s: (cls.half_change_step(c, "copy_next"), cls.half_change_step(c, "eval_loss")) for s, c in curves.items()}
+        ours = "; ".join(f"seed {s}: copy at step {c:.0f}, loss drop at {l:.0f}" for s, (c, l) in steps.items())
+        late = [s for s, (c, l) in steps.items() if c > l]
+        return Finding("", ours, not late, f"the copy rose after the loss drop on seed(s) {late}" if late else "")
+
+    @staticmethod
+    def copy_control(r: Results) -> Finding:
+        p = r.paired("copy-tf[attention=linear]", "gd", "alternating")
+        holds = p.rel > COPY_TOL and p.diff - p.ci > 0
+        return Finding("", p.text(), holds, "" if holds else "linear attention alone reached GD-1 on alternating tokens")
+
+    @staticmethod
+    def conditioning(r: Results) -> Finding:
+        res = r.analysis("gd++-conditioning")
+        if not res:
+            raise LookupError("no gd++-conditioning analysis")
+        steps = len(res[0]["median_condition"])
+        median = [sum(x["median_condition"][k] for x in res) / len(res) for k in range(steps)]
+        ours = "median condition number " + " -> ".join(f"{m:.2f}" for m in median) + f" over {steps - 1} step(s)"
+        holds = median[-1] < median[0]
+        return Finding("", ours, holds, "" if holds else "the tuned correction does not precondition")
+
+    @staticmethod
+    def depth_recurrent(r: Results) -> Finding:
+        parts, bad = [], []
+        for K in DEPTHS:
+            pp = r.paired(RECURRENT[K], f"gd++[steps={K}]", "linear")
+            gd = r.paired(RECURRENT[K], f"gd[steps={K}]", "linear") if K == 2 else None
+            below_gd = r.mean(RECURRENT[K], "linear") < r.mean(f"gd[steps={K}]", "linear") if gd is None else gd.diff + gd.ci < 0
+            parts.append(f"K={K}: {pp.rel:+.1%} ± {pp.rel_ci:.1%}")
+            if not (within(pp, DEEP_TOL) and below_gd):
+                bad.append(f"K={K}" + ("" if below_gd else " (not below GD-K)"))
+        return Finding("", "vs GD++-K: " + "; ".join(parts), not bad, f"outside the tolerance: {', '.join(bad)}" if bad else "")
+
+    @staticmethod
+    def depth_untied(r: Results) -> Finding:
+        parts, bad = [], []
+        for K in DEPTHS:
+            p = r.paired(UNTIED[K], f"gd++[steps={K}]", "linear")
+            parts.append(f"K={K}: {p.rel:+.1%} ± {p.rel_ci:.1%}")
+            if p.rel >= DEEP_TOL:
+                bad.append(f"K={K}")
+        return Finding("", "vs GD++-K: " + "; ".join(parts), not bad,
+                       f"above the tolerance: {', '.join(bad)} (K = 2..4 train 5000 steps)" if bad else "")
+
+    @staticmethod
+    def heads_and_mlp(r: Results) -> Finding:
+        parts, holds = [], True
+        for spec in ("lsa[heads=2]", "lsa[mlp=true]"):
+            p = r.paired(spec, "gd", "linear")
+            cos = r.mean(spec, "linear", metric="sens_cos", align_to="gd")
+            parts.append(f"{spec}: {p.text()}, cosine {cos:.4f}")
+            holds &= within(p, ONE_LAYER_TOL) and cos > COSINE
+        return Finding("", "; ".join(parts), holds, "" if holds else "a variant leaves the tolerance")
+
+    @staticmethod
+    def layernorm_two(r: Results) -> Finding:
+        spec = "layernorm-tf[layers=2]"
+        gd = r.paired(spec, "gd[steps=2]", "linear")
+        pp_loss = r.mean("gd++[steps=2]", "linear")
+        loss = r.mean(spec, "linear")
+        holds = gd.diff - gd.ci > 0 and loss > pp_loss
+        return Finding("", f"vs GD-2: {gd.text()}; loss {loss:.4f} vs GD++-2 {pp_loss:.4f}", holds,
+                       "" if holds else "the LayerNorm model matched GD-2 or GD++-2")
+
+    @staticmethod
+    def pools(r: Results) -> Finding:
+        cos = {P: r.mean(pool_spec(P), "linear", metric="sens_cos", align_to="gd") for P in POOLS}
+        paired = {P: r.paired(pool_spec(P), "gd", "linear") for P in POOLS}
+        ours = "; ".join(f"P={P}: {paired[P].rel:+.1%} ± {paired[P].rel_ci:.1%}, cosine {cos[P]:.3f}" for P in POOLS)
+        small, large = POOLS[0], POOLS[-1]
+        holds = cos[small] < COSINE and within(paired[large], ONE_LAYER_TOL) and cos[large] > COSINE
+        why = "" if holds else ("the smallest pool already aligns" if cos[small] >= COSINE else
+                                "the largest pool does not reach GD-1")
+        return Finding("", ours, holds, why)
+
+    @classmethod
+    def head_cancellation(cls, r: Results) -> Finding:
+        res = {a["seed"]: a["result"] for a in r.analyses
+               if a["analysis"] == "softmax-heads" and a["result"].get("offdiag_cosine") is not None}
+        if not res:
+            raise LookupError("no softmax-heads analysis")
+        trained = set(cls.trained_seeds(r, "softmax-tf[heads=2]"))
+        ours = "; ".join(f"seed {s}: cosine {x['offdiag_cosine']:+.3f}, sum/heads off-diagonal "
+                         f"{x['sum_offdiag_ratio']:.2f}" + ("" if s in trained else " (never trained)")
+                         for s, x in sorted(res.items()))
+        kept = [x for s, x in res.items() if s in trained]
+        holds = bool(kept) and all(x["offdiag_cosine"] < SIGN_REVERSAL for x in kept)
+        return Finding("", ours, holds, "" if holds else "the heads' off-diagonal terms do not cancel")
+
+
+@iclbench.hookimpl
+def register_reproductions(register) -> None:
+    register(Paper)

@@ -1,0 +1,43 @@
+"""The built-in plugins are laid out by kind, and the package index says what each registers."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from pathlib import Path
+
+import iclbench_plugins
+from iclbench.catalog import build_catalog
+from iclbench.plugins import make_plugin_manager
+
+KINDS = ("learners", "transformers", "tasks", "analyses", "reproductions", "suites", "backends")
+
+
+def test_the_index_is_what_the_entry_points_register():
+    cat = build_catalog(make_plugin_manager())
+    registries = {"learners": cat.learners, "tasks": cat.tasks, "analyses": cat.analyses, "suites": cat.suites,
+                  "reproductions": cat.reproductions, "trackers": cat.trackers, "executors": cat.executors}
+    modules = {ep.name: ep.value for ep in md.entry_points(group="iclbench") if ep.value.startswith("iclbench_plugins.")}
+    found: dict[str, dict[str, list[str]]] = {}
+    for plugin, module in modules.items():
+        for kind, registry in registries.items():
+            names = sorted(n for n in registry if registry.owner(n) == plugin)
+            if names:
+                found.setdefault(module.removeprefix("iclbench_plugins."), {})[kind] = names
+    assert found == iclbench_plugins.INDEX
+
+
+def test_every_module_lives_in_a_folder_of_its_kind():
+    root = Path(iclbench_plugins.__file__).parent
+    top = {p.name for p in root.iterdir() if not p.name.startswith((".", "__"))}
+    assert top == set(KINDS)  # nothing flat beside the kinds
+    for module in iclbench_plugins.INDEX:
+        assert module.split(".")[0] in KINDS
+        path = root.joinpath(*module.split("."))
+        assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), module
+
+
+def test_each_reproduction_is_one_folder():
+    root = Path(iclbench_plugins.__file__).parent / "reproductions"
+    for name in ("paper", "garg", "mesa"):
+        folder = root / name
+        assert {"__init__.py", "figures.py", "spec.toml", "README.md"} <= {p.name for p in folder.iterdir()}, name
