@@ -19,62 +19,13 @@ from urllib.parse import quote
 from iclbench import board as leaderboard
 from iclbench import outputs
 from iclbench.escaping import md_cell, md_code, md_text
+from iclbench.curve_spec import AnalysisLine, CurveFigures, CurvePlot
 from iclbench.filenames import safe_path
 from iclbench.merge import status
 from iclbench.reproduce import Reproduction, Results
 from iclbench.plotting import decorate, save, subplots
 
 
-@dataclass(frozen=True)
-class CurvePlot:
-    """A figure per suite of one curve column: one panel per trained learner, each on its own
-    training budget, so a 5000-step model is not squeezed beside a 50 000-step one."""
-
-    stem: str
-    ylabel: str
-    log: bool
-    second: str | None = None  # another column, drawn dashed in the same panels
-    references: bool = False  # draw the reference learners' evaluation losses across each panel
-    top: float | None = None  # a shared upper limit (a cosine's 1), so panels compare at a glance
-
-
-CURVE_PLOTS = {
-    "eval_loss": CurvePlot("training-curves", "held-out loss", True, references=True),
-    "sens_cos_gd1": CurvePlot("alignment-over-training", "cosine of sensitivities with one GD step", False, top=1.02),
-    "sens_cos_gd_k": CurvePlot("alignment-with-gd-k-over-training",
-                               "cosine of sensitivities with GD-K (dashed: GD++-K)", False, second="sens_cos_gdpp_k",
-                               top=1.02),
-    "pred_diff_gd_k": CurvePlot("prediction-difference-over-training", "|prediction - GD-K's| (dashed: GD++-K's)",
-                                True, second="pred_diff_gdpp_k"),
-    "copy_next": CurvePlot("copy-dependence", "norm of d(layer-1 out at x_j) / d e_j+1 (dashed: e_other)", True,
-                           second="copy_other"),
-}
-
-# trained learner (spec) -> learners whose evaluation loss it is compared with (the paper's comparisons)
-REFERENCES: dict[str, tuple[str, ...]] = {
-    "lsa": ("gd",),
-    "lsa[layers=2,recurrent=true]": ("gd[steps=2]", "gd++[steps=2]"),
-    "lsa[layers=5,clip=10]": ("gd[steps=5]", "gd[steps=5,per_step=true]", "gd++[steps=5,per_step=true,clip=10]"),
-    "lsa[layers=2]": ("gd[steps=2]", "gd++[steps=2]"),
-    "lsa[layers=3]": ("gd[steps=3]", "gd++[steps=3]"),
-    "lsa[layers=3,recurrent=true]": ("gd[steps=3]", "gd++[steps=3]"),
-    "lsa[layers=4,clip=10]": ("gd[steps=4]", "gd++[steps=4]"),
-    "lsa[layers=4,recurrent=true,clip=10]": ("gd[steps=4]", "gd++[steps=4]"),
-    "lsa[layers=5,recurrent=true,clip=10]": ("gd[steps=5]", "gd++[steps=5]"),
-    "lsa[heads=2]": ("gd",),
-    "lsa[mlp=true]": ("gd",),
-    "layernorm-tf[layers=2]": ("gd[steps=2]", "gd++[steps=2]"),
-    **{f"lsa[train.pool={P},train.batch_size={P}]": ("gd",) for P in (128, 512, 2048, 8192)},
-    "softmax-tf": ("gd",),
-    "softmax-tf[heads=2]": ("gd",),
-    "layernorm-tf": ("gd",),
-    "copy-tf": ("gd",),
-    "copy-tf[attention=linear]": ("gd",),
-    "mlp-lsa": ("mlp-gd",),
-    "mlp-gd": ("mlp-lsa",),
-}
-BASELINE = "zero"  # the zero predictor's loss: the plateau a failed training stays on
-BASELINE_LINE = f"{BASELINE} (zero predictor)"
 LINE_STYLES = [("tab:red", "--"), ("tab:green", "-."), ("tab:purple", (0, (5, 2, 1, 2))), ("tab:brown", "--")]
 
 
@@ -96,7 +47,7 @@ def publish(folder: Path, repro: Reproduction) -> list[Path]:
     previous = outputs.owned(folder, WRITER)
     with outputs.staged():
         written = leaderboard.render(shown, folder, intro=INTRO)
-        written += plot_curves(shown, folder, display_analyses(results))
+        written += plot_curves(shown, folder, display_analyses(results), repro.spec().curves)
         written += repro.figures(results, folder)
         readme = render_readme(results, repro, shown, [p for p in written if p.suffix == ".png"])
         written.append(outputs.write_text(folder / "README.md", readme))
@@ -155,36 +106,39 @@ def evaluation_loss(records: list[dict[str, Any]], suite: str, learner: str) -> 
     return sum(by_seed.values()) / len(by_seed) if by_seed else None
 
 
-def interpolated_losses(analyses: Sequence[dict[str, Any]]) -> dict[tuple[str, str], float]:
-    """(suite, learner) -> the interpolated model's loss (mean over seeds) of the `interpolation` analysis."""
+def analysis_losses(analyses: Sequence[dict[str, Any]], line: AnalysisLine) -> dict[tuple[str, str], float]:
+    """(suite, learner) -> the mean over seeds of `result[line.key]` of the analysis `line` names."""
     found: dict[tuple[str, str], list[float]] = defaultdict(list)
     for a in analyses:
-        if a["analysis"] == "interpolation":
-            found[(a["suite"], a["result"]["learner"])].append(float(a["result"]["loss_interpolated"]))
+        if a["analysis"] == line.analysis and line.key in a["result"]:
+            found[(a["suite"], a["result"]["learner"])].append(float(a["result"][line.key]))
     return {k: sum(v) / len(v) for k, v in found.items()}
 
 
 def reference_lines(records: list[dict[str, Any]], analyses: Sequence[dict[str, Any]], suite: str,
-                    learner: str) -> list[tuple[str, float]]:
-    """(name, loss) of the horizontal lines drawn across `learner`'s training curve on `suite`: its
-    reference learners (REFERENCES) and the zero predictor when the suite scored them, and the
-    interpolated model when an `interpolation` analysis of this learner ran on this suite."""
-    lines = [(ref, evaluation_loss(records, suite, ref)) for ref in REFERENCES.get(learner, ())]
-    lines.append(("interpolated weights (trained + GD)", interpolated_losses(analyses).get((suite, learner))))
-    lines.append((BASELINE_LINE, evaluation_loss(records, suite, BASELINE)))
+                    learner: str, curves: CurveFigures) -> list[tuple[str, float]]:
+    """(name, loss) of the horizontal lines drawn across `learner`'s training curve on `suite`, as
+    the reproduction declares them (`curves`): its compared learners and the baseline when the
+    suite scored them, and the analysis lines when their analysis ran on this learner and suite."""
+    lines = [(ref, evaluation_loss(records, suite, ref)) for ref in curves.references.get(learner, ())]
+    lines += [(line.name, analysis_losses(analyses, line).get((suite, learner))) for line in curves.analysis_lines]
+    if curves.baseline is not None:
+        lines.append((curves.baseline_line, evaluation_loss(records, suite, curves.baseline)))
     return [(name, loss) for name, loss in lines if loss is not None]
 
 
-def plot_curves(records: list[dict[str, Any]], folder: Path, analyses: Sequence[dict[str, Any]] = ()) -> list[Path]:
-    """`<suite>-<stem>.png` per curve column and suite: small multiples, one panel per trained
-    learner on its own steps, thin lines per seed (a seed stuck on the zero predictor's plateau
-    shows) and their mean; the training-curve panels carry their reference losses."""
+def plot_curves(records: list[dict[str, Any]], folder: Path, analyses: Sequence[dict[str, Any]] = (),
+                curves: CurveFigures | None = None) -> list[Path]:
+    """`<suite>-<stem>.png` per declared curve column (`curves.plots`) and suite: small multiples,
+    one panel per trained learner on its own steps, thin lines per seed (a seed stuck on the
+    baseline's plateau shows) and their mean; the training-curve panels carry their reference losses."""
+    curves = curves or CurveFigures()
     paths = []
-    for column, plot in CURVE_PLOTS.items():
+    for column, plot in curves.plots.items():
         for suite, learners in sorted(curves_by_learner(records, column).items()):
-            lines = {lab: reference_lines(records, analyses, suite, lab) if plot.references else []
+            lines = {lab: reference_lines(records, analyses, suite, lab, curves) if plot.references else []
                      for lab in learners}
-            fig = curve_figure(suite, learners, column, plot, lines)
+            fig = curve_figure(suite, learners, column, plot, lines, curves.baseline_line)
             path = safe_path(folder, f"{suite}-{plot.stem}", ".png")
             save(fig, path, dpi=110)
             paths.append(path)
@@ -192,8 +146,9 @@ def plot_curves(records: list[dict[str, Any]], folder: Path, analyses: Sequence[
 
 
 def curve_figure(suite: str, learners: dict[str, list[list[dict]]], column: str, plot: CurvePlot,
-                 lines: dict[str, list[tuple[str, float]]]):
-    """The small multiples of one suite's curves; `lines`: per learner, the (name, loss) drawn across."""
+                 lines: dict[str, list[tuple[str, float]]], baseline_line: str | None = None):
+    """The small multiples of one suite's curves; `lines`: per learner, the (name, loss) drawn
+    across, the baseline's (`baseline_line`) dotted and left out where it would squeeze the curves."""
     names = sorted(learners)
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
@@ -212,9 +167,9 @@ def curve_figure(suite: str, learners: dict[str, list[list[dict]]], column: str,
             ax.plot(*mean_trace(curves, col), color="tab:blue", lw=1.8, ls=ls, label=f"{col}, {mean}" if plot.second else mean)
         highest = max(max(trace(c, column)[1], default=0.0) for c in curves)
         for i, (name, value) in enumerate(lines[label]):
-            if name == BASELINE_LINE and value > 2 * highest:
+            if name == baseline_line and value > 2 * highest:
                 continue  # far above every curve: it would only squeeze them
-            color, ls = ("0.45", ":") if name == BASELINE_LINE else LINE_STYLES[i % len(LINE_STYLES)]
+            color, ls = ("0.45", ":") if name == baseline_line else LINE_STYLES[i % len(LINE_STYLES)]
             ax.axhline(value, color=color, ls=ls, lw=1.1, label=f"{name}: {value:.4g}")
         decorate(ax, "training step", plot.ylabel, label, log=plot.log, size=7)
         if plot.top is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iclbench.config import merge, parse_spec
+from iclbench.curve_spec import CurveFigures
 from iclbench.errors import UsageError
 from iclbench.metrics import across_seeds
 from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
@@ -115,6 +116,7 @@ class Spec(BaseModel):
     runs: list[Run]
     analyses: list[AnalysisRun] = Field(default_factory=list)
     deviations: list[Deviation] = Field(default_factory=list)
+    curves: CurveFigures = Field(default_factory=CurveFigures)
 
     @model_validator(mode="after")
     def _budgeted_learners_run(self):

@@ -47,9 +47,16 @@ CURVES = [
 ]
 
 
+def paper_curves():
+    """The paper reproduction's declared training-curve figures (its spec's [curves] table)."""
+    from iclbench.catalog import default_catalog
+
+    return default_catalog().reproductions["paper"]().spec().curves
+
+
 def test_training_curves_are_small_multiples_on_each_learners_own_budget(tmp_path, monkeypatch):
     figures = captured(monkeypatch, publish)
-    paths = publish.plot_curves(CURVES, tmp_path)
+    paths = publish.plot_curves(CURVES, tmp_path, curves=paper_curves())
     assert [p.name for p in paths] == ["s-training-curves.png"]
     fig = figures[0]
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
@@ -76,9 +83,9 @@ def test_mean_trace_keeps_the_steps_every_seed_reached():
 def test_reference_lines_add_the_interpolated_model_of_its_suite():
     analyses = [{"analysis": "interpolation", "config": {}, "suite": "s", "seed": seed, "result": {"learner": "lsa", "loss_interpolated": v}}
                 for seed, v in ((0, 0.2), (1, 0.3))]
-    lines = publish.reference_lines(CURVES, analyses, "s", "lsa")
+    lines = publish.reference_lines(CURVES, analyses, "s", "lsa", paper_curves())
     assert lines == [("gd", 0.2), ("interpolated weights (trained + GD)", pytest.approx(0.25)), ("zero (zero predictor)", 0.4)]
-    assert publish.reference_lines(CURVES, analyses, "other", "lsa") == []
+    assert publish.reference_lines(CURVES, analyses, "other", "lsa", paper_curves()) == []
 
 
 def published():
@@ -94,21 +101,22 @@ def test_reference_table_resolves_for_the_published_learners():
               for learner in learners}
     assert {("linear", "lsa"), ("linear", "lsa[layers=2,recurrent=true]"), ("linear", "lsa[layers=5,clip=10]"),
             ("alternating", "copy-tf"), ("sine", "mlp-lsa")} <= panels
+    curves = paper_curves()
     for suite, learner in panels:
-        lines = dict(publish.reference_lines(shown, analyses, suite, learner))
-        present = [r for r in publish.REFERENCES[learner] if publish.evaluation_loss(shown, suite, r) is not None]
+        lines = dict(publish.reference_lines(shown, analyses, suite, learner, curves))
+        present = [r for r in curves.references[learner] if publish.evaluation_loss(shown, suite, r) is not None]
         assert present and list(lines)[:len(present)] == present, (suite, learner)  # a comparison on every panel
-        assert list(lines)[-1] == publish.BASELINE_LINE
+        assert list(lines)[-1] == curves.baseline_line == "zero (zero predictor)"
         home = "linear" if suite == "linear-ood" else suite  # the suite's in-distribution task
         for ref in present:
             assert lines[ref] == pytest.approx(results.mean(ref, suite, home))
-    drawn = {(s, lab): list(dict(publish.reference_lines(shown, analyses, s, lab))) for s, lab in panels}
+    drawn = {(s, lab): list(dict(publish.reference_lines(shown, analyses, s, lab, curves))) for s, lab in panels}
     assert drawn[("linear", "lsa")][:2] == ["gd", "interpolated weights (trained + GD)"]
     assert drawn[("linear", "lsa[layers=2,recurrent=true]")][:2] == ["gd[steps=2]", "gd++[steps=2]"]
     assert drawn[("linear", "lsa[layers=5,clip=10]")][:2] == ["gd[steps=5]", "gd[steps=5,per_step=true]"]
     assert drawn[("alternating", "copy-tf")][0] == "gd" and drawn[("sine", "mlp-lsa")][0] == "mlp-gd"
     interpolated = [a["result"]["loss_interpolated"] for a in analyses if a["analysis"] == "interpolation"]
-    assert dict(publish.reference_lines(shown, analyses, "linear", "lsa"))["interpolated weights (trained + GD)"] == \
+    assert dict(publish.reference_lines(shown, analyses, "linear", "lsa", curves))["interpolated weights (trained + GD)"] == \
         pytest.approx(sum(interpolated) / len(interpolated))
 
 
@@ -117,9 +125,10 @@ def test_reference_table_names_learners_of_the_paper_spec(catalog):
     specs = {s for run in spec.runs for s in run.learners}
     known = {s for s in specs if s.split("[")[0] in catalog.learners}  # a plugin being edited may not load
     trainable = {s for s in known if "train" in catalog.learners[s.split("[")[0]].Config.model_fields}
-    assert trainable <= set(publish.REFERENCES) <= specs  # every trained learner has its comparison, and no stale entry
-    assert set(publish.REFERENCES) - trainable <= specs - known
-    for learner, refs in publish.REFERENCES.items():  # each reference is scored where the learner is
+    references = spec.curves.references
+    assert trainable <= set(references) <= specs  # every trained learner has its comparison, and no stale entry
+    assert set(references) - trainable <= specs - known
+    for learner, refs in references.items():  # each reference is scored where the learner is
         scored = {s for run in spec.runs if learner in run.learners
                   for other in spec.runs if other.suite == run.suite for s in other.learners + [other.align_to]}
         assert set(refs) <= scored, learner

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from iclbench import api, board
+from iclbench.curve_spec import CurveFigures, CurvePlot
 from iclbench.publish import plot_curves, publish
 from iclbench.reproduce import Finding, Reproduction
 
@@ -116,7 +117,8 @@ def test_curve_plots_of_a_crafted_suite_stay_in_the_folder(tmp_path):
     folder.mkdir(parents=True)
     curve = [{"step": 10, "eval_loss": 0.5}, {"step": 20, "eval_loss": 0.25}]
     records = [rec("lsa", "home", 0.1, suite="../../x", ind=True, fit_info={"curve": curve})]
-    paths = plot_curves(records, folder)
+    curves = CurveFigures(plots={"eval_loss": CurvePlot(stem="training-curves", ylabel="held-out loss")})
+    paths = plot_curves(records, folder, curves=curves)
     assert len(paths) == 1 and paths[0].parent == folder
     assert files(tmp_path) == {*paths}
 

@@ -32,6 +32,12 @@ n_tasks = 300
 suite = "linear"
 align_to = "gd[tune_tasks=500]"
 learners = ["zero", "gd[tune_tasks=500]", "lsa[train.batch_size=64,train.eval_every=10,train.checkpoint_every=10]"]
+[curves]
+baseline = "zero"
+baseline_label = "zero (zero predictor)"
+[curves.plots]
+eval_loss = { stem = "training-curves", ylabel = "held-out loss", log = true, references = true }
+sens_cos_gd1 = { stem = "alignment-over-training", ylabel = "cosine of sensitivities with one GD step", top = 1.02 }
 """
 
 
@@ -277,7 +283,8 @@ def test_publish_prunes_stale_plots_once_everything_is_written(tmp_path):
     import json
 
     spec = tmp_path / "fake.toml"
-    spec.write_text('name = "fake"\n[budgets.small]\ntrain_steps = 1\nn_tasks = 10\n[[runs]]\nsuite = "s"\nlearners = ["lsa"]\n')
+    spec.write_text('name = "fake"\n[budgets.small]\ntrain_steps = 1\nn_tasks = 10\n[[runs]]\nsuite = "s"\nlearners = ["lsa"]\n'
+                    '[curves.plots]\neval_loss = { stem = "training-curves", ylabel = "held-out loss" }\n')
 
     class Fake(Reproduction):
         name = "fake"
