@@ -162,15 +162,16 @@ def _train_stacked(recipes: list[Recipe], exact: bool) -> list[TrainResult]:
                 running.zero_()
                 bar.set_postfix(held_out=" ".join(f"{res.curve[-1]['eval_loss']:.4f}" for res in results))
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                seconds = time.perf_counter() - start
+                seconds = (time.perf_counter() - start) / M  # each seed's share of the stack's wall time
                 for m, r in enumerate(recipes):
                     save(r, opts[m], step, results[m], step == cfg.steps, seconds)
     finally:
         bar.close()
         for t in tracked:  # on an interruption too: what was mirrored so far is kept
             t.finish()
+    share = (time.perf_counter() - start) / M  # M seeds trained in one wall time: each is charged its share
     for result in results:
-        result.seconds = time.perf_counter() - start
+        result.seconds = share
     return results
 
 

@@ -103,10 +103,6 @@ def step_loss(loss_fn: LossFn) -> LossFn:
     return run
 
 
-def default_lr(layers: int) -> float:
-    return 1e-3 if layers <= 3 else 5e-4
-
-
 @dataclass
 class TrainResult:
     """The training curve: one row per evaluation (step, train loss, held-out loss, monitors)."""

@@ -204,3 +204,19 @@ def test_trainings_that_differ_are_not_stacked(tmp_path):
     train_recipes(a)
     _, again = captured(f"lsa[{TINY}]", task, tmp_path)
     assert stackable(again) == "a training has a checkpoint"
+
+
+def test_each_stacked_seed_is_charged_its_share_of_the_wall_time(tmp_path):
+    """Three seeds trained in one stacked wall time add up to it, each a third, in the result and
+    in the checkpoint evaluation loads (the published time per learner sums over seeds)."""
+    import time
+
+    task = make_task("linear-regression")
+    _, recipes = captured(f"lsa[{TINY}]", task, tmp_path)
+    start = time.perf_counter()
+    results = train_recipes(recipes, progress=lambda m: None, exact=True)
+    wall = time.perf_counter() - start
+    assert sum(r.seconds for r in results) <= wall
+    assert all(r.seconds == pytest.approx(results[0].seconds) and r.seconds > 0 for r in results)
+    for seed, recipe in zip(SEEDS, recipes):
+        assert recipe.checkpoint.load()["seconds"] == pytest.approx(results[0].seconds, rel=0.5)

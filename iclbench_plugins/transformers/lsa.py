@@ -18,7 +18,7 @@ from iclbench.checkpoints import training_checkpoint
 from iclbench.learner import placed
 from iclbench.metrics import alignment, sensitivities, task_losses
 from iclbench.seeding import derive_seed
-from iclbench.training import TrainConfig, TrainResult, default_lr, meta_train
+from iclbench.training import TrainConfig, TrainResult, meta_train
 from iclbench.workload import TAPE_FACTOR, TaskShape, Workload, compute_seconds, episode_bytes
 from iclbench_plugins.learners.gradient_descent import GDPlusPlus, GradientDescent
 from iclbench_plugins.transformers.nn.constructions import set_gd_weights
@@ -119,6 +119,12 @@ def training_workload(cfg: TrainConfig, shape: TaskShape, elems: float, flops: f
                               cfg.steps * b * (2 * elems + sample) + evals * elems)
     return Workload(peak, seconds, f"train.steps={cfg.steps} x train.batch_size={b} tasks x {size}")
 
+
+
+def default_lr(layers: int) -> float:
+    """Adam's learning rate when the config sets none: the reference code's 1e-3, halved for
+    models deeper than three layers (which otherwise diverge at this rate)."""
+    return 1e-3 if layers <= 3 else 5e-4
 
 class TransformerLearner(iclbench.Learner):
     """A meta-trained in-context Transformer (the `lsa` preset: linear attention, no LayerNorm)."""
