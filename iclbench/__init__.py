@@ -1,7 +1,9 @@
 """iclbench: a benchmark harness for in-context learners on synthetic regression tasks.
 
 The public plugin contract: subclass `Learner` / `Task` (each with a pydantic `Config`),
-build batches as `Episode`s, and register them with `@hookimpl` functions. The Python API:
+build batches as `Episode`s, and register them with `@hookimpl` functions; a learner that
+trains its own model does so through `meta_train` (with a `TrainConfig` and a
+`training_checkpoint`), as the built-in Transformers do. The Python API:
 `evaluate`, `leaderboard` and `records` (see `iclbench.api`). The names load
 on first use, so `iclbench --help` does not pay for importing torch.
 """
@@ -24,6 +26,10 @@ _EXPORTS = {
     "Task": "iclbench.task",
     "TaskConfig": "iclbench.task",
     "hookimpl": "iclbench.hookspecs",
+    "meta_train": "iclbench.training",  # train your own nn.Module as the built-in Transformers train
+    "TrainConfig": "iclbench.training",
+    "TrainResult": "iclbench.training",
+    "training_checkpoint": "iclbench.checkpoints",
     "evaluate": "iclbench.api",  # the Python API (iclbench.api): evaluate, leaderboard, records
     "leaderboard": "iclbench.api",
     "records": "iclbench.api",
