@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from iclbench.episode import Episode
+from iclbench.learner import Learner
 
 GUARDED = ("predict", "predict_prefixes", "predict_positions")
 """The learner methods that receive evaluation tasks (`Learner` declares them)."""
@@ -77,7 +78,8 @@ def guard(learner: Any, who: str | None = None) -> Any:
     who = who or f"learner {getattr(learner, 'label', learner)!r}"
     for name in GUARDED:
         method = getattr(learner, name, None)
-        if callable(method):
+        default = getattr(Learner, name, None)
+        if callable(method) and getattr(type(learner), name, None) is not default:  # a default declines: nothing to copy
             setattr(learner, name, functools.partial(guarded_call, who, name, method))
     learner._iclbench_guarded = True
     return learner

@@ -12,6 +12,7 @@ from iclbench.episode import Episode
 from iclbench.task import Task
 
 if TYPE_CHECKING:
+    from iclbench.training import TrainConfig
     from iclbench.workload import TaskShape, Workload
 
 
@@ -33,6 +34,13 @@ class Learner(Configurable):
 
     Config: ClassVar[type[LearnerConfig]] = LearnerConfig
     kind: ClassVar[str] = "learner"
+    trains: ClassVar[bool] = False
+    """True for a learner whose `fit` meta-trains a model through `iclbench.meta_train`; its
+    config then has a `train` field (a `TrainConfig`), which `reproduce` pre-trains and budgets."""
+    prefix_by_padding: ClassVar[bool] = False
+    """True when context pairs (0, 0) change nothing the learner predicts (minimum-norm least
+    squares, a discrete posterior): its error against context length is then one batched call
+    with the pairs beyond each prefix zeroed, instead of one call per prefix length."""
 
     def fit(self, task: Task, *, generator: torch.Generator, device: torch.device | str) -> None:
         """Optional: meta-train or tune on `task`'s distribution. The default does nothing."""
@@ -54,6 +62,22 @@ class Learner(Configurable):
     def predict(self, episode: Episode) -> torch.Tensor:
         """(B, dy) prediction for each task's query, from its context and `query_x` only."""
         raise NotImplementedError(f"learner {self.name!r} does not implement predict()")
+
+    def train_config(self) -> "TrainConfig | None":
+        """The meta-training settings of a learner that `trains`, else None."""
+        return self.config.train if self.trains else None  # type: ignore[attr-defined]
+
+    def predict_prefixes(self, episode: Episode) -> torch.Tensor | None:
+        """Optional: (B, N, dy), at [:, k - 1] the query prediction from the first k context pairs,
+        every k in one pass (a running sum: averaging, one GD step). None (the default): not
+        available, and the error against context length asks `predict` once per prefix."""
+        return None
+
+    def predict_positions(self, episode: Episode) -> torch.Tensor | None:
+        """Optional, for sequence episodes: (B, T-1, D), at [:, t-1] the prediction of s_{t+1} from
+        s_1..s_t, every position in one causal pass. None (the default): `predict` is asked once
+        per position (`iclbench.positions`)."""
+        return None
 
 
 def placed(model: torch.nn.Module, like: torch.Tensor) -> torch.nn.Module:

@@ -44,10 +44,11 @@ def train_jobs(catalog, runs: list[tuple[str, list[str]]], seeds: list[int]) -> 
         for label in labels:
             name, overrides = parse_spec(label)
             learner = catalog.learners[name](overrides)
-            if getattr(learner.config, "train", None) is None:
+            train = learner.train_config()
+            if train is None:
                 continue  # nothing to meta-train
             for seed in seeds:
-                jobs.setdefault((label, distribution, seed), TrainJob(label, suite, seed, learner.config.train.steps))
+                jobs.setdefault((label, distribution, seed), TrainJob(label, suite, seed, train.steps))
     return sorted(jobs.values(), key=lambda j: (-j.steps, j.spec, j.suite, j.seed))
 
 

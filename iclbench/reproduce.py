@@ -200,7 +200,7 @@ def with_budget(spec: str, budget: Budget, catalog) -> str:
     name, overrides = parse_spec(spec)
     cls = catalog.learners[name]
     overrides = merge(budget.config.get(spec, {}), overrides)
-    if "train" in cls.Config.model_fields:
+    if cls.trains:
         overrides = merge({"train": budget.train_config(spec)}, overrides)
     return cls(overrides).label
 

@@ -41,3 +41,21 @@ def test_each_reproduction_is_one_folder():
     for name in ("paper", "garg", "mesa"):
         folder = root / name
         assert {"__init__.py", "figures.py", "spec.toml", "README.md"} <= {p.name for p in folder.iterdir()}, name
+
+
+def test_a_learner_declares_that_it_trains_and_what_it_may_do_besides_predict():
+    from iclbench.learner import Learner
+    from iclbench.training import TrainConfig
+
+    cat = build_catalog(make_plugin_manager())
+    for name in cat.learners:
+        cls = cat.learners[name]
+        fields = cls.Config.model_fields
+        assert cls.trains == ("train" in fields), name  # declared, never guessed from a field name
+        if cls.trains:
+            assert issubclass(fields["train"].annotation, TrainConfig), name
+            assert cls().train_config() == cls().config.train
+        else:
+            assert cls().train_config() is None
+    assert Learner.predict_prefixes(None, None) is None and Learner.predict_positions(None, None) is None
+    assert cat.learners["least-squares"].prefix_by_padding and not cat.learners["gd"].prefix_by_padding

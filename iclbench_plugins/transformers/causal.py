@@ -221,6 +221,7 @@ class CausalTransformerLearner(iclbench.Learner):
     with Garg's curriculum (module docstring: presets, costs, differences from Garg)."""
 
     name = "causal-tf"
+    trains = True  # fit meta-trains through iclbench.meta_train; config.train sets how
 
     class Config(iclbench.LearnerConfig):
         layers: int = Field(3, ge=1, description="Transformer blocks (Garg's standard: 12)")

@@ -130,6 +130,7 @@ class TransformerLearner(iclbench.Learner):
     """A meta-trained in-context Transformer (the `lsa` preset: linear attention, no LayerNorm)."""
 
     name = "lsa"
+    trains = True  # fit meta-trains through iclbench.meta_train; config.train sets how
 
     class Config(iclbench.LearnerConfig):
         layers: int = Field(1, ge=1, description="K, the number of attention layers")

@@ -120,6 +120,7 @@ class SequenceTransformerLearner(iclbench.Learner):
     """A causal Transformer trained on next-state prediction at every position (module docstring)."""
 
     name = "seq-tf"
+    trains = True  # fit meta-trains through iclbench.meta_train; config.train sets how
 
     class Config(iclbench.LearnerConfig):
         tokens: Literal["constructed", "raw"] = Field("constructed", description="(0, s_t, s_t-1) tokens, or s_t embedded")
