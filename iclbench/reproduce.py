@@ -19,47 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iclbench.config import merge, parse_spec
 from iclbench.curve_spec import CurveFigures
-from iclbench.errors import UsageError
 from iclbench.metrics import across_seeds
+from iclbench.reproduction_meta import (META_FILE, ReproductionFileError, ReproductionMeta,  # noqa: F401  (re-exported)
+                                        read_meta, reproduction_name, write_meta)
 from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
 
 if TYPE_CHECKING:
     from iclbench.executors import Executor
-
-
-META_FILE = "reproduction.json"
-
-
-class ReproductionFileError(UsageError):
-    """A folder's reproduction.json is unreadable or malformed (a usage error naming the file)."""
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    """`folder`'s reproduction.json as a JSON object, else a ReproductionFileError naming the
-    file and what is wrong, in one line."""
-    path = Path(folder) / META_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ReproductionFileError(f"{path}: no such file; run `iclbench reproduce` first") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ReproductionFileError(f"{path}: cannot be read: {err}") from None
-    except json.JSONDecodeError as err:
-        raise ReproductionFileError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
-                                    "fix it, or delete it and rerun `iclbench reproduce`") from None
-    if not isinstance(meta, dict):
-        raise ReproductionFileError(f"{path}: expected a JSON object, got {type(meta).__name__} {str(meta)[:40]!r}")
-    return meta
-
-
-def reproduction_name(folder: Path) -> str:
-    """The reproduction `folder` was published from, as its reproduction.json names it; a
-    missing or non-string name is a ReproductionFileError naming the file."""
-    name = read_meta(folder).get("reproduction")
-    if not isinstance(name, str) or not name:
-        raise ReproductionFileError(f"{Path(folder) / META_FILE}: expected a string \"reproduction\" name, "
-                                    f"got {name!r}")
-    return name
 
 
 class Budget(BaseModel):
@@ -215,6 +181,18 @@ class Results:
         path = folder / ANALYSES_FILE
         self.analyses = read_records(path) if path.exists() else []
         self.records, self.analyses = self.in_spec(self.records, self.analyses)
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]], analyses: list[dict[str, Any]] = (),
+                     meta: dict[str, Any] | None = None) -> "Results":
+        """The same lookups over records held in memory (a notebook, a test), `meta` as a
+        reproduction.json would hold it (checked against its schema)."""
+        self = cls.__new__(cls)
+        self.folder = None
+        self.meta = {**ReproductionMeta.model_validate(meta or {}).model_dump(exclude_unset=True),
+                     "labels": dict((meta or {}).get("labels", {}))}
+        self.records, self.analyses = self.in_spec(list(records), list(analyses))
+        return self
 
     def in_spec(self, records: list[dict[str, Any]], analyses: list[dict[str, Any]]) -> tuple[list, list]:
         """Only the records of the spec's runs and analyses as of the last `reproduce` call (named
@@ -387,10 +365,6 @@ def earlier_calls(out: Path, name: str, budget_name: str) -> list[float]:
     if (old.get("reproduction"), old.get("budget")) != (name, budget_name):
         return []
     return list(old.get("earlier_calls_seconds", [])) + ([old["wall_seconds"]] if old.get("wall_seconds") else [])
-
-
-def write_meta(out: Path, meta: dict[str, Any]) -> None:
-    (out / "reproduction.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
 def _analyses(out: Path) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -21,11 +20,8 @@ def paired(spec, ref, diff, seed=0, suite="linear", task=None, ref_loss=0.2, **m
 
 
 def results(tmp_path, records, analyses=()) -> Results:
-    (tmp_path / "reproduction.json").write_text(json.dumps({"labels": {}}))
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (tmp_path / "analyses.jsonl").write_text("".join(
-        json.dumps({"analysis": a[0], "config": {}, "result": a[1], "seed": a[2] if len(a) > 2 else 0}) + "\n" for a in analyses))
-    return Results(tmp_path)
+    return Results.from_records(records, [{"analysis": a[0], "config": {}, "result": a[1], "seed": a[2] if len(a) > 2 else 0}
+                                          for a in analyses])
 
 
 def test_paired_difference_over_seeds(tmp_path):
