@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 
 from iclbench.episode import Episode
-from iclbench.metrics import mean_ci95, task_losses
+from iclbench.metrics import cosine_against, defined_mean_ci95, mean_ci95, task_losses
 from iclbench.prefix import one_pass
 
 SEQUENCE = "sequence"
@@ -112,3 +112,38 @@ def position_sensitivities(learner: Any, episode: Episode, sensitivity: Sensitiv
     s = states_of(episode)  # (B, T, D)
     positions = sensitivity_positions(s.shape[1] - 1) if positions is None else positions
     return {t: sensitivity(learner, sequence_episode(s[:, :t + 1], episode.truth)) for t in positions}
+
+
+def score_positions(learner: Any, episode: Episode, ref: tuple | None, predict: Predict,
+                    sensitivity: Sensitivity) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
+    """A sequence record's own part: (its `position_curve` and `position_sensitivity` fields,
+    its metrics, the metrics left undefined and why). The loss at every position and its mean
+    over positions; against a reference's outputs `ref` (its (B, T, D) predictions at [2], its
+    sensitivities per measured position at [3]) the paired loss difference, the prediction gap
+    and the sensitivity cosine at each measured position."""
+    at_positions = position_predictions(learner, episode, predict)  # (B, T, D)
+    target = states_of(episode)[:, 1:]  # (B, T, D)
+    per_position = task_losses(at_positions, target).double()  # (B, T)
+    curve = position_curve(learner, episode, predict, per_position)
+    fields: dict[str, Any] = {"position_curve": {k: curve[k] for k in ("t", "loss", "ci95")}}
+    metrics = {"position_loss": curve["mean"], "position_loss_ci95": curve["mean_ci95"]}
+    undefined: dict[str, str] = {}
+    if ref is None:
+        return fields, metrics, undefined
+    diff = per_position.mean(1) - task_losses(ref[2], target).double().mean(1)  # (B,) paired
+    metrics["position_loss_diff"], metrics["position_loss_diff_ci95"] = mean_ci95(diff)
+    gap = (at_positions - ref[2]).double().norm(dim=-1)  # (B, T) ||yhat_t - yhat_ref,t||
+    metrics["position_pred_diff"], metrics["position_pred_diff_ci95"] = mean_ci95(gap.mean(1))
+    fields["position_curve"]["pred_diff"] = gap.mean(0).tolist()
+    fields["position_curve"]["pred_diff_ci95"] = (1.96 * gap.std(0) / gap.shape[0] ** 0.5).tolist()
+    cosines = {t: cosine_against(sens_t, ref[3][t])  # (B,) per measured t
+               for t, sens_t in position_sensitivities(learner, episode, sensitivity, list(ref[3])).items()}
+    per_t = [defined_mean_ci95(c) or (float("nan"), float("nan")) for c in cosines.values()]
+    fields["position_sensitivity"] = {"t": list(cosines), "sens_cos": [m for m, _ in per_t], "ci95": [c for _, c in per_t]}
+    stat = defined_mean_ci95(torch.stack(list(cosines.values())).mean(0))
+    if stat is None:
+        undefined["position_sens_cos"] = "the reference's sensitivities are zero on every task"
+    else:
+        metrics["position_sens_cos"], metrics["position_sens_cos_ci95"] = stat
+    return fields, metrics, undefined
+

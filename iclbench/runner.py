@@ -29,7 +29,7 @@ from iclbench.isolation import guard
 from iclbench.learner import Learner
 from iclbench.metrics import (alignment, cosine_against, defined_mean_ci95, mean_ci95, robust_loss, sensitivities,
                               task_losses)
-from iclbench.positions import is_sequence, position_curve, position_predictions, position_sensitivities, states_of
+from iclbench.positions import is_sequence, position_predictions, position_sensitivities, score_positions
 from iclbench.prefix import prefix_curve
 from iclbench.seeding import device_name, generator
 from iclbench.codehash import core_digest, git_dirty
@@ -329,30 +329,11 @@ class Evaluation:
         if prefix:
             status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
         if is_sequence(episode):  # the loss at every position, its mean over positions, paired to the reference's
-            predict = lambda e: predict_chunked(learner, e, self.plan.batch_size)  # noqa: E731
-            at_positions = position_predictions(learner, episode, predict)  # (B, T, D)
-            target = states_of(episode)[:, 1:]  # (B, T, D)
-            per_position = task_losses(at_positions, target).double()  # (B, T)
-            curve = position_curve(learner, episode, predict, per_position)
-            status["position_curve"] = {k: curve[k] for k in ("t", "loss", "ci95")}
-            metrics["position_loss"], metrics["position_loss_ci95"] = curve["mean"], curve["mean_ci95"]
-            if ref is not None:
-                diff = per_position.mean(1) - task_losses(ref[2], target).double().mean(1)  # (B,) paired
-                metrics["position_loss_diff"], metrics["position_loss_diff_ci95"] = mean_ci95(diff)
-                gap = (at_positions - ref[2]).double().norm(dim=-1)  # (B, T) ||yhat_t - yhat_ref,t||
-                metrics["position_pred_diff"], metrics["position_pred_diff_ci95"] = mean_ci95(gap.mean(1))
-                status["position_curve"]["pred_diff"] = gap.mean(0).tolist()
-                status["position_curve"]["pred_diff_ci95"] = (1.96 * gap.std(0) / gap.shape[0] ** 0.5).tolist()
-                cosines = {t: cosine_against(sens_t, ref[3][t])  # (B,) per measured t
-                           for t, sens_t in position_sensitivities(learner, episode, self.sensitivity, list(ref[3])).items()}
-                per_t = [defined_mean_ci95(c) or (float("nan"), float("nan")) for c in cosines.values()]
-                status["position_sensitivity"] = {"t": list(cosines), "sens_cos": [m for m, _ in per_t],
-                                                  "ci95": [c for _, c in per_t]}
-                stat = defined_mean_ci95(torch.stack(list(cosines.values())).mean(0))
-                if stat is None:
-                    undefined["position_sens_cos"] = "the reference's sensitivities are zero on every task"
-                else:
-                    metrics["position_sens_cos"], metrics["position_sens_cos_ci95"] = stat
+            fields, more, missing = score_positions(learner, episode, ref, lambda e: predict_chunked(learner, e, self.plan.batch_size),
+                                                    self.sensitivity)
+            status.update(fields)
+            metrics.update(more)
+            undefined.update(missing)
         if undefined:
             status["undefined"] = undefined
         return {**status, "metrics": metrics, "seconds": seconds}
