@@ -149,13 +149,25 @@ def make_plugin_manager(*, entry_points: bool = True, files: Iterable[str | Path
     return pm
 
 
+def is_wrapper(impl) -> bool:
+    """A pluggy wrapper implementation (`wrapper=True` or the older `hookwrapper=True`)."""
+    return bool(impl.hookwrapper or getattr(impl, "wrapper", False))
+
+
 def call_register_hook(pm: PluginManager, hook: str, register) -> None:
-    """Call `hook` on each plugin with a `register` bound to that plugin's name.
+    """Call `hook` on each plugin with a `register` bound to that plugin's name: those marked
+    `tryfirst` first, then the rest in registration order, then those marked `trylast`. A
+    wrapper implementation cannot register anything: it is warned about and skipped.
 
     Knowing which plugin registered what lets duplicate names be reported with both owners.
     """
     trace = os.environ.get("ICLBENCH_TRACE_PLUGINS")
-    for impl in getattr(pm.hook, hook).get_hookimpls():  # in registration order
+    impls = getattr(pm.hook, hook).get_hookimpls()  # trylast ones first, tryfirst ones last (pluggy's order)
+    for impl in filter(is_wrapper, impls):
+        warnings.warn(f"plugin {impl.plugin_name!r}: a wrapper implementation of {hook} registers nothing; "
+                      "drop wrapper=True / hookwrapper=True", stacklevel=2)
+    ordered = sorted((i for i in impls if not is_wrapper(i)), key=lambda i: 0 if i.tryfirst else 2 if i.trylast else 1)
+    for impl in ordered:
         if trace:
             print(f"[iclbench] {hook} -> {impl.plugin_name}", file=sys.stderr)
         impl.function(register=lambda obj, _p=impl.plugin_name: register(obj, _p))

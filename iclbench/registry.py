@@ -76,14 +76,22 @@ class Registry(Generic[T]):
         return self._items[name][1]
 
 
+def public_name(cls: type) -> str:
+    """`iclbench.Learner` for a class the package exports, else its module path."""
+    import iclbench
+
+    return f"iclbench.{cls.__name__}" if cls.__name__ in iclbench.__all__ else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def checked_class(kind: str, base: type, cls: object, plugin: str) -> type:
     """Reject registrations that would fail later with a confusing error: a RegistrationError
     naming the plugin, what it registered and what was expected."""
-    where = f"plugin {plugin!r} registered {cls!r} as a {kind}"
+    where = f"plugin {plugin!r} registered {cls!r} as {'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise RegistrationError(f"{where}, but it is not a subclass of iclbench.{base.__name__}")
+        raise RegistrationError(f"{where}, but it is not a subclass of {public_name(base)}")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
         raise RegistrationError(f"{where}, but it has no string `name`")
-    if not (isinstance(cls.Config, type) and issubclass(cls.Config, StrictConfig)):
-        raise RegistrationError(f"{where}, but its Config does not subclass iclbench.{base.__name__}Config")
+    config = getattr(base, "Config", StrictConfig)
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, config)):
+        raise RegistrationError(f"{where}, but its Config does not subclass {public_name(config)}")
     return cls

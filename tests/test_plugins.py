@@ -190,3 +190,38 @@ def test_trace_plugins_prints_every_registration_call(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "[iclbench] register_learners -> baselines" in err
     assert "[iclbench] register_learners -> kernels" in err
+
+
+def test_tryfirst_and_trylast_order_registrations_and_a_wrapper_is_refused_loudly():
+    import warnings
+
+    import iclbench
+    from iclbench.catalog import build_catalog
+    from iclbench.plugins import make_plugin_manager
+
+    calls = []
+
+    def plugin(name, **marks):
+        class P:
+            @iclbench.hookimpl(**marks)
+            def register_learners(self, register):
+                calls.append(name)
+        return P()
+
+    pm = make_plugin_manager(entry_points=False)
+    for name, marks in (("late", {"trylast": True}), ("a", {}), ("early", {"tryfirst": True}), ("b", {})):
+        pm.add(plugin(name, **marks), name, "test")
+    build_catalog(pm)
+    assert calls[:4] == ["early", "a", "b", "late"]
+
+    class Wrapper:
+        @iclbench.hookimpl(wrapper=True)
+        def register_tasks(self, register):
+            return (yield)
+
+    pm = make_plugin_manager(entry_points=False)
+    pm.add(Wrapper(), "wrapper", "test")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_catalog(pm)
+    assert any("wrapper implementation of register_tasks registers nothing" in str(w.message) for w in caught)
