@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from iclbench.config import ConfigError
+from iclbench.lookup import CatalogView
 
 if TYPE_CHECKING:
     import torch
 
-    from iclbench.catalog import Catalog
     from iclbench.runner import Plan
     from iclbench.store import ResultStore
 
@@ -95,12 +95,12 @@ class Executor:
     def __init__(self, options: ExecutorOptions | None = None) -> None:
         self.options = options or ExecutorOptions()
 
-    def pretrain(self, catalog: "Catalog", runs: list[tuple[str, list[str]]], seeds: list[int],
+    def pretrain(self, catalog: CatalogView, runs: list[tuple[str, list[str]]], seeds: list[int],
                  device: "torch.device", cache: Path | None, progress: Progress) -> None:
         """Optionally train the learners of `runs` ((suite, learner labels) pairs) into `cache`
         ahead of `evaluate`. The default trains nothing: units train what they need."""
 
-    def evaluate(self, catalog: "Catalog", plans: "list[Plan]", store: "ResultStore", cache: Path | None,
+    def evaluate(self, catalog: CatalogView, plans: "list[Plan]", store: "ResultStore", cache: Path | None,
                  progress: Progress | None = None, announce: Callable[[int], None] | None = None) -> Outcome:
         """Evaluate every plan into `store`, checkpoints in `cache`; `announce(i)` is called as
         plan i starts."""
@@ -117,7 +117,7 @@ def checked_executor(cls: object, plugin: str) -> type[Executor]:
     return cls
 
 
-def select_executor(catalog: "Catalog", name: str, options: ExecutorOptions | None = None) -> Executor:
+def select_executor(catalog: CatalogView, name: str, options: ExecutorOptions | None = None) -> Executor:
     """The executor registered as `name`, built with `options`; an unknown name is an
     UnknownNameError listing the registered ones."""
     return catalog.executors[name](options)

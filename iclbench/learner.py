@@ -9,11 +9,11 @@ import torch
 from iclbench.component import Configurable
 from iclbench.config import StrictConfig
 from iclbench.episode import Episode
+from iclbench.shapes import TaskShape, Workload
 from iclbench.task import Task
 
 if TYPE_CHECKING:
     from iclbench.training import TrainConfig
-    from iclbench.workload import TaskShape, Workload
 
 
 class LearnerConfig(StrictConfig):

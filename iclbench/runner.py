@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
@@ -27,6 +27,7 @@ from iclbench.checks import LearnerOutputError, check_output, learner_info  # no
 from iclbench.episode import Episode
 from iclbench.isolation import guard
 from iclbench.learner import Learner
+from iclbench.lookup import CatalogView
 from iclbench.metrics import (alignment, cosine_against, defined_mean_ci95, mean_ci95, robust_loss, sensitivities,
                               task_losses)
 from iclbench.positions import is_sequence, position_predictions, position_sensitivities, score_positions
@@ -37,9 +38,6 @@ from iclbench.store import ResultStore, git_commit, record_key, unit_key, versio
 from iclbench.suite import EvalTask, Suite
 from iclbench.task import Task
 from iclbench.watchdog import learner_fault, watched
-
-if TYPE_CHECKING:
-    from iclbench.catalog import Catalog
 
 
 def fit_for_evaluation(learner: Learner, train_task, seed: int, device: torch.device) -> None:
@@ -55,7 +53,7 @@ class LearnerSpec:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, catalog: "Catalog") -> Learner:
+    def build(self, catalog: CatalogView) -> Learner:
         return catalog.learners[self.name](self.overrides)
 
 
@@ -98,7 +96,7 @@ class Evaluation:
 
     `failures` lists one line per failed (learner, task, seed) once `run()` returns."""
 
-    def __init__(self, catalog: "Catalog", plan: Plan, store: ResultStore,
+    def __init__(self, catalog: CatalogView, plan: Plan, store: ResultStore,
                  progress: Callable[[str], None] | None = None) -> None:
         self.catalog, self.plan, self.store = catalog, plan, store
         self.learners = [s.build(catalog) for s in plan.learners]  # validates every config up front

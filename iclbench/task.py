@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 
 from iclbench.component import Configurable
 from iclbench.config import StrictConfig
 from iclbench.episode import Episode
-
-if TYPE_CHECKING:
-    from iclbench.workload import TaskShape
+from iclbench.shapes import TaskShape
 
 
 class TaskConfig(StrictConfig):

@@ -7,35 +7,50 @@ import subprocess
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parent.parent / "iclbench"
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "iclbench"
+PACKAGES = ("iclbench", "iclbench_plugins")
 
 
-def imports_of(tree: ast.AST) -> set[str]:
-    """Core modules that `tree` imports anywhere (module level or inside functions)."""
+def module_name(path: Path) -> str:
+    """`iclbench.runner`, `iclbench_plugins.learners.baselines`, `iclbench_plugins.suites` (a package)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def imports_of(tree: ast.AST, package: str = "iclbench") -> set[str]:
+    """Project modules that `tree` imports anywhere: at module level, inside functions, and in
+    `if TYPE_CHECKING:` blocks (a type hint's import is an arrow too). `package` resolves
+    relative imports; `from pkg import name` counts `pkg.name` when that is a module."""
     out = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "iclbench":
-                out.update(f"iclbench.{a.name}" for a in node.names if (CORE / f"{a.name}.py").exists())
-            elif node.module.startswith("iclbench."):
-                out.add(node.module)
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            for a in node.names:
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base)
         elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.startswith("iclbench."))
-    return out
+            out.update(a.name for a in node.names)
+    return {m for m in out if m in MODULES}
 
 
 def module_tree(path: Path) -> ast.AST:
-    """The module's syntax tree without `if TYPE_CHECKING:` blocks, which never run."""
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            node.body = [ast.Pass()]
-    return tree
+    return ast.parse(path.read_text())
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Core module -> the core modules it imports, at module level or inside functions."""
-    return {f"iclbench.{p.stem}": imports_of(module_tree(p)) for p in CORE.glob("*.py")}
+def import_graph(prefix: str = "iclbench.") -> dict[str, set[str]]:
+    """Module -> the project modules it imports, for the modules named `prefix...`."""
+    graph = {}
+    for name, path in MODULES.items():
+        if name.startswith(prefix) or name == prefix.rstrip("."):
+            package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+            graph[name] = imports_of(module_tree(path), package) - {name}
+    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -61,9 +76,23 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_core_has_no_import_cycle():
-    graph = import_graph()
-    assert "iclbench.catalog" in graph["iclbench.commands"]
+    graph = {m: deps for m, deps in import_graph().items() if m.startswith("iclbench.") or m == "iclbench"}
+    assert "iclbench.catalog" in graph["iclbench.commands"] and "iclbench.lookup" in graph["iclbench.runner"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_whole_project_has_no_import_cycle_and_the_core_imports_no_plugin():
+    graph = {**import_graph("iclbench."), **import_graph("iclbench_plugins.")}
+    assert len(graph) > 90  # every module of both packages, the type-hint and in-function imports counted
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+    core = {m: deps for m, deps in graph.items() if m.split(".")[0] == "iclbench"}
+    assert not {m: sorted(d for d in deps if d.startswith("iclbench_plugins")) for m, deps in core.items()
+                if any(d.startswith("iclbench_plugins") for d in deps)}
+
+
+def test_type_hint_imports_are_arrows_too():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from iclbench.catalog import Catalog\n")
+    assert imports_of(tree) == {"iclbench.catalog"}
 
 
 def test_registry_knows_no_analysis_or_reproduction():
