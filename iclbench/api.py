@@ -261,6 +261,8 @@ def render_leaderboard(recs: list[dict[str, Any]], out: str | Path, formats: Seq
     make; never into a published reproduction, which `iclbench publish` re-renders from its own
     records. `option` names `out` in errors (the CLI's --out)."""
     from iclbench import board
+    from iclbench.catalog import default_catalog
+    from iclbench.suite_labels import plot_labels
 
     bad = [f for f in formats if f not in board.FORMATS]
     if bad:
@@ -271,7 +273,7 @@ def render_leaderboard(recs: list[dict[str, Any]], out: str | Path, formats: Seq
                          f"or re-render it with `iclbench publish {out}`")
     try:
         return board.render(recs, writable_folder(out, option), tuple(formats), plots=plots, on_conflict=on_conflict,
-                            prune=True)
+                            prune=True, **plot_labels(default_catalog(), {r["suite"] for r in recs}))
     except board.ConflictError as err:
         raise UsageError(str(err)) from None
 

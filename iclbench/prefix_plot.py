@@ -1,6 +1,7 @@
 """Figures of error against context length: per evaluation column that records it, each
 learner's error relative to the zero predictor at every prefix k, with its 95 % band; and on
-sequence columns, each learner's loss at every position t and its alignment to the reference."""
+sequence columns, each learner's loss at every position t and its alignment to the reference.
+The per-position metrics' axis labels and CI companions are the metric registry's."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from iclbench.filenames import safe_path
+from iclbench.metric_registry import metric
 from iclbench.metrics import across_seeds
 from iclbench.plotting import decorate, save, subplots
 
@@ -59,8 +61,7 @@ def plot_position_curves(records: list[dict[str, Any]], out: Path) -> list[Path]
     for (suite, column), learners in sorted(prefix_series(records, "position_curve").items()):
         fig, ax = subplots(figsize=(6.4, 4.2))
         draw_curves(ax, learners, "t", "loss")
-        decorate(ax, "position t (states seen)", "loss of predicting s_t+1 (0.5 squared error)", f"{suite}: {column}",
-                 log=True)
+        decorate(ax, "position t (states seen)", metric("position_loss").axis, f"{suite}: {column}", log=True)
         paths.append(save(fig, safe_path(out, f"{suite}-{column}", "-loss-vs-position.png"), dpi=110))
     return paths
 
@@ -86,14 +87,15 @@ def plot_position_alignment(records: list[dict[str, Any]], out: Path) -> list[Pa
     for (suite, column, ref), learners in sorted(alignment_series(records).items()):
         fig, (left, right) = subplots(1, 2, figsize=(11, 4.2))
         diffs = {lb: {s: {"t": v["curve"]["t"], "d": v["curve"]["pred_diff"],
-                          "ci95": v["curve"].get("pred_diff_ci95", [0.0] * len(v["curve"]["t"]))}
+                          "ci95": v["curve"].get(metric("pred_diff").ci, [0.0] * len(v["curve"]["t"]))}
                       for s, v in seeds.items()} for lb, seeds in learners.items()}
         draw_curves(left, diffs, "t", "d")
-        decorate(left, "position t (states seen)", f"|prediction - {ref}'s|", f"{suite}: {column}", size=8)
+        decorate(left, "position t (states seen)", metric("position_pred_diff").axis.format(ref=ref), f"{suite}: {column}",
+                 size=8)
         draw_curves(right, {lb: {s: v["sens"] for s, v in seeds.items()} for lb, seeds in learners.items()},
                     "t", "sens_cos")
         right.axhline(1.0, color="0.5", ls=":", lw=1)
-        decorate(right, "position t (states seen)", f"cosine of input sensitivities with {ref}'s",
+        decorate(right, "position t (states seen)", metric("position_sens_cos").axis.format(ref=ref),
                  "d yhat_t / d s_t", size=8)
         paths.append(save(fig, safe_path(out, f"{suite}-{column}-alignment-to-{ref}", ".png"), dpi=110))
     return paths

@@ -41,12 +41,16 @@ def publish(folder: Path, repro: Reproduction) -> list[Path]:
     that this one did not write (stale plots). Nothing else is deleted: not a file no
     publication wrote, nor the analyses' figures under figures/, nor anything in a folder
     without a manifest."""
+    from iclbench.catalog import default_catalog
+    from iclbench.suite_labels import plot_labels
+
     folder = Path(folder)
     results = Results(folder)
     shown = display_records(results)
     previous = outputs.owned(folder, WRITER)
     with outputs.staged():
-        written = leaderboard.render(shown, folder, intro=INTRO)
+        written = leaderboard.render(shown, folder, intro=INTRO,
+                                     **plot_labels(default_catalog(), {r["suite"] for r in shown}))
         written += plot_curves(shown, folder, display_analyses(results), repro.spec().curves)
         written += repro.figures(results, folder)
         readme = render_readme(results, repro, shown, [p for p in written if p.suffix == ".png"])

@@ -4,6 +4,8 @@ A suite is a TOML file (data, not code):
 
     name = "linear-ood"
     include = "linear"                 # optional: start from another suite's train and evals
+    ratio_reference = "gd"             # optional: the learner its shift plots divide by, where
+                                       #   the records do not name one reference (`shift_plots`)
     [train]
     task = "linear-regression"
     config = {}
@@ -15,6 +17,11 @@ A suite is a TOML file (data, not code):
     value = 2.0
     in_distribution = false
     prefix_curve = false               # optional: also the error at every context length k = 1..N
+    [axes]                             # optional: shift group -> its plots' x-axis label
+    "input range" = "input range a: x ~ U(-a/2, a/2)^d"
+
+`ratio_reference` and `[axes]` are read by the report layer (`suite_labels`), never by a run;
+a suite inherits them from the suite it includes, its own entries first.
 """
 
 from __future__ import annotations
@@ -22,17 +29,15 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from iclbench.config import ConfigError
 from iclbench.errors import UsageError
+from iclbench.lookup import CatalogView
 from iclbench.registry import Registry
 from iclbench.task import Task
-
-if TYPE_CHECKING:
-    from iclbench.catalog import Catalog
 
 
 class TaskSpec(BaseModel):
@@ -58,6 +63,8 @@ class SuiteFile(BaseModel):
     include: str | None = None
     train: TaskSpec | None = None
     eval: list[EvalSpec] = Field(default_factory=list)
+    axes: dict[str, str] = Field(default_factory=dict)  # shift group -> x-axis label of its plots
+    ratio_reference: str | None = None  # the learner shift plots divide by without one reference
 
 
 @dataclass
@@ -134,12 +141,14 @@ class SuiteRegistry:
         spec = read_suite_file(self._file(name))
         if spec.include:
             base = self.spec(spec.include, _seen + (name,))
-            spec = spec.model_copy(update={"train": spec.train or base.train, "eval": base.eval + spec.eval})
+            spec = spec.model_copy(update={"train": spec.train or base.train, "eval": base.eval + spec.eval,
+                                           "axes": {**base.axes, **spec.axes},
+                                           "ratio_reference": spec.ratio_reference or base.ratio_reference})
         if spec.train is None:
             raise SuiteError(f"suite {name!r} has no [train] table")
         return spec
 
-    def load(self, name: str, catalog: "Catalog") -> Suite:
+    def load(self, name: str, catalog: CatalogView) -> Suite:
         """Build the suite's tasks, validating every task name and config."""
         spec = self.spec(name)
         name, where = spec.name, f"suite {name!r}"
@@ -157,7 +166,7 @@ class SuiteRegistry:
         return Suite(name, spec.description, train, evals)
 
 
-def _build_task(catalog: "Catalog", spec: TaskSpec, where: str) -> Task:
+def _build_task(catalog: CatalogView, spec: TaskSpec, where: str) -> Task:
     try:
         return catalog.tasks[spec.task](spec.config)
     except ConfigError as err:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from iclbench import board as leaderboard, publish
+from iclbench import board as leaderboard, publish, shift_plots
 from iclbench.reproduce import Results
+from iclbench.suite_labels import plot_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = ROOT / "leaderboard"
@@ -150,10 +151,18 @@ SHIFTS += [shifted(name, 0, "input law", f"input={law}", i, loss)
            for name, loss in (("gd", 0.2), ("lsa", 0.3)) for i, law in enumerate(("normal", "exponential", "laplace"))]
 
 
-def test_shift_plots_have_a_ratio_panel_distinct_styles_and_the_papers_axes(tmp_path, monkeypatch):
-    figures = captured(monkeypatch, leaderboard)
+def paper_labels(catalog) -> dict:
+    """linear-ood's axis labels and ratio reference (its suite file's [axes] and ratio_reference),
+    for the test suite `s`: `plot_groups`' keyword arguments."""
+    labels = plot_labels(catalog, ["linear-ood"])
+    return {"axes": {("s", group): label for (_, group), label in labels["axes"].items()},
+            "ratio_references": {"s": labels["ratio_references"]["linear-ood"]}}
+
+
+def test_shift_plots_have_a_ratio_panel_distinct_styles_and_the_papers_axes(tmp_path, monkeypatch, catalog):
+    figures = captured(monkeypatch, shift_plots)
     agg = leaderboard.aggregate(leaderboard.to_frame(SHIFTS))
-    paths = leaderboard.plot_groups(agg, tmp_path)
+    paths = leaderboard.plot_groups(agg, tmp_path, **paper_labels(catalog))
     assert [p.name for p in paths] == ["s-input-law.png", "s-input-range.png"]
     law, rng = figures
     loss, ratio = rng.axes
@@ -175,7 +184,7 @@ def test_shift_plots_have_a_ratio_panel_distinct_styles_and_the_papers_axes(tmp_
     assert list(law_ratio.get_xticks()) == [0, 1, 2]  # categories, not the indices' spacing
 
 
-def test_ratio_reference_is_the_records_reference_else_gd():
+def test_ratio_reference_is_the_records_reference_else_the_suites_declared_one():
     agg = leaderboard.aggregate(leaderboard.to_frame(SHIFTS))
     assert leaderboard.ratio_reference(agg, "s") == "gd"
     other = [{**r, "align_to": "gd++[steps=2]"} for r in SHIFTS]
@@ -185,18 +194,18 @@ def test_ratio_reference_is_the_records_reference_else_gd():
 
 
 def test_shift_plot_without_a_reference_is_one_panel(tmp_path, monkeypatch):
-    figures = captured(monkeypatch, leaderboard)
+    figures = captured(monkeypatch, shift_plots)
     plain = [{**r, "align_to": None, "metrics": {"loss": r["metrics"]["loss"]}} for r in SHIFTS if r["label"] != "gd"]
     leaderboard.plot_groups(leaderboard.aggregate(leaderboard.to_frame(plain)), tmp_path)
     assert [len(f.axes) for f in figures] == [1, 1]
 
 
-def test_exact_cells_are_left_out_cell_by_cell(tmp_path, monkeypatch):
+def test_exact_cells_are_left_out_cell_by_cell(tmp_path, monkeypatch, catalog):
     """Least squares is exact once N >= d and blows up below: its exact cells are named, the rest drawn."""
-    figures = captured(monkeypatch, leaderboard)
+    figures = captured(monkeypatch, shift_plots)
     records = [shifted("gd", 0, "context size", f"N={n}", n, 0.2) for n in (5, 20)]
     records += [shifted("least-squares", 0, "context size", "N=5", 5, 0.3), shifted("least-squares", 0, "context size", "N=20", 20, 1e-14)]
-    leaderboard.plot_groups(leaderboard.aggregate(leaderboard.to_frame(records)), tmp_path)
+    leaderboard.plot_groups(leaderboard.aggregate(leaderboard.to_frame(records)), tmp_path, **paper_labels(catalog))
     loss = figures[0].axes[0]
     drawn = {c.get_label(): c.lines[0] for c in loss.containers}
     assert list(drawn["least-squares"].get_xdata()) == [5] and list(drawn["gd"].get_xdata()) == [5, 20]
@@ -207,7 +216,7 @@ def test_exact_cells_are_left_out_cell_by_cell(tmp_path, monkeypatch):
 def test_no_ratio_panel_against_an_exact_reference(tmp_path, monkeypatch):
     """Least squares on noiseless linear tasks is exact (loss ~1e-13): loss ratios to it would be
     ~1e13 and say nothing, so a suite aligned to it gets no ratio panel."""
-    figures = captured(monkeypatch, leaderboard)
+    figures = captured(monkeypatch, shift_plots)
     records = [{**shifted("least-squares", 0, "x scale", f"x={v}", v, 1e-13), "align_to": "least-squares"}
                for v in (1, 2)]
     records += [{**shifted("zero", 0, "x scale", f"x={v}", v, 10.0 * v), "align_to": "least-squares"} for v in (1, 2)]

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from iclbench import board as leaderboard
+from iclbench import board as leaderboard, shift_plots
 from iclbench.merge import ConflictError, resolve_conflicts
 from iclbench.plotting import prune_stale
 
@@ -127,7 +127,7 @@ def test_alignment_is_reported_per_reference():
 def test_shift_plots_name_exact_learners_instead_of_drawing_them(tmp_path, monkeypatch):
     """A learner at float-rounding loss would stretch the log axis over ten decades."""
     figures = []
-    monkeypatch.setattr(leaderboard, "save", lambda fig, path, **kw: figures.append(fig))
+    monkeypatch.setattr(shift_plots, "save", lambda fig, path, **kw: figures.append(fig))
     records = [rec(name, 0, f"r={v}", loss, group="range", value=v)
                for name, loss in (("gd", 0.2), ("least-squares", 3e-10)) for v in (1.0, 2.0)]
     leaderboard.plot_groups(leaderboard.aggregate(leaderboard.to_frame(records)), tmp_path)
