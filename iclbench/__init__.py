@@ -30,6 +30,7 @@ _EXPORTS = {
     "TrainConfig": "iclbench.training",
     "TrainResult": "iclbench.training",
     "training_checkpoint": "iclbench.checkpoints",
+    "Curriculum": "iclbench.curriculum",  # a training task that follows the step (meta_train's on_step)
     "evaluate": "iclbench.api",  # the Python API (iclbench.api): evaluate, leaderboard, records
     "leaderboard": "iclbench.api",
     "records": "iclbench.api",

@@ -34,8 +34,8 @@ from torch.func import functional_call, grad_and_value, vmap
 from iclbench import mkl
 from iclbench.episode import Episode
 from iclbench.seeding import derive_seed
-from iclbench.training import (Recipe, TrainResult, adam, checkpoint_state, evaluate_row, held_out_set,
-                               progress_bar, task_stream)
+from iclbench.training import (Recipe, Trainee, TrainResult, adam, checkpoint_state, held_out_set, progress_bar,
+                               run_steps, task_stream)
 from iclbench.tracking import track_training
 
 FIELDS = ("context_x", "context_y", "query_x", "query_y", "tokens")  # what a stacked loss reads of an episode
@@ -128,51 +128,39 @@ def _train_stacked(recipes: list[Recipe], exact: bool) -> list[TrainResult]:
             raise Unstackable(f"stacked gradients differ from one-by-one ones by up to {gap:.1e}{mode}; "
                               "--stack-seeds close accepts float rounding")
     opts = [adam(r.model, r.lr, cfg) for r in recipes]
-    held_out = [held_out_set(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
     streams = [task_stream(r.task, cfg, r.generator, r.device, r.dtype) for r in recipes]
-    tracked = [track_training(r.desc, r.task, cfg.model_dump(), r.generator) for r in recipes]
-    results = [TrainResult() for _ in recipes]
-    running = torch.zeros(M, device=first.device, dtype=first.dtype)  # (M,) summed train loss since the last row
-    start, step = time.perf_counter(), 0
-    bar = progress_bar(cfg.steps, f"{first.desc} ({M} seeds stacked)")
-    try:
-        while step < cfg.steps:
-            episodes = [next_batch(step) for next_batch in streams]
-            fields = [None if d is None else torch.stack([getattr(e, f) for e in episodes]) for f, d in
-                      zip(FIELDS, batched_dims)]  # each (M, B, ...)
-            with torch.no_grad():
-                params, buffers = stack(own), stack(own_buffers)
-            grads, losses = grads_of(params, buffers, *fields)  # name -> (M, ...) gradients; (M,) losses
-            for m, (r, opt) in enumerate(zip(recipes, opts)):  # each model's own clipping and Adam step
-                opt.zero_grad(set_to_none=True)
-                for n, p in own[m].items():
-                    p.grad = grads[n][m]
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(r.model.parameters(), cfg.grad_clip)
-                opt.step()
-            running += losses.detach()
-            step += 1
-            bar.update(1)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                n = step % cfg.eval_every or cfg.eval_every
-                for m, r in enumerate(recipes):
-                    row = evaluate_row(r.model, r.loss_fn, held_out[m], r.monitors, step, float(running[m]) / n)
-                    results[m].curve.append(row)
-                    tracked[m].log(row)
-                running.zero_()
-                bar.set_postfix(held_out=" ".join(f"{res.curve[-1]['eval_loss']:.4f}" for res in results))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                seconds = (time.perf_counter() - start) / M  # each seed's share of the stack's wall time
-                for m, r in enumerate(recipes):
-                    save(r, opts[m], step, results[m], step == cfg.steps, seconds)
-    finally:
-        bar.close()
-        for t in tracked:  # on an interruption too: what was mirrored so far is kept
-            t.finish()
-    share = (time.perf_counter() - start) / M  # M seeds trained in one wall time: each is charged its share
-    for result in results:
-        result.seconds = share
-    return results
+    trainees = [Trainee(r.model, r.loss_fn, opt, held_out_set(r.task, cfg, r.generator, r.device, r.dtype), r.monitors,
+                        TrainResult(), track_training(r.desc, r.task, cfg.model_dump(), r.generator), r.on_step)
+                for r, opt in zip(recipes, opts)]
+
+    def gradients(step: int) -> torch.Tensor:
+        """Every model's gradients of its own batch, taken inside vmap, set as its `.grad`; (M,) losses."""
+        episodes = [next_batch(step) for next_batch in streams]
+        fields = [None if d is None else torch.stack([getattr(e, f) for e in episodes]) for f, d in
+                  zip(FIELDS, batched_dims)]  # each (M, B, ...)
+        with torch.no_grad():
+            params, buffers = stack(own), stack(own_buffers)
+        grads, losses = grads_of(params, buffers, *fields)  # name -> (M, ...) gradients; (M,) losses
+        for m, opt in enumerate(opts):
+            opt.zero_grad(set_to_none=True)
+            for n, p in own[m].items():
+                p.grad = grads[n][m]
+        return losses.detach()
+
+    start = time.perf_counter()
+    share = lambda: (time.perf_counter() - start) / M  # noqa: E731  each seed's share of the stack's wall time
+
+    def save_all(step: int, done: bool = False, seconds: float | None = None) -> None:
+        for r, t in zip(recipes, trainees):
+            save(r, t.opt, step, t.result, done, share() if seconds is None else seconds)
+
+    with progress_bar(cfg.steps, f"{first.desc} ({M} seeds stacked)") as bar:
+        step = run_steps(trainees, cfg, 0, gradients, bar, save_all)
+    seconds = share()  # M seeds trained in one wall time: each is charged its share
+    for t in trainees:
+        t.result.seconds = seconds
+    save_all(step, done=True, seconds=seconds)
+    return [t.result for t in trainees]
 
 
 def one_by_one_gap(recipes: list[Recipe], own: list[dict[str, torch.Tensor]], batch: Episode,

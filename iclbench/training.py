@@ -33,6 +33,7 @@ from iclbench.task import Task
 from iclbench.tracking import track_training
 
 LossFn = Callable[[torch.nn.Module, Episode], torch.Tensor]
+StepHook = Callable[[int], None]  # called with the step's index before its batch is drawn
 Monitor = Callable[[torch.nn.Module, Episode], "float | dict[str, float]"]  # a dict adds several columns
 
 
@@ -172,12 +173,13 @@ class Recipe:
     checkpoint: Checkpoint | None
     monitors: dict[str, Monitor]
     desc: str
+    on_step: StepHook | None = None
 
     def train_alone(self) -> TrainResult:
         """This training run by `meta_train` itself."""
         return meta_train(self.model, self.loss_fn, self.task, self.cfg, generator=self.generator, device=self.device,
                           lr=self.lr, dtype=self.dtype, checkpoint=self.checkpoint, monitors=self.monitors,
-                          desc=self.desc)
+                          desc=self.desc, on_step=self.on_step)
 
 
 _CAPTURE: ContextVar[list[Recipe] | None] = ContextVar("capture_trainings", default=None)
@@ -208,26 +210,35 @@ def meta_train(
     checkpoint: Checkpoint | None = None,
     monitors: dict[str, Monitor] | None = None,
     desc: str = "training",
+    on_step: StepHook | None = None,
 ) -> TrainResult:
-    """Train `model` in place to minimise `loss_fn` on fresh tasks; resume or reuse `checkpoint`."""
+    """Train `model` in place to minimise `loss_fn(model, episode)` on `cfg.steps` batches of
+    fresh tasks from `task` (or a fixed pool), by Adam at `lr` with `cfg`'s gradient clip; a
+    held-out row every `cfg.eval_every` steps (and `monitors`' values) makes the curve. With a
+    `checkpoint` (`training_checkpoint(learner, task, generator)`), a finished training is
+    reused and an unfinished one resumed, to the same weights. `on_step(step)` runs before each
+    step's batch is drawn (a curriculum sets the step's task there; it also runs on resume).
+    The one training loop of iclbench (`run_steps`): stacked seeds run it too."""
     captured = _CAPTURE.get()
     if captured is not None:
-        captured.append(Recipe(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors or {}, desc))
+        captured.append(Recipe(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors or {}, desc,
+                               on_step))
         return TrainResult()
+    recipe = Recipe(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors or {}, desc, on_step)
     with torch.enable_grad():  # callers may sit inside no_grad (analyses, evaluation)
-        return _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors, desc)
+        return _train(recipe)
 
 
-def _train(model, loss_fn, task, cfg, generator, device, lr, dtype, checkpoint, monitors, desc) -> TrainResult:
-    if torch.device(device).type == "cpu":
+def _train(r: Recipe) -> TrainResult:
+    if torch.device(r.device).type == "cpu":
         retain_freed_memory()
-    model.to(device=device, dtype=dtype)
-    if checkpoint is None:
-        return _train_from(None, model, loss_fn, task, cfg, generator, device, lr, dtype, monitors, desc)
+    r.model.to(device=r.device, dtype=r.dtype)
+    if r.checkpoint is None:
+        return _train_from(r)
     # held from reading the checkpoint to its final save: a second process training the same
     # key waits here, then reads the finished checkpoint instead of training it again
-    with checkpoint.lock(on_wait=lambda: _say_waiting(checkpoint, desc)):
-        return _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dtype, monitors, desc)
+    with r.checkpoint.lock(on_wait=lambda: _say_waiting(r.checkpoint, r.desc)):
+        return _train_from(r)
 
 
 def _say_waiting(checkpoint: Checkpoint, desc: str) -> None:
@@ -257,59 +268,98 @@ def _restore(checkpoint: Checkpoint | None, model: torch.nn.Module, opt: torch.o
         return None
 
 
-def _train_from(checkpoint, model, loss_fn, task, cfg, generator, device, lr, dtype, monitors, desc) -> TrainResult:
+def _train_from(r: Recipe) -> TrainResult:
     """Reuse a finished checkpoint, or train from scratch or from an unfinished one."""
-    opt = adam(model, lr, cfg)
-    held_out = held_out_set(task, cfg, generator, device, dtype)
+    cfg, opt = r.cfg, adam(r.model, r.lr, r.cfg)
+    held_out = held_out_set(r.task, cfg, r.generator, r.device, r.dtype)
     result, step = TrainResult(), 0
-    state = _restore(checkpoint, model, opt, generator)
+    state = _restore(r.checkpoint, r.model, opt, r.generator)
     if state is not None:
         result.curve = list(state["curve"])
         if state["done"]:
             result.from_cache, result.seconds = True, float(state["seconds"])
             return result
         step = result.resumed_at = int(state["step"])
-    tracked = track_training(desc, task, cfg.model_dump(), generator, first_step=step)  # curve mirrors, if any
+    tracked = track_training(r.desc, r.task, cfg.model_dump(), r.generator, first_step=step)  # curve mirrors, if any
+    trainee = Trainee(r.model, r.loss_fn, opt, held_out, r.monitors, result, tracked, r.on_step)
     start, elapsed = time.perf_counter(), float(state["seconds"]) if state else 0.0
 
-    def save(done: bool) -> None:
-        if checkpoint:
-            checkpoint.save(checkpoint_state(model, opt, step, result.curve, generator, done,
-                                             elapsed + time.perf_counter() - start))
+    def save(at: int, done: bool = False) -> None:
+        if r.checkpoint:
+            r.checkpoint.save(checkpoint_state(r.model, opt, at, result.curve, r.generator, done,
+                                               elapsed + time.perf_counter() - start))
 
-    train_loss = step_loss(loss_fn)
-    next_batch = task_stream(task, cfg, generator, device, dtype)
-    running = torch.zeros((), device=device, dtype=dtype)  # summed train loss since the last evaluation
-    bar = progress_bar(cfg.steps, desc, initial=step)
+    train_loss = step_loss(r.loss_fn)
+    next_batch = task_stream(r.task, cfg, r.generator, r.device, r.dtype)
+
+    def gradients(at: int) -> torch.Tensor:
+        loss = train_loss(r.model, next_batch(at))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.detach().reshape(1)  # (1,)
+
+    with progress_bar(cfg.steps, r.desc, initial=step) as bar:
+        step = run_steps([trainee], cfg, step, gradients, bar, save)
+    result.seconds = elapsed + time.perf_counter() - start
+    save(step, done=True)
+    return result
+
+
+@dataclass
+class Trainee:
+    """One model in the training loop: what its step and its bookkeeping act on."""
+
+    model: torch.nn.Module
+    loss_fn: LossFn
+    opt: torch.optim.Optimizer
+    held_out: Episode
+    monitors: dict[str, Monitor]
+    result: TrainResult
+    tracked: Any  # its curve's mirrors (iclbench.tracking)
+    on_step: StepHook | None = None
+
+
+def apply_update(t: Trainee, cfg: TrainConfig) -> None:
+    """The step once the model's gradients are in place: the global-norm clip, then Adam."""
+    if cfg.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
+    t.opt.step()
+
+
+def run_steps(trainees: list[Trainee], cfg: TrainConfig, step: int, gradients: Callable[[int], torch.Tensor],
+              bar: tqdm, save: Callable[[int], None]) -> int:
+    """The training loop, for one model or for several trained side by side (stacked seeds): from
+    `step` to `cfg.steps`, each step's hooks, then `gradients(step)` (which leaves every model's
+    gradients in place and returns their (M,) losses), then each model's `apply_update`; a
+    held-out row per model every `cfg.eval_every` steps; `save(step)` at every intermediate
+    checkpoint (the caller saves the final state). Mirrors are finished however it ends."""
+    first = next(trainees[0].model.parameters())
+    running = torch.zeros(len(trainees), device=first.device, dtype=first.dtype)  # (M,) summed loss since the last row
     try:
         while step < cfg.steps:
-            loss = train_loss(model, next_batch(step))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            running += loss.detach()
+            for t in trainees:
+                if t.on_step is not None:
+                    t.on_step(step)
+            losses = gradients(step)  # (M,)
+            for t in trainees:
+                apply_update(t, cfg)
+            running += losses
             step += 1
             bar.update(1)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 n = step % cfg.eval_every or cfg.eval_every
-                row = evaluate_row(model, loss_fn, held_out, monitors or {}, step, float(running) / n)
-                result.curve.append(row)
-                tracked.log(row)
+                for m, t in enumerate(trainees):
+                    row = evaluate_row(t.model, t.loss_fn, t.held_out, t.monitors, step, float(running[m]) / n)
+                    t.result.curve.append(row)
+                    t.tracked.log(row)
                 running.zero_()
-                bar.set_postfix(loss=f"{row['train_loss']:.4f}", held_out=f"{row['eval_loss']:.4f}")
+                bar.set_postfix(held_out=" ".join(f"{t.result.curve[-1]['eval_loss']:.4f}" for t in trainees))
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                save(done=False)
-    except BaseException:
-        tracked.finish()  # keeps what was mirrored so far
-        raise
+                save(step)
     finally:
-        bar.close()
-    result.seconds = elapsed + time.perf_counter() - start
-    save(done=True)
-    tracked.finish()
-    return result
+        for t in trainees:  # on an interruption too: what was mirrored so far is kept
+            t.tracked.finish()
+    return step
 
 
 def evaluate_row(model, loss_fn: LossFn, held_out: Episode, monitors: dict[str, Monitor],

@@ -105,10 +105,11 @@ def test_curriculum_schedule(task):
     learner.model = learner.build_model(5, 1, 10)
     g = gen(0)
     stream = learner.training_task(task, learner.model, g)
+    stream.on_step(0)  # what the training loop calls before drawing step 0's batch
     first = stream.sample(8, generator=g, device="cpu")
     assert first.n_context == 2 and first.dx == 5 and (first.context_x[..., 2:] == 0).all()
     assert (first.context_x[..., :2] != 0).all() and int(learner.model.step) == 1
-    learner.model.step.fill_(40)
+    stream.on_step(40)
     assert stream.sample(8, generator=g, device="cpu").n_context == 10
     held = stream.sample(8, generator=gen(1), device="cpu")  # another stream: the full task
     assert held.n_context == 10 and (held.context_x != 0).all() and int(learner.model.step) == 41

@@ -43,6 +43,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import iclbench
+from iclbench.curriculum import Curriculum
 from iclbench.learner import placed
 from iclbench.checkpoints import Checkpoint, training_checkpoint
 from iclbench.training import TrainConfig, TrainResult, meta_train
@@ -176,46 +177,6 @@ def causal_loss(model: CausalTransformer, episode: iclbench.Episode) -> torch.Te
     return (model(episode) - targets).pow(2).mean()
 
 
-class CurriculumTask(iclbench.Task):
-    """The training task seen through Garg's curriculum.
-
-    Draws from `train_generator` (the training stream, one call per step) come from the task
-    at the model's current curriculum step, d and N shrunk and x zero-padded to the full d,
-    and advance the model's `step` buffer. The buffer is saved with the weights, so a resumed
-    training continues the curriculum where the checkpoint left it. Any other draw (the
-    held-out set) is of the full task.
-    """
-
-    name = "curriculum"
-
-    def __init__(self, task: iclbench.Task, learner: "CausalTransformerLearner", model: CausalTransformer,
-                 train_generator: torch.Generator) -> None:
-        self.task, self.learner, self.model, self.train_generator = task, learner, model, train_generator
-        self.config = task.config
-        self._tasks: dict[tuple[int, int], iclbench.Task] = {}
-
-    def at(self, d: int, N: int) -> iclbench.Task:
-        full = self.task.config
-        if (d, N) == (full.d, full.N):
-            return self.task
-        if (d, N) not in self._tasks:
-            self._tasks[d, N] = type(self.task)({**full.model_dump(), "d": d, "N": N})
-        return self._tasks[d, N]
-
-    def sample(self, n: int, *, generator: torch.Generator, device) -> iclbench.Episode:
-        if generator is not self.train_generator:
-            return self.task.sample(n, generator=generator, device=device)
-        step = int(self.model.step)
-        d, N = self.learner.curriculum_at(step, self.task.config.d, self.task.config.N)
-        ep = self.at(d, N).sample(n, generator=generator, device=device)
-        self.model.step.fill_(step + 1)
-        full_d = self.task.config.d
-        if d < full_d:  # Garg's truncation: the coordinates beyond d are zero
-            ep = iclbench.Episode(F.pad(ep.context_x, (0, full_d - d)), ep.context_y,
-                                  F.pad(ep.query_x, (0, full_d - d)), ep.query_y)
-        return ep
-
-
 class CausalTransformerLearner(iclbench.Learner):
     """A GPT-2-style causal Transformer on interleaved (x, y) tokens, trained on every prefix
     with Garg's curriculum (module docstring: presets, costs, differences from Garg)."""
@@ -265,13 +226,17 @@ class CausalTransformerLearner(iclbench.Learner):
         return causal_loss(model, episode)
 
     def training_task(self, task: iclbench.Task, model: CausalTransformer, generator: torch.Generator) -> iclbench.Task:
+        """`task`, or with `curriculum` Garg's curriculum over it (d and N grown with the step,
+        x zero-padded to the full d), its steps counted in the model's `step` buffer."""
         if not self.config.curriculum:
             return task
         fields = type(task.config).model_fields
         if "d" not in fields or "N" not in fields:
             raise ValueError(f"causal-tf's curriculum needs a task with d and N config fields; "
                              f"{task.name!r} has none: set curriculum=false")
-        return CurriculumTask(task, self, model, generator)
+        d, N = task.config.d, task.config.N
+        schedule = lambda step: dict(zip(("d", "N"), self.curriculum_at(step, d, N)))  # noqa: E731
+        return Curriculum(task, schedule, generator, pad_to=d, counter=model.step)
 
     def train(self, task: iclbench.Task, *, generator: torch.Generator, device, checkpoint: Checkpoint | None = None,
               monitors: dict | None = None) -> TrainResult:
@@ -280,9 +245,10 @@ class CausalTransformerLearner(iclbench.Learner):
         torch.manual_seed(generator.initial_seed())
         self.model = self.build_model(probe.dx, probe.dy, probe.n_context)
         cfg = self.config.train
-        self.training = meta_train(self.model, self.loss, self.training_task(task, self.model, generator), cfg,
-                                   generator=generator, device=device, lr=cfg.lr or 1e-3, checkpoint=checkpoint,
-                                   monitors=monitors, desc=self.label)
+        stream = self.training_task(task, self.model, generator)
+        self.training = meta_train(self.model, self.loss, stream, cfg, generator=generator, device=device,
+                                   lr=cfg.lr or 1e-3, checkpoint=checkpoint, monitors=monitors, desc=self.label,
+                                   on_step=stream.on_step if isinstance(stream, Curriculum) else None)
         return self.training
 
     def fit(self, task, *, generator, device) -> None:
