@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from iclbench import api
-from iclbench.analysis import AnalysisContext
+from iclbench.analysis import AnalysisContext, run_analysis
 from iclbench.api import UsageError
 from iclbench.catalog import Catalog
 from iclbench.checkpoints import cache_dir
@@ -25,8 +25,8 @@ from iclbench.config import merge, parse_assignments
 from iclbench.executors import Executor, ExecutorOptions, Resources, select_executor
 from iclbench.plugins import unique_files
 from iclbench.registry import UnknownNameError
-from iclbench.seeding import device_name, resolve_device
-from iclbench.store import ANALYSES_FILE, ResultStore, git_commit, versions
+from iclbench.seeding import resolve_device
+from iclbench.store import ANALYSES_FILE, ResultStore
 from iclbench.suite import Suite
 from iclbench.tracking import TrackerError, Tracking, select, tracking
 
@@ -201,10 +201,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     results = []
     with cache_dir(cache_option(args)), tracking(track):
         for seed in seeds:
-            ctx = AnalysisContext(catalog, suite, seed, device, args.n_tasks, out / "figures")
-            result = {"analysis": analysis.name, "config": analysis.config.model_dump(), "suite": suite.name,
-                      "seed": seed, "n_tasks": args.n_tasks, "device_type": device.type, "device": device_name(device),
-                      "versions": versions(), "git_commit": git_commit(), "result": analysis.run(ctx)}
+            result = run_analysis(analysis, AnalysisContext(catalog, suite, seed, device, args.n_tasks, out / "figures"))
             ResultStore(out, ANALYSES_FILE).append(result)
             results.append(result)
             print(json.dumps(result["result"], indent=1))

@@ -287,7 +287,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     With `jobs` > 1 on a CPU, the trained learners are first trained `jobs` at a time in
     separate processes (into `cache`), which evaluation then reads. `executor` (default: the
     `local` one with `jobs` and `plugin_files`) runs the evaluations; analyses run here."""
-    from iclbench.analysis import AnalysisContext
+    from iclbench.analysis import AnalysisContext, run_analysis
     from iclbench.checkpoints import cache_dir
     from iclbench.executors import ExecutorOptions
     from iclbench.runner import LearnerSpec, Plan
@@ -343,9 +343,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
                     continue
                 progress(f"analysis {analysis.label} seed {seed}")
                 ctx = AnalysisContext(catalog, suite, seed, device, budget.n_tasks, out / "figures")
-                ResultStore(out, ANALYSES_FILE).append({
-                    "analysis": a.name, "config": analysis.config.model_dump(), "suite": a.suite, "seed": seed,
-                    "result": analysis.run(ctx)})
+                ResultStore(out, ANALYSES_FILE).append(run_analysis(analysis, ctx))
     write_meta(out, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
     return failures
 
