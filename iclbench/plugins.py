@@ -138,10 +138,21 @@ def unique_files(files: Iterable[str | Path]) -> tuple[str, ...]:
     return tuple(seen.values())
 
 
-def make_plugin_manager(*, entry_points: bool = True, files: Iterable[str | Path] = ()) -> PluginManager:
-    """A fresh manager; tests build their own and register small plugin classes in it. A file
-    given twice is loaded once; two files with one name (stem) are a PluginFileError."""
+CORE_PLUGINS = {"local-executor": "iclbench.local_executor"}  # the core's own implementations of its hooks
+
+
+def make_plugin_manager(*, entry_points: bool = True, files: Iterable[str | Path] = (),
+                        core: bool = True) -> PluginManager:
+    """A fresh manager holding the core's own plugins (`CORE_PLUGINS`, unless `core` is False),
+    then the entry-point plugins and `files`; tests build their own and register small plugin
+    classes in it. A file given twice is loaded once; two files with one name (stem) are a
+    PluginFileError."""
     pm = PluginManager()
+    if core:
+        from iclbench import __version__
+
+        for name, module in CORE_PLUGINS.items():
+            pm.add(importlib.import_module(module), name, f"iclbench {__version__}")
     if entry_points:
         load_entry_points(pm)
     for f in unique_files(files):

@@ -8,7 +8,7 @@ own; the core special-cases none of them.
 - `analyses/`: studies of fitted learners beyond the leaderboard loss;
 - `reproductions/<name>/`: one paper each: claims (`__init__.py`), `figures.py`, `spec.toml`, README;
 - `suites/`: the suite definitions, TOML data;
-- `backends/`: executors and trackers.
+- `backends/`: the `ray` executor and the trackers (the default `local` executor is the core's).
 
 `INDEX` says what each module registers (tested against the entry points and the catalog).
 """
@@ -48,6 +48,6 @@ INDEX: dict[str, dict[str, list[str]]] = {
     "reproductions.paper": {"reproductions": ["paper"]},
     "suites": {"suites": ["alternating", "fewshot", "garg-classification", "garg-linear", "garg-pool", "garg-relu",
                           "garg-sparse", "garg-tree", "lds", "lds-ood", "lds-partial", "linear", "linear-ood", "sine"]},
-    "backends.executors": {"executors": ["local", "ray"]},
+    "backends.executors": {"executors": ["ray"]},  # `local`, the default, is the core's (iclbench.local_executor)
     "backends.trackers": {"trackers": ["tensorboard", "wandb"]},
 }

@@ -108,7 +108,7 @@ def plugin(name: str, **impls) -> types.ModuleType:
 
 
 def catalog_of(*plugins: types.ModuleType, strict: bool = True):
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(entry_points=False, core=False)
     for p in plugins:
         pm.add(p, p.__name__, "test")
     return build_catalog(pm, strict=strict)
@@ -171,7 +171,7 @@ def call_order() -> list[str]:
 def test_the_specs_are_the_hooks_build_catalog_calls(call_order):
     assert len(call_order) == len(set(call_order)), f"a hook was called twice: {call_order}"
     assert set(call_order) == set(HOOKS), "build_catalog and iclbench.hookspecs disagree on the hooks"
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(entry_points=False, core=False)
     known = {n for n, v in vars(pm.hook).items() if isinstance(v, pluggy.HookCaller)}
     assert known == set(HOOKS)
     assert set(FIELD) == set(HOOKS), "add the new hook's catalog field to FIELD"
@@ -288,7 +288,7 @@ def test_a_lenient_catalog_keeps_the_first_and_lists_the_clash():
 
 
 def test_a_misnamed_argument_is_refused_when_the_plugin_is_added():
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(entry_points=False, core=False)
     with pytest.raises(pluggy.PluginValidationError):
         pm.add(plugin("misnamed", register_learners=lambda reg: None), "misnamed", "test")
 
@@ -307,7 +307,7 @@ def test_example_registers_what_it_says(hook, my_package):
     expected = expected_names(hook, code)
     assert expected, f"{hook}: the example names nothing it registers"
     module = module_from(code, f"example_{hook}")
-    pm = make_plugin_manager(entry_points=False)
+    pm = make_plugin_manager(entry_points=False, core=False)
     pm.add(module, "example", "docstring")
     assert [p.hooks for p in pm.info()] == [[hook]], "the example implements another hook"
     cat = build_catalog(pm)

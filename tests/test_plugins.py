@@ -63,7 +63,7 @@ def test_broken_entry_point_is_warned_about_and_skipped(monkeypatch):
     monkeypatch.setattr(iclbench.plugins.md, "entry_points", fake_entry_points(good, broken, other_group))
     with pytest.warns(UserWarning, match=r"skipping plugin 'broken' \(iclbench_no_such_module_abc\): ModuleNotFoundError"):
         pm = make_plugin_manager()
-    assert [p.name for p in pm.info()] == ["baselines"]
+    assert [p.name for p in pm.info()] == ["baselines", "local-executor"]  # the core's own plugin is always there
     assert set(build_catalog(pm).learners) == {"averaging", "knn", "zero"}
 
 
@@ -75,7 +75,7 @@ def test_broken_entry_point_is_warned_about_and_skipped(monkeypatch):
 def test_load_plugins_env_restricts_entry_points(monkeypatch, value, expected):
     monkeypatch.setenv("ICLBENCH_LOAD_PLUGINS", value)
     pm = make_plugin_manager()
-    assert {p.name for p in pm.info()} == expected
+    assert {p.name for p in pm.info()} == expected | {"local-executor"}  # the env limits entry points, not the core
 
 
 def test_load_plugins_env_limits_the_catalog(monkeypatch):
@@ -180,7 +180,8 @@ def test_entry_point_without_hooks_is_warned_about(monkeypatch, tmp_path):
         pm = make_plugin_manager()
     assert [str(w.message) for w in record] == [
         "plugin 'hookless' implements no iclbench hook; it likely lacks @iclbench.hookimpl"]
-    assert {p.name: p.hooks for p in pm.info()} == {"baselines": ["register_learners"], "hookless": []}
+    assert {p.name: p.hooks for p in pm.info()} == {"baselines": ["register_learners"], "hookless": [],
+                                                    "local-executor": ["register_executors"]}
 
 
 def test_trace_plugins_prints_every_registration_call(monkeypatch, capsys):
@@ -225,3 +226,11 @@ def test_tryfirst_and_trylast_order_registrations_and_a_wrapper_is_refused_loudl
         warnings.simplefilter("always")
         build_catalog(pm)
     assert any("wrapper implementation of register_tasks registers nothing" in str(w.message) for w in caught)
+
+
+def test_the_local_executor_is_the_cores_and_always_there(monkeypatch):
+    monkeypatch.setenv("ICLBENCH_LOAD_PLUGINS", "")
+    cat = build_catalog(make_plugin_manager())
+    assert list(cat.executors) == ["local"] and cat.executors.owner("local") == "local-executor"
+    assert cat.executors["local"].__module__ == "iclbench.local_executor"
+    assert list(build_catalog(make_plugin_manager(core=False)).executors) == []

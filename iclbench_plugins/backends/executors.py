@@ -1,8 +1,6 @@
-"""The built-in execution backends: `local` (the default) and `ray`.
+"""The `ray` execution backend (the default, `local`, is the core's: `iclbench.local_executor`).
 
-`local` evaluates in this process, as iclbench always has; on a CPU, `reproduce --jobs N`
-first trains in N single-threaded worker processes. `ray` runs each (learner, suite, seed)
-unit as a Ray task with its own CPUs and GPU fraction, retried from its last checkpoint when
+`ray` runs each (learner, suite, seed) unit as a Ray task with its own CPUs and GPU fraction, retried from its last checkpoint when
 its worker dies, on a local cluster or an existing one (`--ray-address auto`); ray is imported
 only when chosen (`pip install iclbench[ray]`).
 """
@@ -16,40 +14,7 @@ from pathlib import Path
 
 import iclbench
 from iclbench.catalog import PluginSource
-from iclbench.checkpoints import cache_dir
 from iclbench.executors import Executor, ExecutorError, Outcome, OrderedMerge, Resources
-
-
-class LocalExecutor(Executor):
-    name = "local"
-    description = "this process; on a CPU, `reproduce --jobs N` trains in N worker processes first (the default)"
-
-    def __init__(self, options=None) -> None:
-        super().__init__(options)
-        if self.options.address:
-            raise ExecutorError(f"--ray-address {self.options.address} needs --executor ray; "
-                                "the local executor runs on this machine")
-
-    def pretrain(self, catalog, runs, seeds, device, cache, progress) -> None:
-        stack = self.options.stack_seeds if cache is not None else None
-        if stack or (self.options.jobs > 1 and cache is not None and device.type == "cpu"):
-            from iclbench.pretrain import pretrain, train_jobs
-
-            jobs = train_jobs(catalog, runs, seeds)
-            pretrain(jobs, self.options.jobs, device, cache, self.options.plugin_files, progress, stack=stack)
-
-    def evaluate(self, catalog, plans, store, cache, progress=None, announce=None) -> Outcome:
-        from iclbench.runner import Evaluation
-
-        outcome = Outcome()
-        with cache_dir(cache):
-            for i, plan in enumerate(plans):
-                if announce:
-                    announce(i)
-                evaluation = Evaluation(catalog, plan, store, progress=progress)
-                outcome.records += evaluation.run()
-                outcome.failures += evaluation.failures
-        return outcome
 
 
 def import_ray():
@@ -216,5 +181,4 @@ def check_reachable(address: str | None, timeout: float = 10.0) -> None:
 
 @iclbench.hookimpl
 def register_executors(register):
-    register(LocalExecutor)
     register(RayExecutor)
