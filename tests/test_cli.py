@@ -109,7 +109,7 @@ def test_list_and_plugins(capsys):
     assert {line.split()[0] for line in capsys.readouterr().out.splitlines()} >= {"linear", "linear-ood"}
     assert main(["list", "trackers"]) == 0 and capsys.readouterr().out.split() == ["tensorboard", "trackers",
                                                                                      "wandb", "trackers"]
-    assert main(["list", "executors"]) == 0 and capsys.readouterr().out.split() == ["local", "executors",
+    assert main(["list", "executors"]) == 0 and capsys.readouterr().out.split() == ["local", "local-executor",
                                                                                       "ray", "executors"]
     assert main(["plugins"]) == 0
     names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
