@@ -18,7 +18,7 @@ from iclbench.codehash import class_digest, pin, plugin_file_digest
 from iclbench.executors import Executor, checked_executor
 from iclbench.learner import Learner
 from iclbench.plugins import PluginManager, call_register_hook
-from iclbench.registry import DuplicateNameError, Registry, checked_class
+from iclbench.registry import DuplicateNameError, RegistrationError, Registry, checked_class
 from iclbench.suite import SuiteRegistry
 from iclbench.task import Task
 from iclbench.tracking import Tracker, checked_tracker
@@ -127,7 +127,7 @@ def _reproduction(cls: object, plugin: str) -> "type[Reproduction]":
     """A class with a string `name`, a `spec()` and `findings()`: the shape of a Reproduction."""
     if not (isinstance(cls, type) and isinstance(getattr(cls, "name", None), str)
             and callable(getattr(cls, "spec", None)) and callable(getattr(cls, "findings", None))):
-        raise TypeError(f"plugin {plugin!r} registered {cls!r}, which is not a named iclbench.reproduce.Reproduction")
+        raise RegistrationError(f"plugin {plugin!r} registered {cls!r}, which is not a named iclbench.reproduce.Reproduction")
     return cls
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from iclbench.config import ConfigError
 from iclbench.lookup import CatalogView
+from iclbench.registry import RegistrationError
 
 if TYPE_CHECKING:
     import torch
@@ -111,9 +112,9 @@ def checked_executor(cls: object, plugin: str) -> type[Executor]:
     """An Executor subclass with a string `name`: what `register_executors` accepts."""
     where = f"plugin {plugin!r} registered {cls!r} as an executor"
     if not (isinstance(cls, type) and issubclass(cls, Executor)):
-        raise TypeError(f"{where}, but it is not a subclass of iclbench.executors.Executor")
+        raise RegistrationError(f"{where}, but it is not a subclass of iclbench.executors.Executor")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
-        raise TypeError(f"{where}, but it has no string `name`")
+        raise RegistrationError(f"{where}, but it has no string `name`")
     return cls
 
 

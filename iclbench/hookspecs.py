@@ -225,8 +225,8 @@ def register_reproductions(register: Callable[[type], None]) -> None:
             until the reproduction runs.
 
     Raises:
-        TypeError: the object is not such a class (a plain TypeError naming the plugin, not
-            a RegistrationError).
+        iclbench.registry.RegistrationError: the object is not such a class (a UsageError
+            naming the plugin, and a TypeError).
         iclbench.registry.DuplicateNameError: another reproduction, of this plugin or
             another, has the same `name` (strict catalog only; the message names both plugins).
 
@@ -268,8 +268,8 @@ def register_executors(register: Callable[[type], None]) -> None:
             `ExecutorOptions` only when chosen.
 
     Raises:
-        TypeError: the object is not such a class (a plain TypeError naming the plugin, not
-            a RegistrationError).
+        iclbench.registry.RegistrationError: the object is not such a class (a UsageError
+            naming the plugin, and a TypeError).
         iclbench.registry.DuplicateNameError: another executor, of this plugin or another,
             has the same `name` (strict catalog only; the message names both plugins).
 
@@ -319,8 +319,8 @@ def register_trackers(register: Callable[[type], None]) -> None:
             Its `requires` modules are checked only when it is chosen.
 
     Raises:
-        TypeError: the object is not such a class (a plain TypeError naming the plugin, not
-            a RegistrationError).
+        iclbench.registry.RegistrationError: the object is not such a class (a UsageError
+            naming the plugin, and a TypeError).
         iclbench.registry.DuplicateNameError: another tracker, of this plugin or another,
             has the same `name` (strict catalog only; the message names both plugins).
 

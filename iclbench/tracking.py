@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from iclbench.registry import RegistrationError
+
 TRACK_ENV = "ICLBENCH_TRACK"
 TRACK_DIR_ENV = "ICLBENCH_TRACK_DIR"
 DEFAULT_FOLDER = Path(".iclbench-tracking")
@@ -70,9 +72,9 @@ def checked_tracker(cls: object, plugin: str) -> type[Tracker]:
     """A Tracker subclass with a string `name`: what `register_trackers` accepts."""
     where = f"plugin {plugin!r} registered {cls!r} as a tracker"
     if not (isinstance(cls, type) and issubclass(cls, Tracker)):
-        raise TypeError(f"{where}, but it is not a subclass of iclbench.tracking.Tracker")
+        raise RegistrationError(f"{where}, but it is not a subclass of iclbench.tracking.Tracker")
     if not isinstance(cls.name, str) or not cls.name:
-        raise TypeError(f"{where}, but it has no string `name`")
+        raise RegistrationError(f"{where}, but it has no string `name`")
     return cls
 
 
