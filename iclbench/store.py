@@ -152,18 +152,21 @@ def start_line(f: IO[bytes], offset: int) -> int:
 
 
 def write_whole(f: IO[bytes], data: bytes, end: int, path: Path) -> None:
-    """Write `data` at the end of the unbuffered `f` and fsync it; on any failure cut the file
-    back to `end` (its size before), so no partial line stays, and raise an error naming `path`."""
+    """Write `data` at the end of the unbuffered `f` and fsync it; on a failure cut the file back
+    to `end` (its size before), so no partial line stays, and raise an error naming `path`. An
+    interruption (Ctrl-C, SIGTERM) once the whole line is written keeps it: it is a finished
+    record, and cutting it would lose what the run had done."""
+    view = memoryview(data)
     try:
-        view = memoryview(data)
         while view:
             view = view[f.write(view):]
         os.fsync(f.fileno())
     except BaseException as err:
-        try:
-            os.ftruncate(f.fileno(), end)
-        except OSError:
-            pass  # the next append cuts the partial line instead
+        if view or isinstance(err, OSError):  # a partial line, or one the disk may not hold
+            try:
+                os.ftruncate(f.fileno(), end)
+            except OSError:
+                pass  # the next append cuts the partial line instead
         if isinstance(err, OSError):
             full = " (the disk is full)" if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else ""
             raise OSError(err.errno, f"could not append a record to {path}{full}: {err.strerror or err}") from err

@@ -329,3 +329,23 @@ def test_an_out_of_space_oserror_names_the_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=rf"checkpoint {ckpt.path} could not be written: the disk is full") as err:
         ckpt.save(state())
     assert err.value.errno == errno.ENOSPC
+
+
+def test_an_interruption_after_the_whole_line_is_written_keeps_the_record(tmp_path, monkeypatch):
+    """Ctrl-C arriving while the line is being fsynced must not cut a finished record."""
+    import os as _os
+
+    from iclbench.store import ResultStore
+    from iclbench.watchdog import Interrupted
+
+    store = ResultStore(tmp_path)
+    real_fsync = _os.fsync
+
+    def interrupted(fd):
+        raise Interrupted(2)
+
+    monkeypatch.setattr("iclbench.store.os.fsync", interrupted)
+    with pytest.raises(Interrupted):
+        store.append({"suite": "s", "label": "l", "task_label": "t", "seed": 0, "metrics": {"loss": 1.0}})
+    monkeypatch.setattr("iclbench.store.os.fsync", real_fsync)
+    assert [r["label"] for r in store.records()] == ["l"]
