@@ -1,4 +1,4 @@
-"""Small helpers shared by the tests: seeded generators, float64 episodes, fitted learners."""
+"""Small helpers shared by the tests: seeded generators, float64 episodes, fitted learners, board records."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def fitted(catalog, name: str, task, seed: int = 1, **config):
 def predict(learner, episode) -> torch.Tensor:
     with torch.no_grad():
         return learner.predict(episode)
+
+
+def board_record(label: str, task: str, loss: float, *, suite: str = "s", seed: int = 0, group: str | None = None,
+                 value: float | None = None, ind: bool = False, ref: str | None = None, ci: float = 0.01,
+                 n_tasks: int = 100, **metrics) -> dict:
+    """A finished record as the board reads it: `label` on `suite`'s column `task` (shift
+    `group` at `value`, in distribution if `ind`), its loss with a CI, and `metrics` beside it."""
+    return {"suite": suite, "label": label, "task_label": task, "group": group, "value": value,
+            "in_distribution": ind, "seed": seed, "align_to": ref, "n_tasks": n_tasks,
+            "metrics": {"loss": loss, "loss_ci95": ci, **metrics}}

@@ -15,12 +15,12 @@ import pytest
 from iclbench import board as leaderboard, shift_plots
 from iclbench.merge import ConflictError, resolve_conflicts
 from iclbench.plotting import prune_stale
+from helpers import board_record
 
 
 def rec(label, seed, task, loss, ci=0.01, group=None, value=None, ind=False, n_tasks=100, extra=None, **metrics):
-    return {"suite": "s", "label": label, "task_label": task, "group": group, "value": value,
-            "in_distribution": ind, "seed": seed, "align_to": "gd" if metrics else None, "n_tasks": n_tasks,
-            "metrics": {"loss": loss, "loss_ci95": ci, **metrics}, **(extra or {})}
+    return {**board_record(label, task, loss, seed=seed, group=group, value=value, ind=ind, ci=ci, n_tasks=n_tasks,
+                           ref="gd" if metrics else None, **metrics), **(extra or {})}
 
 
 def md_rows(md: str) -> list[list[str]]:

@@ -17,6 +17,7 @@ from iclbench import api, board
 from iclbench.curve_spec import CurveFigures, CurvePlot
 from iclbench.publish import plot_curves, publish
 from iclbench.reproduce import Finding, Reproduction
+from helpers import board_record
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = [ROOT / "leaderboard", ROOT / "leaderboard" / "garg", ROOT / "leaderboard" / "mesa"]
@@ -29,8 +30,7 @@ NO_SPACE = OSError(28, "No space left on device")
 
 def rec(label: str, task: str, loss: float, suite: str = "s", group: str | None = None, value: float | None = None,
         ind: bool = False, seed: int = 0, **extra) -> dict:
-    return {"suite": suite, "label": label, "task_label": task, "group": group, "value": value, "in_distribution": ind,
-            "seed": seed, "align_to": None, "n_tasks": 100, "metrics": {"loss": loss, "loss_ci95": 0.01}, **extra}
+    return {**board_record(label, task, loss, suite=suite, group=group, value=value, ind=ind, seed=seed), **extra}
 
 
 def shifted(label: str, loss: float, suite: str = "s", groups: tuple[str, ...] = ("range",)) -> list[dict]:

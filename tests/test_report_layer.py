@@ -17,6 +17,7 @@ from iclbench.metric_registry import REGISTRY, metric, row_rank
 from iclbench.site_tables import Column, scores_table
 from iclbench.suite import SuiteRegistry
 from iclbench.suite_labels import plot_labels, suite_axes, suite_ratio_references
+from helpers import board_record
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = [ROOT / "leaderboard", ROOT / "leaderboard" / "garg", ROOT / "leaderboard" / "mesa"]
@@ -24,9 +25,7 @@ INPUT_RANGE = "input range α: x ~ U(−α/2, α/2)^d  (α = 1: the training ran
 
 
 def rec(label, task, loss, *, suite="s", group=None, value=None, ref=None, ind=False, **metrics):
-    return {"suite": suite, "label": label, "task_label": task, "group": group, "value": value,
-            "in_distribution": ind, "seed": 0, "align_to": ref, "n_tasks": 100,
-            "metrics": {"loss": loss, "loss_ci95": 0.01, **metrics}}
+    return board_record(label, task, loss, suite=suite, group=group, value=value, ref=ref, ind=ind, **metrics)
 
 
 def captured(monkeypatch) -> list:
