@@ -55,12 +55,7 @@ def catalog(plugins: Iterable[str | Path] = (), strict: bool = True, option: str
         pm = make_plugin_manager(files=unique_files(plugins))
     except PluginFileError as err:
         raise UsageError(f"{option}: {err}") from None
-    try:
-        return build_catalog(pm, strict=strict)
-    except UsageError:
-        raise
-    except TypeError as err:  # a tracker, executor or reproduction registered in the wrong shape
-        raise UsageError(f"{option}: {err}") from None
+    return build_catalog(pm, strict=strict)  # a wrong registration is a RegistrationError, a UsageError
 
 
 def integer(value: Any, what: str) -> int:

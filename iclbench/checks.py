@@ -7,14 +7,13 @@ the whole run when its record is written; both are the learner's failure, named,
 
 from __future__ import annotations
 
-import json
+import copy
 from typing import Any
 
 import torch
 
 from iclbench.episode import Episode
 from iclbench.learner import Learner
-from iclbench.store import to_strict_json
 
 
 class LearnerOutputError(ValueError):
@@ -63,5 +62,5 @@ def learner_info(learner: Learner) -> dict[str, Any]:
         bad = f"{method}(): a {type(value).__name__}, not a dict" if not isinstance(value, dict) else not_json(value, f"{method}()")
         if bad:
             raise LearnerOutputError(f"learner {learner.label!r}: {bad}, which is not JSON")
-        out[method] = json.loads(json.dumps(to_strict_json(value)))  # a private copy: later changes do not leak in
+        out[method] = copy.deepcopy(value)  # a private copy, numbers kept numbers: later changes do not leak in
     return out

@@ -101,7 +101,7 @@ class Evaluation:
         self.catalog, self.plan, self.store = catalog, plan, store
         self.learners = [s.build(catalog) for s in plan.learners]  # validates every config up front
         self.reference = plan.align_to.build(catalog) if plan.align_to else None  # for its label
-        self.warned: set[str] = set()  # one-time warnings already given (a diverged reference)
+        self.reference_warned = False  # a diverged reference is warned about once per run
         self.progress = progress or (lambda msg: None)
         self.stored: dict[str, dict[str, Any]] = {}
         self._read_size: int | None = None  # the store's size when this run last had all of it
@@ -264,11 +264,10 @@ class Evaluation:
         with self.watch(self.reference, "predict", f"{ev.label}, seed {seed} (the reference)"):
             ref = self.reference_outputs(episode)
         if ref is not None and not all(bool(torch.isfinite(t).all()) for t in ref[:2]):
-            key = f"{self.reference.label}/{ev.label}/{seed}"
-            if not self.warned:
+            if not self.reference_warned:
                 warnings.warn(f"the reference {self.reference.label!r} diverged on {p.suite.name}/{ev.label}, seed "
                               f"{seed}: comparisons against it are not computed where it diverged", stacklevel=2)
-            self.warned.add(key)
+                self.reference_warned = True
             ref = "diverged"
         return episode, ref
 
