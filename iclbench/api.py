@@ -14,31 +14,21 @@ is a subclass of it.
 
 from __future__ import annotations
 
-import numbers
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-import torch
-
-from iclbench.catalog import Catalog, build_catalog
-from iclbench.executors import ExecutorOptions, select_executor
-from iclbench.config import build_config, merge, parse_assignments, parse_spec, split_top_level
 from iclbench.errors import UsageError
-from iclbench.locks import unique_tmp
-from iclbench.plugins import PluginFileError, make_plugin_manager, unique_files
-from iclbench.runner import LearnerSpec, Plan
-from iclbench.seeding import resolve_device
-from iclbench.store import ResultStore, read_all
-from iclbench.suite import Suite
-from iclbench.tracking import TrackerError, select, tracking
-from iclbench.workload import check_plan
+from iclbench.executors import ExecutorOptions
+from iclbench.request import DEFAULT_CACHE, EvaluationRequest, catalog, writable_folder
+from iclbench.store import read_all
+from iclbench.tracking import tracking
 
 if TYPE_CHECKING:  # pandas loads when a frame is made, so the CLI's light commands stay light
     import pandas as pd
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-DEFAULT_CACHE = "default"  # evaluate's cache: OUT/checkpoints, as the CLI's
+__all__ = ["catalog", "evaluate", "leaderboard", "records", "stored", "frame", "run_evaluation",
+           "EvaluationRequest", "UsageError", "usage_errors", "writable_folder"]
 
 
 def usage_errors() -> tuple[type[Exception], ...]:
@@ -47,153 +37,16 @@ def usage_errors() -> tuple[type[Exception], ...]:
     return (UsageError,)
 
 
-def catalog(plugins: Iterable[str | Path] = (), strict: bool = True, option: str = "plugin file") -> Catalog:
-    """The installed plugins plus single-file `plugins` (each file once); `strict=False` lists
-    name clashes instead of failing. A plugin file that does not load, or a plugin that
-    registers something unusable, is a UsageError naming it (`option`: how errors name the files)."""
-    try:
-        pm = make_plugin_manager(files=unique_files(plugins))
-    except PluginFileError as err:
-        raise UsageError(f"{option}: {err}") from None
-    return build_catalog(pm, strict=strict)  # a wrong registration is a RegistrationError, a UsageError
-
-
-def integer(value: Any, what: str) -> int:
-    """`value` as an int, or a UsageError naming `what`: bools, floats and strings are refused
-    (`seeds=[0.7]` would otherwise run seed 0)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UsageError(f"{what} must be an integer, got {value!r}")
-    return int(value)
-
-
-def seed_list(seeds: Any) -> list[int]:
-    """`seeds` (a sequence of integers) as a list, each checked with `integer`."""
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
-        raise UsageError(f"seeds must be a list of integers, got {seeds!r}")
-    seeds = list(seeds)
-    out = [integer(s, f"seeds {seeds!r}: each seed") for s in seeds]
-    if not out:
-        raise UsageError("seeds: no seed given")
-    return out
-
-
-def writable_folder(path: str | Path, what: str = "out") -> Path:
-    """`path` as a folder this process can write into, created if missing (checked before any
-    fitting, so an unusable folder never costs a training)."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = unique_tmp(path / "probe")
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise UsageError(f"{what} {str(path)!r} is not a writable folder: {err.strerror or err}") from None
-    return path
-
-
-def device(name: str | torch.device = "auto") -> torch.device:
-    """`auto`, `cpu` or `cuda[:N]` as a torch device, or a UsageError saying why not."""
-    try:
-        return resolve_device(str(name))
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-
-
-def learner_specs(learners: str | Sequence[str], defaults: dict[str, dict[str, Any]], cat: Catalog) -> list[LearnerSpec]:
-    """Learner specs (`gd`, `gd[steps=2]`, ...; a list or one comma-separated string) with
-    `defaults` (name -> options) under each spec's own options; duplicates by label dropped."""
-    items = split_top_level(learners) if isinstance(learners, str) else list(learners)
-    specs, labels = [], set()
-    for item in items:
-        name, overrides = parse_spec(item)
-        cat.learners[name]  # unknown names fail here, with a suggestion
-        spec = LearnerSpec(name, merge(defaults.get(name, {}), overrides))
-        label = spec.build(cat).label
-        if label not in labels:
-            labels.add(label)
-            specs.append(spec)
-    named = {s.name for s in specs}
-    for name, values in defaults.items():  # options for learners not in the run: still checked
-        cls = cat.learners[name]
-        if name not in named:
-            build_config(cls.Config, values, owner=f"learner {name!r}")
-    if not specs:
-        raise UsageError("learners: no learner named")
-    return specs
-
-
-def suite_of(cat: Catalog, suite: str | Suite | None = None, task: str | None = None,
-             task_config: str | dict[str, Any] | None = None) -> Suite:
-    """A registered suite or suite file (or a Suite already built), or one task family (`task`,
-    with `task_config`) as a suite."""
-    if isinstance(suite, Suite) and not task and not task_config:
-        return suite
-    if task and suite:
-        raise UsageError("give either a suite or a task, not both")
-    if task:
-        overrides = parse_assignments(task_config) if isinstance(task_config, str) else dict(task_config or {})
-        return Suite.single(cat.tasks[task](overrides))
-    if task_config:
-        raise UsageError("a task config needs a task")
-    return cat.suites.load(suite or "linear", cat)
-
-
-def reference_spec(align_to: str | None, defaults: dict[str, dict[str, Any]], cat: Catalog) -> LearnerSpec | None:
-    if not align_to:
-        return None
-    name, overrides = parse_spec(align_to)
-    cat.learners[name]
-    return LearnerSpec(name, merge(defaults.get(name, {}), overrides))
-
-
-def run_evaluation(learners: str | Sequence[str], suite: str | Suite | None = None, seeds: Sequence[int] = (0,), *,
-                   task: str | None = None, task_config: str | dict[str, Any] | None = None,
-                   learner_config: dict[str, dict[str, Any]] | None = None, n_tasks: int = 10000,
-                   device_name: str = "auto", dtype: str = "float32", batch_size: int = 20000,
-                   align_to: str | None = None, out: str | Path = "results", cache: str | Path | None = DEFAULT_CACHE,
-                   force: bool = False, plugins: Iterable[str | Path] = (), cat: Catalog | None = None,
-                   executor: str = "local", executor_options: ExecutorOptions | None = None,
-                   track: str | Sequence[str] | None = None, track_dir: str | Path | None = None,
-                   allow_large: bool = False, progress: Callable[[str], None] | None = None,
-                   learner_timeout: float | None = None,
+def run_evaluation(request: EvaluationRequest, progress: Callable[[str], None] | None = None,
                    ) -> tuple[list[dict[str, Any]], list[str], Path]:
-    """Fit and score through `executor` (module docstring of `iclbench.executors`), mirroring
-    trainings to the `track` trackers (in `track_dir`, default OUT/tracking); returns the records,
-    the failures (one line each) and the results file. `cat`: an already loaded catalog (else the
-    installed plugins plus `plugins`). `learner_timeout`: seconds a learner's fit, or its scoring
-    on one column, may take before it is stopped as a failed record. Everything is checked
-    before anything is fitted."""
-    seeds = seed_list(seeds)
-    n_tasks, batch_size = integer(n_tasks, "n_tasks"), integer(batch_size, "batch_size")
-    if n_tasks < 2:
-        raise UsageError(f"n_tasks must be at least 2, got {n_tasks}")
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-    if dtype not in DTYPES:
-        raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if learner_timeout is not None and (isinstance(learner_timeout, bool) or not isinstance(learner_timeout, (int, float))
-                                        or not 0 < learner_timeout < float("inf")):
-        raise UsageError(f"learner_timeout must be a positive number of seconds, got {learner_timeout!r}")
-    plugins = unique_files(plugins)
-    cat = cat or catalog(plugins)
-    options = executor_options or ExecutorOptions(plugin_files=plugins)
-    backend = select_executor(cat, executor, options)
-    defaults = dict(learner_config or {})
-    plan = Plan(learners=learner_specs(learners, defaults, cat), suite=suite_of(cat, suite, task, task_config),
-                seeds=seeds, n_tasks=n_tasks, device=device(device_name), dtype=DTYPES[dtype], batch_size=batch_size,
-                align_to=reference_spec(align_to, defaults, cat), force=force, learner_timeout=learner_timeout)
-    check_plan(plan, cat, allow_large=allow_large)
-    try:
-        mirrors = select(track, track_dir or Path(out) / "tracking", cat.trackers)
-    except TrackerError as err:
-        raise UsageError(f"track: {err}") from None
-    if mirrors is not None:
-        writable_folder(mirrors.folder, "track_dir")
-    store = ResultStore(writable_folder(out))
-    folder = Path(out) / "checkpoints" if cache == DEFAULT_CACHE else (None if cache is None else Path(cache))
-    with tracking(mirrors):
-        outcome = backend.evaluate(cat, [plan], store, folder, progress)
-    return outcome.records, outcome.failures, store.path
+    """Check `request` (`EvaluationRequest.resolve`: everything before anything is fitted), then
+    fit and score through its executor (module docstring of `iclbench.executors`), mirroring
+    trainings to its trackers; returns the records, the failures (one line each) and the
+    results file."""
+    run = request.resolve()
+    with tracking(run.trackers):
+        outcome = run.executor.evaluate(run.catalog, [run.plan], run.store, run.cache, progress)
+    return outcome.records, outcome.failures, run.store.path
 
 
 RECORD_COLUMNS = ["suite", "task_label", "label", "learner", "seed", "align_to", "group", "value", "in_distribution",
@@ -226,11 +79,12 @@ def evaluate(learners: str | Sequence[str], suite: str | None = None, seeds: Seq
     CLI's --executor and --track; `learner_timeout` as --learner-timeout. Failed learners are
     stored as failed records, listed in `df.attrs["failures"]`."""
     say = (lambda msg: print(msg, file=sys.stderr)) if progress else None
-    records, failures, _ = run_evaluation(
+    request = EvaluationRequest(
         learners, suite, seeds, task=task, task_config=task_config, learner_config=learner_config, n_tasks=n_tasks,
-        device_name=device, dtype=dtype, batch_size=batch_size, align_to=align_to, out=out, cache=cache, force=force,
-        plugins=plugins, executor=executor, executor_options=executor_options, track=track, track_dir=track_dir,
-        allow_large=allow_large, progress=say, learner_timeout=learner_timeout)
+        device=device, dtype=dtype, batch_size=batch_size, align_to=align_to, out=out, cache=cache, force=force,
+        plugins=tuple(plugins), executor=executor, executor_options=executor_options, track=track,
+        track_dir=track_dir, allow_large=allow_large, learner_timeout=learner_timeout)
+    records, failures, _ = run_evaluation(request, say)
     df = frame(records)
     df.attrs["failures"] = failures
     return df

@@ -24,11 +24,11 @@ from iclbench.checkpoints import cache_dir
 from iclbench.config import merge, parse_assignments
 from iclbench.executors import Executor, ExecutorOptions, Resources, select_executor
 from iclbench.plugins import unique_files
-from iclbench.registry import UnknownNameError
+from iclbench.request import EvaluationRequest, cli_option, suite_of, trackers
 from iclbench.seeding import resolve_device
 from iclbench.store import ANALYSES_FILE, ResultStore
 from iclbench.suite import Suite
-from iclbench.tracking import TrackerError, Tracking, select, tracking
+from iclbench.tracking import Tracking, tracking
 
 
 def usage_errors() -> tuple[type[Exception], ...]:
@@ -102,11 +102,7 @@ def learner_defaults(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def build_suite(args: argparse.Namespace, catalog: Catalog) -> Suite:
     """--suite or --task (with --task-config) as a suite, the conflicts named by their options."""
-    if args.task and args.suite:
-        raise UsageError("give either --suite or --task, not both")
-    if args.task_config and not args.task:
-        raise UsageError("--task-config needs --task")
-    return api.suite_of(catalog, args.suite, args.task, args.task_config)
+    return suite_of(catalog, args.suite, args.task, args.task_config, cli_option)
 
 
 def device_option(args: argparse.Namespace) -> torch.device:
@@ -136,13 +132,7 @@ def executor_option(args: argparse.Namespace, catalog: Catalog) -> Executor:
 def track_option(args: argparse.Namespace, catalog: Catalog, default_dir: Path) -> Tracking | None:
     """--track and --track-dir (else `default_dir`), checked before anything is fitted: an
     unknown tracker, a missing package or an unwritable folder is a usage error."""
-    try:
-        selection = select(args.track, args.track_dir or default_dir, catalog.trackers)
-    except (UnknownNameError, TrackerError) as err:
-        raise UsageError(f"--track: {err}") from None
-    if selection is not None:
-        writable_folder(selection.folder, "--track-dir")
-    return selection
+    return trackers(args.track, Path(args.track_dir or default_dir), catalog, cli_option)
 
 
 def say(args: argparse.Namespace):
@@ -161,27 +151,17 @@ def summarize_failures(failures: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """`iclbench evaluate`: the options checked under their command-line names, then
-    `iclbench.api.run_evaluation`, the same call a notebook makes."""
-    seeds = parse_int_list(args.seeds, "--seeds")
-    positive(args.n_tasks, "--n-tasks", 2)
-    positive(args.batch_size, "--batch-size")
-    if args.learner_timeout is not None and not 0 < args.learner_timeout < float("inf"):
-        raise UsageError(f"--learner-timeout must be a positive number of seconds, got {args.learner_timeout:g}")
-    catalog = load_catalog(args)
-    options = executor_options(args)
-    select_executor(catalog, args.executor, options)
-    device_option(args)
-    defaults = learner_defaults(args.learner_config or [])
-    suite = build_suite(args, catalog)
-    track_option(args, catalog, Path(args.out) / "tracking")
-    writable_folder(args.out)
-    records, failures, path = api.run_evaluation(
-        args.learners, suite, seeds, learner_config=defaults,
-        n_tasks=args.n_tasks, device_name=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        align_to=args.align_to, out=args.out, cache=cache_option(args), force=args.force, cat=catalog,
-        executor=args.executor, executor_options=options, track=args.track, track_dir=args.track_dir,
-        allow_large=args.allow_large, progress=say(args), learner_timeout=args.learner_timeout)
+    """`iclbench evaluate`: its options as one `EvaluationRequest` (checked once, errors naming
+    the options), run by `iclbench.api.run_evaluation`, the same call a notebook makes."""
+    request = EvaluationRequest(
+        learners=args.learners, suite=args.suite, task=args.task, task_config=args.task_config,
+        seeds=parse_int_list(args.seeds, "--seeds"), learner_config=learner_defaults(args.learner_config or []),
+        n_tasks=args.n_tasks, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+        align_to=args.align_to, out=args.out, cache=cache_option(args), force=args.force,
+        plugins=tuple(args.plugin or ()), executor=args.executor, executor_options=executor_options(args),
+        track=args.track, track_dir=args.track_dir, allow_large=args.allow_large,
+        learner_timeout=args.learner_timeout, option=cli_option)
+    records, failures, path = api.run_evaluation(request, progress=say(args))
     from iclbench import board as leaderboard
 
     print(leaderboard.summary(records))

@@ -26,6 +26,7 @@ from iclbench.store import ANALYSES_FILE, RESULTS_FILE, read_records
 
 if TYPE_CHECKING:
     from iclbench.executors import Executor
+    from iclbench.runner import LearnerSpec
 
 
 class Budget(BaseModel):
@@ -160,15 +161,21 @@ class Reproduction:
         return out
 
 
-def with_budget(spec: str, budget: Budget, catalog) -> str:
-    """The label of `spec` under `budget`: its `config` overrides, and for learners that train,
-    its training settings; the spec's own settings win over the budget's."""
+def budgeted(spec: str, budget: Budget, catalog) -> "LearnerSpec":
+    """`spec` under `budget`: its `config` overrides, and for learners that train, its
+    training settings; the spec's own settings win over the budget's."""
+    from iclbench.runner import LearnerSpec
+
     name, overrides = parse_spec(spec)
-    cls = catalog.learners[name]
     overrides = merge(budget.config.get(spec, {}), overrides)
-    if cls.trains:
+    if catalog.learners[name].trains:
         overrides = merge({"train": budget.train_config(spec)}, overrides)
-    return cls(overrides).label
+    return LearnerSpec(name, overrides)
+
+
+def with_budget(spec: str, budget: Budget, catalog) -> str:
+    """The label of `spec` under `budget` (`budgeted`)."""
+    return budgeted(spec, budget, catalog).prototype(catalog).label
 
 
 class Results:
@@ -290,7 +297,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     from iclbench.analysis import AnalysisContext, run_analysis
     from iclbench.checkpoints import cache_dir
     from iclbench.executors import ExecutorOptions
-    from iclbench.runner import LearnerSpec, Plan
+    from iclbench.runner import Plan
     from iclbench.seeding import device_name
     from iclbench.store import ResultStore, git_commit, versions
     from iclbench.training import compiling
@@ -300,8 +307,9 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     if budget_name not in spec.budgets:
         raise ValueError(f"--budget must be one of {', '.join(spec.budgets)}, got {budget_name!r}")
     budget = spec.budgets[budget_name]
-    specs = {s for run in spec.runs for s in run.learners + [run.align_to] if s}
-    labels = {s: with_budget(s, budget, catalog) for s in sorted(specs)}
+    learners = {s: budgeted(s, budget, catalog) for s in sorted({s for run in spec.runs
+                                                                  for s in run.learners + [run.align_to] if s})}
+    labels = {s: learner.prototype(catalog).label for s, learner in learners.items()}
     analyses = [(a, catalog.analyses[a.name](analysis_config(a.config, budget, catalog))) for a in spec.analyses]
     meta = {"reproduction": repro.name, "budget": budget_name, "budget_values": budget.model_dump(), "seeds": seeds,
             "device": device_name(device), "versions": versions(), "git_commit": git_commit(), "labels": labels,
@@ -320,9 +328,9 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     write_meta(out, meta)  # first, so a partial run can be published too
     store = ResultStore(out)
     start = time.perf_counter()
-    plans = [Plan([LearnerSpec(*parse_spec(labels[s])) for s in run.learners], catalog.suites.load(run.suite, catalog),
+    plans = [Plan([learners[s] for s in run.learners], catalog.suites.load(run.suite, catalog),
                   seeds, budget.n_tasks, device, batch_size=budget.batch_size,
-                  align_to=LearnerSpec(*parse_spec(labels[run.align_to])) if run.align_to else None)
+                  align_to=learners[run.align_to] if run.align_to else None)
              for run in spec.runs]
     for plan in plans:
         check_plan(plan, catalog, allow_large=allow_large)

@@ -53,8 +53,26 @@ class LearnerSpec:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
 
+    _prototype: tuple[type, Learner] | None = field(default=None, compare=False, repr=False)
+
     def build(self, catalog: CatalogView) -> Learner:
+        """A fresh learner, to be fitted: one per seed, so nothing fitted leaks across seeds."""
         return catalog.learners[self.name](self.overrides)
+
+    def prototype(self, catalog: CatalogView) -> Learner:
+        """The unfitted learner this spec names, built once per catalog class: its label, its
+        config checks and its workload. Never fitted (`build` makes the ones that are)."""
+        cls = catalog.learners[self.name]
+        if self._prototype is None or self._prototype[0] is not cls:
+            object.__setattr__(self, "_prototype", (cls, cls(self.overrides)))
+        return self._prototype[1]
+
+    def __getstate__(self) -> dict[str, Any]:  # a worker's catalog builds its own prototype
+        return {"name": self.name, "overrides": self.overrides, "_prototype": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
 
 
 @dataclass
@@ -99,8 +117,8 @@ class Evaluation:
     def __init__(self, catalog: CatalogView, plan: Plan, store: ResultStore,
                  progress: Callable[[str], None] | None = None) -> None:
         self.catalog, self.plan, self.store = catalog, plan, store
-        self.learners = [s.build(catalog) for s in plan.learners]  # validates every config up front
-        self.reference = plan.align_to.build(catalog) if plan.align_to else None  # for its label
+        self.learners = [s.prototype(catalog) for s in plan.learners]  # validates every config up front
+        self.reference = plan.align_to.prototype(catalog) if plan.align_to else None  # for its label
         self.reference_warned = False  # a diverged reference is warned about once per run
         self.progress = progress or (lambda msg: None)
         self.stored: dict[str, dict[str, Any]] = {}

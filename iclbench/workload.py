@@ -190,6 +190,6 @@ def check_plan(plan, catalog, *, allow_large: bool = False) -> list[Workload | N
     """Refuse an evaluation plan whose learners (the reference included) or whose evaluation
     tasks alone cannot fit, before anything is fitted or sampled; `allow_large` runs it anyway."""
     specs = plan.learners + ([plan.align_to] if plan.align_to else [])
-    learners = [s.build(catalog) for s in specs]
+    learners = [s.prototype(catalog) for s in specs]
     return check_workloads(suite_items(learners, plan.suite, allow_large=allow_large), n_tasks=plan.n_tasks,
                            batch_size=plan.batch_size, dtype=plan.dtype, device=plan.device, allow_large=allow_large)

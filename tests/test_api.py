@@ -63,7 +63,7 @@ def test_leaderboard_matches_the_cli_tables(results, tmp_path):
 
 @pytest.mark.parametrize("call, message", [
     (lambda out: iclbench.evaluate("nope", out=out), "nope"),
-    (lambda out: iclbench.evaluate("zero", suite="linear", task="sine", out=out), "either a suite or a task"),
+    (lambda out: iclbench.evaluate("zero", suite="linear", task="sine", out=out), "give either suite or task, not both"),
     (lambda out: iclbench.evaluate("zero", n_tasks=1, out=out), "n_tasks must be at least 2"),
     (lambda out: iclbench.evaluate("zero", dtype="float16", out=out), "dtype must be one of"),
     (lambda out: iclbench.leaderboard(out / "missing"), "missing"),
