@@ -118,3 +118,23 @@ def test_help_loads_no_heavy_library():
 
 def test_listing_loads_no_table_or_plot_library():
     assert heavy_modules_after("main(['list', 'learners'])", ("pandas", "matplotlib")) == []
+
+
+def test_plugins_import_the_core_only_through_its_public_api():
+    """A built-in plugin uses what a third-party one can: `iclbench` and `iclbench.plugin_api`."""
+    graph = import_graph("iclbench_plugins.")
+    assert graph["iclbench_plugins.learners.least_squares"] >= {"iclbench", "iclbench.plugin_api"}
+    private = {m: sorted(d for d in deps if d.split(".")[0] == "iclbench" and d not in ("iclbench", "iclbench.plugin_api"))
+               for m, deps in graph.items()}
+    assert not {m: d for m, d in private.items() if d}
+
+
+def test_every_public_plugin_name_resolves_and_loads_only_what_it_needs():
+    code = ("import sys, iclbench.plugin_api as api\n"
+            "assert 'iclbench.plotting' not in sys.modules\n"
+            "api.task_losses, api.TunedLearner\n"
+            "assert 'matplotlib' not in sys.modules\n"
+            "missing = [n for n in api.__all__ if getattr(api, n, None) is None]\n"
+            "assert not missing, missing\n"
+            "assert 'iclbench.plotting' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

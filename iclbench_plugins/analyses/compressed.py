@@ -40,12 +40,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
-from iclbench.metrics import task_losses
-from iclbench.plotting import decorate, save, styles, subplots
-from iclbench.positions import position_losses, states_of
-from iclbench.seeding import generator
-from iclbench.tuning import lbfgs
+from iclbench.plugin_api import (
+    Analysis, AnalysisConfig, AnalysisContext, decorate, generator, lbfgs, position_losses, save,
+    states_of, styles, subplots, task_losses)
 from iclbench_plugins.learners.online_references import spectrum
 from iclbench_plugins.transformers.sequence import SequenceTransformer, trained_seq_tf
 

@@ -9,8 +9,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
-from iclbench.plotting import save, subplots
+from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, save, subplots
 
 
 def condition_numbers(x: torch.Tensor, gammas: list[float]) -> torch.Tensor:

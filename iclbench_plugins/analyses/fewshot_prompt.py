@@ -28,10 +28,8 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
-from iclbench.metrics import mean_ci95
-from iclbench.plotting import decorate, save, styles, subplots
-from iclbench.seeding import generator
+from iclbench.plugin_api import (
+    Analysis, AnalysisConfig, AnalysisContext, decorate, generator, mean_ci95, save, styles, subplots)
 from iclbench_plugins.tasks.fewshot import build_sequence, fewshot_problems
 from iclbench_plugins.transformers.sequence import SequenceTransformer, trained_seq_tf
 

@@ -28,9 +28,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
-from iclbench.config import parse_spec
-from iclbench.plotting import save, subplots
+from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, parse_spec, save, subplots
 from iclbench_plugins.transformers.lsa import TransformerLearner
 from iclbench_plugins.transformers.nn.model import InContextTransformer
 

@@ -16,12 +16,10 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
-from iclbench.metrics import task_losses
+from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, decorate, save, subplots, task_losses
 from iclbench_plugins.transformers.nn.constructions import gd_products
 from iclbench_plugins.transformers.lsa import LSAGD, TransformerLearner, predict_with
 from iclbench_plugins.transformers.nn.model import InContextTransformer, tokens
-from iclbench.plotting import decorate, save, subplots
 
 
 def products(model: InContextTransformer) -> list[tuple[torch.Tensor, torch.Tensor]]:

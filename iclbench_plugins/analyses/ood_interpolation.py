@@ -12,9 +12,7 @@ from collections import defaultdict
 
 import torch
 import iclbench
-from iclbench.analysis import Analysis, AnalysisContext
-from iclbench.config import parse_spec
-from iclbench.plotting import decorate, save, subplots
+from iclbench.plugin_api import Analysis, AnalysisContext, decorate, parse_spec, save, subplots
 from iclbench_plugins.analyses.lsa import Interpolation, interpolated, loss_of, plain_lsa
 
 MODELS = ("trained", "interpolated")  # drawn as ratios to the construction's loss

@@ -18,10 +18,8 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
-from iclbench.plotting import decorate, save, subplots
-from iclbench.positions import states_of
-from iclbench.seeding import generator
+from iclbench.plugin_api import (
+    Analysis, AnalysisConfig, AnalysisContext, decorate, generator, save, states_of, subplots)
 from iclbench_plugins.transformers.sequence import trained_seq_tf
 
 TARGETS = ("next", "previous", "preconditioned")

@@ -9,8 +9,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.analysis import Analysis, AnalysisConfig, AnalysisContext
-from iclbench.plotting import save, subplots
+from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, save, subplots
 
 
 SHORT_NAMES = {"mlp-lsa": "MLP+LSA", "mlp-gd": "MLP+GD"}  # learner name -> its name in the figure

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import iclbench
-from iclbench.catalog import PluginSource
-from iclbench.executors import Executor, ExecutorError, Outcome, OrderedMerge, Resources
+from iclbench.plugin_api import Executor, ExecutorError, OrderedMerge, Outcome, PluginSource, Resources
 
 
 def import_ray():
@@ -44,7 +43,7 @@ class RayExecutor(Executor):
         self.ray = import_ray()
 
     def evaluate(self, catalog, plans, store, cache, progress=None, announce=None) -> Outcome:
-        from iclbench.units import pair_twins, plan_units
+        from iclbench.plugin_api import pair_twins, plan_units
 
         say = progress or (lambda msg: None)
         resources = self.options.resources.for_device(plans[0].device) if plans else self.options.resources
@@ -73,8 +72,8 @@ class RayExecutor(Executor):
 
     def shipment(self, store, cache, resources: Resources):
         """What every unit of this run shares; paths absolute, as workers start elsewhere."""
-        from iclbench.training import compiling
-        from iclbench.units import Shipment, units_folder
+        from iclbench.plugin_api import compiling
+        from iclbench.plugin_api import Shipment, units_folder
 
         return Shipment(tuple(PluginSource.read(f) for f in self.options.plugin_files),
                         None if cache is None else str(Path(cache).resolve()), str(units_folder(store)),
@@ -83,7 +82,7 @@ class RayExecutor(Executor):
     def run(self, slots, shipment, resources: Resources, store, say) -> dict[int, tuple[list, list]]:
         """Run the units of `slots` as Ray tasks and merge each one's records as soon as the
         order allows; returns slot -> (records, failure lines)."""
-        from iclbench.units import lost_unit, run_unit
+        from iclbench.plugin_api import lost_unit, run_unit
 
         ray = self.ray
         options = {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": self.options.max_retries,

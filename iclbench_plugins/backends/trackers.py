@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import iclbench
-from iclbench.tracking import Tracker
+from iclbench.plugin_api import Tracker
 
 
 def folder_name(run_name: str) -> str:

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.prefix import running_means
+from iclbench.plugin_api import running_means
 
 
 class Zero(iclbench.Learner):

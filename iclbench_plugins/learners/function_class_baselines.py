@@ -17,9 +17,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.metrics import task_losses
-from iclbench.tuning import grid_search, training_sample
-from iclbench.workload import TaskShape, Workload, compute_seconds
+from iclbench.plugin_api import compute_seconds, grid_search, task_losses, TaskShape, TunedLearner, Workload
 
 GARG_LASSO_ALPHAS = [1.0, 0.1, 0.01, 0.001, 0.0001]  # get_relevant_baselines("sparse_linear_regression")
 
@@ -91,12 +89,13 @@ def lasso_kkt(G: torch.Tensor, c: torch.Tensor, W: torch.Tensor, alpha: float) -
     return viol.flatten(1).amax(1)
 
 
-class Lasso(iclbench.Learner):
+class Lasso(TunedLearner):
     """L1-regularised least squares per task (Garg et al.'s LassoModel: sklearn's Lasso,
     fit_intercept=False, max_iter=100000, alpha in {1, 0.1, 0.01, 0.001, 0.0001}). alpha is
     fixed, or picked from `alphas` by the query loss on training tasks."""
 
     name = "lasso"
+    tuned = ("alpha",)
 
     class Config(iclbench.LearnerConfig):
         alpha: float | None = Field(None, ge=0, description="fixed L1 weight (sklearn's scale); None: tuned")
@@ -106,29 +105,17 @@ class Lasso(iclbench.Learner):
         iterations: int = Field(100_000, ge=1, description="FISTA iterations at most (Garg: max_iter)")
         tol: float = Field(1e-8, gt=0, description="stop when every task's KKT residual is below this")
 
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.alpha = self.config.alpha
-
     def _predict(self, episode: iclbench.Episode, alpha: float) -> torch.Tensor:
         W, _ = lasso_weights(episode.context_x, episode.context_y, alpha, tol=self.config.tol,
                              iterations=self.config.iterations)  # (B, d, dy)
         return torch.einsum("bd,bdo->bo", episode.query_x.double(), W).to(episode.query_x.dtype)
 
-    def fit(self, task, *, generator, device) -> None:
-        if self.config.alpha is not None:
-            return
-        ep = training_sample(task, self.config.tune_tasks, generator, device)
-        best = grid_search(({"alpha": a} for a in self.config.alphas),
-                           lambda cand: float(task_losses(self._predict(ep, cand["alpha"]), ep.query_y).mean()))
-        self.alpha = best["alpha"]
-
-    def hyperparameters(self) -> dict:
-        return {"alpha": self.alpha}
+    def tune(self, episode: iclbench.Episode, free: list[str]) -> dict:
+        return grid_search(({"alpha": a} for a in self.config.alphas),
+                           lambda c: float(task_losses(self._predict(episode, c["alpha"]), episode.query_y).mean()))
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
-        if self.alpha is None:
-            raise RuntimeError("lasso: alpha is not set; call fit() or pass alpha=...")
+        self.require_tuned()
         return self._predict(episode, self.alpha)
 
     def workload(self, shape: TaskShape, n_tasks: int, batch_size: int, dtype_bytes: int) -> Workload:

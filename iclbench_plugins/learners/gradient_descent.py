@@ -14,10 +14,9 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.metrics import task_losses
-from iclbench.prefix import running_means
-from iclbench.tuning import lbfgs, training_sample
-from iclbench.workload import TAPE_FACTOR, TaskShape, Workload, compute_seconds, episode_bytes
+from iclbench.plugin_api import (
+    compute_seconds, episode_bytes, lbfgs, running_means, TAPE_FACTOR, task_losses, TaskShape,
+    training_sample, Workload)
 
 Rate = float | list[float] | None
 LBFGS_EVALUATIONS = 250  # loss evaluations of one `lbfgs` call at most (its max_iter * 5 / 4)

@@ -23,7 +23,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.positions import is_sequence, states_of
+from iclbench.plugin_api import is_sequence, states_of
 
 NEEDS = ("W", "C", "noise_std", "init_range", "active")
 

@@ -12,9 +12,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.metrics import task_losses
-from iclbench.tuning import grid_search, training_sample
-from iclbench.workload import TaskShape, Workload, compute_seconds
+from iclbench.plugin_api import compute_seconds, grid_search, task_losses, TaskShape, TunedLearner, Workload
 
 BANDWIDTH_FACTORS = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
 
@@ -56,10 +54,11 @@ def smoother_predict(episode: iclbench.Episode, bandwidth: float) -> torch.Tenso
     return torch.einsum("bn,bno->bo", w, Y)
 
 
-class KernelRidge(iclbench.Learner):
+class KernelRidge(TunedLearner):
     """RBF kernel ridge regression: k_q^T (K + lam I)^-1 y."""
 
     name = "kernel-ridge"
+    tuned = ("bandwidth", "lam")
 
     class Config(iclbench.LearnerConfig):
         bandwidth: float | None = Field(None, gt=0, description="fixed RBF bandwidth; None: tuned")
@@ -67,26 +66,11 @@ class KernelRidge(iclbench.Learner):
         lam_grid: list[float] = Field(default_factory=lambda: [10.0**e for e in range(-10, 2)])
         tune_tasks: int = Field(4096, ge=1)
 
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.bandwidth, self.lam = self.config.bandwidth, self.config.lam
-
-    def fit(self, task, *, generator, device) -> None:
-        c = self.config
-        if c.bandwidth is not None and c.lam is not None:
-            return
-        ep = training_sample(task, c.tune_tasks, generator, device)
-        med = median_distance(ep)
-        bws = [c.bandwidth] if c.bandwidth else [f * med for f in BANDWIDTH_FACTORS]
-        lams = [c.lam] if c.lam else c.lam_grid
-        best = grid_search(
-            ({"bandwidth": b, "lam": lam} for b, lam in itertools.product(bws, lams)),
-            lambda p: float(task_losses(kernel_ridge_predict(ep, **p), ep.query_y).mean()),
-        )
-        self.bandwidth, self.lam = best["bandwidth"], best["lam"]
-
-    def hyperparameters(self) -> dict:
-        return {"bandwidth": self.bandwidth, "lam": self.lam}
+    def tune(self, episode: iclbench.Episode, free: list[str]) -> dict:
+        bws = [f * median_distance(episode) for f in BANDWIDTH_FACTORS] if "bandwidth" in free else [self.bandwidth]
+        lams = self.config.lam_grid if "lam" in free else [self.lam]
+        return grid_search(({"bandwidth": b, "lam": lam} for b, lam in itertools.product(bws, lams)),
+                           lambda p: float(task_losses(kernel_ridge_predict(episode, **p), episode.query_y).mean()))
 
     def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload:
         """Grid search on the tuning tasks, then predictions (with sensitivities) chunk by chunk."""
@@ -98,41 +82,24 @@ class KernelRidge(iclbench.Learner):
         return pairwise_workload(shape, c.tune_tasks, candidates + 1, "tune_tasks") | predict
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
-        _require(self, self.bandwidth, self.lam)
+        self.require_tuned()
         return kernel_ridge_predict(episode, self.bandwidth, self.lam)
 
 
-def _require(learner: iclbench.Learner, *values: float | None) -> None:
-    if any(v is None for v in values):
-        raise RuntimeError(f"{learner.name}: hyperparameters are not set; call fit() or pass them in the config")
-
-
-class KernelSmoother(iclbench.Learner):
+class KernelSmoother(TunedLearner):
     """Nadaraya-Watson: softmax(-||x_q - x_i||^2 / (2 h^2)) weighted mean of the labels."""
 
     name = "kernel-smoother"
+    tuned = ("bandwidth",)
 
     class Config(iclbench.LearnerConfig):
         bandwidth: float | None = Field(None, gt=0, description="fixed RBF bandwidth; None: tuned")
         tune_tasks: int = Field(4096, ge=1)
 
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.bandwidth = self.config.bandwidth
-
-    def fit(self, task, *, generator, device) -> None:
-        if self.config.bandwidth is not None:
-            return
-        ep = training_sample(task, self.config.tune_tasks, generator, device)
-        med = median_distance(ep)
-        best = grid_search(
-            ({"bandwidth": f * med} for f in BANDWIDTH_FACTORS),
-            lambda p: float(task_losses(smoother_predict(ep, **p), ep.query_y).mean()),
-        )
-        self.bandwidth = best["bandwidth"]
-
-    def hyperparameters(self) -> dict:
-        return {"bandwidth": self.bandwidth}
+    def tune(self, episode: iclbench.Episode, free: list[str]) -> dict:
+        med = median_distance(episode)
+        return grid_search(({"bandwidth": f * med} for f in BANDWIDTH_FACTORS),
+                           lambda p: float(task_losses(smoother_predict(episode, **p), episode.query_y).mean()))
 
     def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload | None:
         """Tuning's median distance forms all context pairs; predictions only query-context ones
@@ -142,7 +109,7 @@ class KernelSmoother(iclbench.Learner):
         return pairwise_workload(shape, self.config.tune_tasks, 1, "tune_tasks")
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
-        _require(self, self.bandwidth)
+        self.require_tuned()
         return smoother_predict(episode, self.bandwidth)
 
 

@@ -6,8 +6,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.metrics import task_losses
-from iclbench.tuning import grid_search, training_sample
+from iclbench.plugin_api import grid_search, task_losses, TunedLearner
 
 
 def min_norm_solution(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -46,34 +45,21 @@ def ridge_predict(episode: iclbench.Episode, lam: float) -> torch.Tensor:
     return torch.einsum("bno,bnd,bd->bo", Y, X, a[..., 0]).to(episode.query_x.dtype)
 
 
-class Ridge(iclbench.Learner):
+class Ridge(TunedLearner):
     name = "ridge"
+    tuned = ("lam",)
 
     class Config(iclbench.LearnerConfig):
         lam: float | None = Field(None, ge=0, description="fixed lambda; None: tuned on training tasks")
         grid: list[float] = Field(default_factory=lambda: [10.0**e for e in range(-8, 3)])
         tune_tasks: int = Field(8192, ge=1)
 
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.lam = self.config.lam
-
-    def fit(self, task, *, generator, device) -> None:
-        if self.config.lam is not None:
-            return
-        ep = training_sample(task, self.config.tune_tasks, generator, device)
-        best = grid_search(
-            ({"lam": lam} for lam in self.config.grid),
-            lambda c: float(task_losses(ridge_predict(ep, c["lam"]), ep.query_y).mean()),
-        )
-        self.lam = best["lam"]
-
-    def hyperparameters(self) -> dict:
-        return {"lam": self.lam}
+    def tune(self, episode: iclbench.Episode, free: list[str]) -> dict:
+        return grid_search(({"lam": lam} for lam in self.config.grid),
+                           lambda c: float(task_losses(ridge_predict(episode, c["lam"]), episode.query_y).mean()))
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
-        if self.lam is None:
-            raise RuntimeError("ridge: lambda is not set; call fit() or pass lam=...")
+        self.require_tuned()
         return ridge_predict(episode, self.lam)
 
 

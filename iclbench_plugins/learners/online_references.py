@@ -32,9 +32,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.metrics import task_losses
-from iclbench.positions import is_sequence, states_of
-from iclbench.tuning import grid_search, lbfgs, training_sample
+from iclbench.plugin_api import grid_search, is_sequence, lbfgs, states_of, task_losses, TunedLearner
 from iclbench_plugins.learners.least_squares import Ridge
 from iclbench_plugins.transformers.nn.attention import linear_attention
 from iclbench_plugins.transformers.nn.mesa_layer import mesa_attention
@@ -136,13 +134,10 @@ class OnlineRidge(Ridge):
         grid: list[float] = Field(default_factory=lambda: [10.0**e for e in range(-6, 3)])
         tune_tasks: int = Field(2048, ge=1)
 
-    def fit(self, task, *, generator, device) -> None:
-        if self.config.lam is not None:
-            return
-        ep = training_sample(task, self.config.tune_tasks, generator, device)
-        target = transition_qkv(ep)[3]  # (B, T, D)
-        self.lam = grid_search(({"lam": lam} for lam in self.config.grid),
-                               lambda c: float(task_losses(self.positions(ep, c["lam"]), target).mean()))["lam"]
+    def tune(self, episode: iclbench.Episode, free: list[str]) -> dict:
+        target = transition_qkv(episode)[3]  # (B, T, D)
+        return grid_search(({"lam": lam} for lam in self.config.grid),
+                           lambda c: float(task_losses(self.positions(episode, c["lam"]), target).mean()))
 
     @staticmethod
     def positions(episode: iclbench.Episode, lam: float) -> torch.Tensor:
@@ -152,8 +147,7 @@ class OnlineRidge(Ridge):
 
     def predict_positions(self, episode: iclbench.Episode) -> torch.Tensor:
         """(B, T, D): the prediction of s_{t+1} at every position t."""
-        if self.lam is None:
-            raise RuntimeError("online-ridge: lambda is not set; call fit() or pass lam=...")
+        self.require_tuned()
         return self.positions(episode, self.lam).to(episode.query_x.dtype)
 
     def predict(self, episode: iclbench.Episode) -> torch.Tensor:
@@ -165,19 +159,16 @@ GAMMA_GRID = [0.0] + [2.0 ** i for i in range(-6, 2)]  # GD++'s transform rate, 
 PP_RATE_GRID = [2.0 ** (i / 2) for i in range(-4, 7)]  # GD++ takes larger steps: the transform shrinks C
 
 
-class OnlineGD(iclbench.Learner):
+class OnlineGD(TunedLearner):
     """K steps of GD from Phi = 0 on the transitions seen so far (module docstring)."""
 
     name = "online-gd"
+    tuned = ("eta",)
 
     class Config(iclbench.LearnerConfig):
         eta: float | None = Field(None, description="fixed learning rate; None: the training-loss minimiser")
         steps: int = Field(1, ge=1, description="gradient steps K per position; K > 1 tunes eta by grid and L-BFGS")
         tune_tasks: int = Field(2048, ge=1)
-
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.eta = self.config.eta
 
     @staticmethod
     def step(episode: iclbench.Episode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,23 +182,16 @@ class OnlineGD(iclbench.Learner):
         a, target = OnlineGD.step(episode)
         return float((a * target).sum() / a.pow(2).sum())
 
-    def fit(self, task, *, generator, device) -> None:
-        if self.config.eta is not None:
-            return
-        ep = training_sample(task, self.config.tune_tasks, generator, device)
-        eta1 = self.one_step_rate(ep)
+    def tune(self, episode: iclbench.Episode, free: list[str]) -> dict:
+        eta1 = self.one_step_rate(episode)
         if self.config.steps == 1:
-            self.eta = eta1
-            return
-        spec, K = spectrum(ep), self.config.steps
-        self.eta = eta1 * tune(lambda x: spec.loss(gd_filter(spec.lam, x[0] * eta1, K)), ([e] for e in RATE_GRID))[0]
-
-    def hyperparameters(self) -> dict:
-        return {"eta": self.eta}
+            return {"eta": eta1}
+        spec, K = spectrum(episode), self.config.steps
+        return {"eta": eta1 * tune(lambda x: spec.loss(gd_filter(spec.lam, x[0] * eta1, K)),
+                                   ([e] for e in RATE_GRID))[0]}
 
     def predict_positions(self, episode: iclbench.Episode) -> torch.Tensor:
-        if self.eta is None:
-            raise RuntimeError("online-gd: eta is not set; call fit() or pass eta=...")
+        self.require_tuned()
         if self.config.steps == 1:
             return (self.eta * self.step(episode)[0]).to(episode.query_x.dtype)
         spec = spectrum(episode)
@@ -217,10 +201,11 @@ class OnlineGD(iclbench.Learner):
         return self.predict_positions(episode)[:, -1]
 
 
-class OnlineGDPP(iclbench.Learner):
+class OnlineGDPP(TunedLearner):
     """K steps of GD++ from Phi = 0 on the transitions seen so far (module docstring, `gdpp_filter`)."""
 
     name = "online-gdpp"
+    tuned = ("eta", "gamma")
 
     class Config(iclbench.LearnerConfig):
         eta: float | None = Field(None, description="fixed learning rate; None: tuned on training sequences")
@@ -228,38 +213,26 @@ class OnlineGDPP(iclbench.Learner):
         steps: int = Field(2, ge=1, description="GD++ steps K per position")
         tune_tasks: int = Field(2048, ge=1)
 
-    def __init__(self, config=None, **overrides) -> None:
-        super().__init__(config, **overrides)
-        self.eta, self.gamma = self.config.eta, self.config.gamma
-
-    def fit(self, task, *, generator, device) -> None:
-        """Tune what is not fixed, in units of the one-step rate: first eta at gamma = 0 (GD-K),
-        then a (gamma, eta) grid around it (gamma = 0 included, so the tuned training loss is
-        never above GD-K's), then L-BFGS on both."""
-        c = self.config
-        if c.eta is not None and c.gamma is not None:
-            return
-        ep = training_sample(task, c.tune_tasks, generator, device)
-        spec, K, unit = spectrum(ep), c.steps, OnlineGD.one_step_rate(ep)
+    def tune(self, episode: iclbench.Episode, free: list[str]) -> dict:
+        """What is not fixed, in units of the one-step rate: first eta at gamma = 0 (GD-K), then
+        a (gamma, eta) grid around it (gamma = 0 included, so the tuned training loss is never
+        above GD-K's), then L-BFGS on both."""
+        spec, K, unit = spectrum(episode), self.config.steps, OnlineGD.one_step_rate(episode)
 
         def loss(gamma, eta):
             return spec.loss(gdpp_filter(spec.lam, eta * unit, gamma * unit, K))
 
-        if c.gamma is not None:
-            self.eta = unit * tune(lambda x: loss(c.gamma / unit, x[0]), ([e] for e in RATE_GRID))[0]
-        elif c.eta is not None:
-            self.gamma = unit * tune(lambda x: loss(x[0], c.eta / unit), ([g] for g in GAMMA_GRID))[0]
-        else:
-            e0 = tune(lambda x: loss(0.0, x[0]), ([e] for e in RATE_GRID))[0]  # GD-K
-            grid = [[0.0, e0]] + [[g, e] for g in GAMMA_GRID[1:] for e in PP_RATE_GRID]
-            self.gamma, self.eta = (unit * v for v in tune(lambda x: loss(x[0], x[1]), grid))
-
-    def hyperparameters(self) -> dict:
-        return {"eta": self.eta, "gamma": self.gamma}
+        if free == ["eta"]:
+            return {"eta": unit * tune(lambda x: loss(self.gamma / unit, x[0]), ([e] for e in RATE_GRID))[0]}
+        if free == ["gamma"]:
+            return {"gamma": unit * tune(lambda x: loss(x[0], self.eta / unit), ([g] for g in GAMMA_GRID))[0]}
+        e0 = tune(lambda x: loss(0.0, x[0]), ([e] for e in RATE_GRID))[0]  # GD-K
+        grid = [[0.0, e0]] + [[g, e] for g in GAMMA_GRID[1:] for e in PP_RATE_GRID]
+        gamma, eta = (unit * v for v in tune(lambda x: loss(x[0], x[1]), grid))
+        return {"eta": eta, "gamma": gamma}
 
     def predict_positions(self, episode: iclbench.Episode) -> torch.Tensor:
-        if self.eta is None or self.gamma is None:
-            raise RuntimeError("online-gdpp: eta or gamma is not set; call fit() or pass eta=..., gamma=...")
+        self.require_tuned()
         spec = spectrum(episode)
         return spec.apply(gdpp_filter(spec.lam, self.eta, self.gamma, self.config.steps)).to(episode.query_x.dtype)
 

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.workload import TaskShape, Workload, compute_seconds
+from iclbench.plugin_api import compute_seconds, TaskShape, Workload
 
 INSTALL_HINT = "pip install iclbench[trees]"
 

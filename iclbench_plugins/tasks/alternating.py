@@ -14,8 +14,7 @@ import torch
 from pydantic import Field, field_validator
 
 import iclbench
-from iclbench.catalog import default_catalog
-from iclbench.workload import TaskShape
+from iclbench.plugin_api import default_catalog, TaskShape
 
 FORMAT = "alternating"
 

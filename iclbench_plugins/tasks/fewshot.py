@@ -19,8 +19,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.positions import INTERLEAVED
-from iclbench.workload import TaskShape
+from iclbench.plugin_api import INTERLEAVED, TaskShape
 from iclbench_plugins.tasks.lds import haar_orthogonal
 
 

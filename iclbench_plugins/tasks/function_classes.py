@@ -21,8 +21,7 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.config import OPTIONAL
-from iclbench.workload import TaskShape
+from iclbench.plugin_api import OPTIONAL, TaskShape
 
 
 class GargConfig(iclbench.TaskConfig):

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.positions import SEQUENCE, sequence_episode
-from iclbench.workload import TaskShape
+from iclbench.plugin_api import SEQUENCE, sequence_episode, TaskShape
 
 
 def haar_orthogonal(n: int, d: int, generator: torch.Generator, device) -> torch.Tensor:

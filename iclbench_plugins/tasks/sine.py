@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.workload import TaskShape
+from iclbench.plugin_api import TaskShape
 
 
 class SineWave(iclbench.Task):

@@ -43,11 +43,9 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import iclbench
-from iclbench.curriculum import Curriculum
-from iclbench.learner import placed
-from iclbench.checkpoints import Checkpoint, training_checkpoint
-from iclbench.training import TrainConfig, TrainResult, meta_train
-from iclbench.workload import TaskShape, Workload
+from iclbench.plugin_api import (
+    Checkpoint, Curriculum, meta_train, placed, TaskShape, TrainConfig, training_checkpoint,
+    TrainResult, Workload)
 from iclbench_plugins.transformers.nn.stackable import LayerNorm, Linear
 from iclbench_plugins.transformers.lsa import prediction_workload, training_workload
 

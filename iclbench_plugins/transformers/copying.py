@@ -15,7 +15,7 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.workload import TAPE_FACTOR, Workload, compute_seconds
+from iclbench.plugin_api import compute_seconds, TAPE_FACTOR, Workload
 from iclbench_plugins.tasks.alternating import FORMAT, positional_encoding, shift_matrix
 from iclbench_plugins.learners.gradient_descent import GradientDescent
 from iclbench_plugins.transformers.nn.constructions import gd_products

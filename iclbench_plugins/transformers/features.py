@@ -15,8 +15,7 @@ from pydantic import Field
 from torch import nn
 
 import iclbench
-from iclbench.training import TrainConfig
-from iclbench.workload import TaskShape
+from iclbench.plugin_api import TaskShape, TrainConfig
 from iclbench_plugins.transformers.lsa import TransformerLearner
 from iclbench_plugins.transformers.nn.model import MLP, InContextTransformer, tokens
 from iclbench_plugins.transformers.nn.stackable import Linear

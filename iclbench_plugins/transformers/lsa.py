@@ -14,12 +14,9 @@ import torch
 from pydantic import Field, model_validator
 
 import iclbench
-from iclbench.checkpoints import training_checkpoint
-from iclbench.learner import placed
-from iclbench.metrics import alignment, sensitivities, task_losses
-from iclbench.seeding import derive_seed
-from iclbench.training import TrainConfig, TrainResult, meta_train
-from iclbench.workload import TAPE_FACTOR, TaskShape, Workload, compute_seconds, episode_bytes
+from iclbench.plugin_api import (
+    alignment, compute_seconds, derive_seed, meta_train, placed, sensitivities,
+    TAPE_FACTOR, task_losses, TaskShape, TrainConfig, training_checkpoint, TrainResult, Workload)
 from iclbench_plugins.learners.gradient_descent import GDPlusPlus, GradientDescent
 from iclbench_plugins.transformers.nn.constructions import set_gd_weights
 from iclbench_plugins.transformers.nn.model import InContextTransformer

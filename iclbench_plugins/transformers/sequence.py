@@ -24,10 +24,9 @@ from pydantic import Field
 from torch import nn
 
 import iclbench
-from iclbench.checkpoints import training_checkpoint
-from iclbench.learner import placed
-from iclbench.positions import INTERLEAVED, is_sequence, states_of
-from iclbench.training import TrainConfig, TrainResult, meta_train
+from iclbench.plugin_api import (
+    INTERLEAVED, is_sequence, meta_train, placed, states_of, TrainConfig, training_checkpoint,
+    TrainResult)
 from iclbench_plugins.transformers.nn.attention import linear_attention
 from iclbench_plugins.transformers.nn.mesa_layer import mesa_attention
 from iclbench_plugins.transformers.nn.stackable import LayerNorm, Linear

@@ -13,7 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import iclbench
-from iclbench.reproduce import Finding, Reproduction, Results
+from iclbench.plugin_api import Finding, Reproduction, Results
 
 TF = "causal-tf"
 CURVE_TOL = 0.05  # "matches": curves at most this far apart at every k (Garg Figs 2, 5: the curves overlap)

@@ -6,10 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from iclbench.plotting import save, subplots
-from iclbench.prefix_plot import draw_prefix_curves, prefix_series
-from iclbench.publish import display_records
-from iclbench.reproduce import Results
+from iclbench.plugin_api import display_records, draw_prefix_curves, prefix_series, Results, save, subplots
 
 
 def function_class_figure(r: Results, folder: Path, columns: dict[str, str]) -> Path | None:

@@ -14,8 +14,7 @@ from statistics import mean
 from typing import Any
 
 import iclbench
-from iclbench.metrics import across_seeds
-from iclbench.reproduce import Finding, Reproduction, Results
+from iclbench.plugin_api import across_seeds, Finding, Reproduction, Results
 
 LSA = "seq-tf"  # one causal linear layer on constructed tokens
 DEPTHS = ["seq-tf", "seq-tf[layers=2]", "seq-tf[layers=4]"]  # deep linear Transformers

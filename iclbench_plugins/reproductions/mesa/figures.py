@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iclbench.metrics import across_seeds
-from iclbench.plotting import decorate, save, styles, subplots
-from iclbench.reproduce import Results
+from iclbench.plugin_api import across_seeds, decorate, Results, save, styles, subplots
 
 FAMILIES = {  # name in the legend -> (layers, spec) of the Transformers drawn as one line
     "linear": [(1, "seq-tf"), (2, "seq-tf[layers=2]"), (4, "seq-tf[layers=4]")],

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import iclbench
-from iclbench.reproduce import Finding, Paired, Reproduction, Results
+from iclbench.plugin_api import Finding, Paired, Reproduction, Results
 from iclbench_plugins.reproductions.paper.figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)

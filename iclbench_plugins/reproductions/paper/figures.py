@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from iclbench.plotting import decorate, save, subplots
-from iclbench.reproduce import Results
+from iclbench.plugin_api import decorate, Results, save, subplots
 
 Series = dict[int, dict[int, float]]  # x -> seed -> value
 
