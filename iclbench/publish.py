@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 from iclbench import board as leaderboard
-from iclbench import outputs
+from iclbench import outputs, report_text
 from iclbench.escaping import md_cell, md_code, md_text
 from iclbench.curve_spec import AnalysisLine, CurveFigures, CurvePlot
 from iclbench.filenames import safe_path
@@ -252,11 +252,19 @@ def wall_line(m: dict[str, Any]) -> str:
 
 def deviation_rows(repro: Reproduction) -> list[str]:
     """The spec's table of where the defaults differ from the paper's text or reference code."""
-    devs = repro.spec().deviations
+    devs = report_text.deviation_rows(repro.spec().deviations)
     if not devs:
         return []
-    rows = ["", "## Deviations from the paper", "", "| what | paper (text or reference code) | ours | why |", "|---|---|---|---|"]
-    return rows + [f"| {md_cell(d.what)} | {md_cell(d.paper)} | {md_cell(d.ours)} | {md_cell(d.why)} |" for d in devs]
+    return ["", f"## {report_text.DEVIATIONS_TITLE}", "", md_row(report_text.DEVIATIONS_HEAD), md_rule(4)] + [
+        md_row(map(md_cell, row)) for row in devs]
+
+
+def md_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def md_rule(n: int) -> str:
+    return "|" + "---|" * n
 
 
 def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, Any]], plots: list[Path]) -> str:
@@ -284,12 +292,11 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
         "Comparisons are paired: Δ is a learner's loss minus its reference's on the same tasks, mean over seeds "
         "± 95 % CI (Student t over seeds), then relative to the reference's loss. Tolerances are fixed in the claim.",
         "",
-        "| # | claim | ours | holds | why not, or what to know |",
-        "|---|---|---|---|---|",
+        md_row(report_text.FINDINGS_HEAD),
+        md_rule(len(report_text.FINDINGS_HEAD)),
     ]
-    for i, f in enumerate(findings, 1):
-        holds = "yes" if f.holds else "**no**"
-        lines.append(f"| {i} | {md_cell(f.claim)} | {md_cell(f.ours)} | {holds} | {md_cell(f.why)} |")
+    for i, claim, ours, holds, why in report_text.finding_rows(findings):
+        lines.append(md_row([str(i), md_cell(claim), md_cell(ours), "yes" if holds else "**no**", md_cell(why)]))
     lines += deviation_rows(repro)
     lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
               "in parallel with `--jobs`, so these add up to more than the wall time. Evaluation counts one prediction of "

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from iclbench import report_text
 from iclbench.filenames import safe_stem
 from iclbench.outputs import write_text
 from iclbench.provenance import plugin_text
@@ -111,20 +112,20 @@ def suite_page(suite: str, columns: list[Column], plots: list[str], prov: dict[s
 def findings_table(findings: Sequence[Finding]) -> str:
     """The paper's claims, ours, yes / no, and why: the README's findings table."""
     if not findings:
-        return "<p>This reproduction states no findings.</p>"
-    head = [th("#"), th("claim"), th("ours"), th("holds"), th("why not, or what to know")]
-    rows = [[td(i, i), td(inline(f.claim), raw=True), td(inline(f.ours), raw=True),
-             td("yes" if f.holds else "no", cls="yes" if f.holds else "no"), td(inline(f.why), raw=True)]
-            for i, f in enumerate(findings, 1)]
+        return f"<p>{report_text.NO_FINDINGS}</p>"
+    head = [th(h) for h in report_text.FINDINGS_HEAD]
+    rows = [[td(i, i), td(inline(claim), raw=True), td(inline(ours), raw=True),
+             td("yes" if holds else "no", cls="yes" if holds else "no"), td(inline(why), raw=True)]
+            for i, claim, ours, holds, why in report_text.finding_rows(findings)]
     return table(head, rows, cls="sortable findings")
 
 
 def deviations_table(deviations: Sequence[Deviation]) -> str:
     if not deviations:
         return ""
-    head = [th("what"), th("paper (text or reference code)"), th("ours"), th("why")]
-    rows = [[td(inline(text), raw=True) for text in (d.what, d.paper, d.ours, d.why)] for d in deviations]
-    return "<h2 id=\"deviations\">Deviations from the paper</h2>\n" + table(head, rows)
+    head = [th(h) for h in report_text.DEVIATIONS_HEAD]
+    rows = [[td(inline(text), raw=True) for text in row] for row in report_text.deviation_rows(deviations)]
+    return f"<h2 id=\"deviations\">{report_text.DEVIATIONS_TITLE}</h2>\n" + table(head, rows)
 
 
 def provenance_list(meta: dict[str, Any], prov: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from iclbench import report_text
 from iclbench.metric_registry import RANK_BY, metric, rank_key
 from iclbench.provenance import number
 from iclbench.site_html import esc, table, td, th
@@ -116,12 +117,7 @@ def comparisons_table(column: Column) -> str:
 
 def ci_note(columns: list[Column]) -> str:
     """What the ± means on a suite's page."""
-    over = {c["ci_over"] for col in columns for c in col.cells.values() if c.get("ci_over")}
-    if over == {"seeds"}:
-        return "95 % CI over seeds (Student t)"
-    if over == {"tasks"}:
-        return "95 % CI over evaluation tasks"
-    return "95 % CI over seeds (Student t) in cells with several seeds, over evaluation tasks in 1-seed cells"
+    return report_text.ci_note(c["ci_over"] for col in columns for c in col.cells.values() if c.get("ci_over"))
 
 
 def column_title(column: Column) -> str:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from iclbench import provenance
+from iclbench import provenance, report_text
 from iclbench.cells import KEYS, NOTES, learner_order
 from iclbench.escaping import md_code, md_frame, md_text, md_tree
 from iclbench.metric_registry import RANK_BY, metric, of_kind, referenced, row_rank
@@ -92,12 +92,7 @@ def markdown_provenance(prov: dict[str, Any]) -> dict[str, Any]:
 
 def ci_note(cells: pd.DataFrame) -> str:
     """What the ± means, true for every cell below it."""
-    counts = set(cells.loc[cells["status"] != "failed", "seeds"])
-    if counts and min(counts) > 1:
-        return "95 % CI over seeds (Student t)"
-    if counts <= {1}:
-        return "95 % CI over evaluation tasks"
-    return "95 % CI over seeds (Student t) in cells with several seeds, over evaluation tasks in 1-seed cells"
+    return report_text.ci_note("seeds" if n > 1 else "tasks" for n in cells.loc[cells["status"] != "failed", "seeds"])
 
 
 def group_tables(s: pd.DataFrame, name: str, order: list[str], title: str) -> list[str]:

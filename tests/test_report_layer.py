@@ -176,3 +176,16 @@ def test_the_report_layers_modules_stay_under_400_lines():
     for name in ("board", "cells", "tables", "shift_plots", "metric_registry", "suite_labels", "site", "site_html",
                  "site_tables", "plotting", "prefix_plot", "escaping", "provenance"):
         assert len((ROOT / "iclbench" / f"{name}.py").read_text().splitlines()) < 400, name
+
+
+def test_the_board_and_the_site_word_a_ci_alike():
+    """Both renderers take the ± note from report_text: seeds, tasks, or a mix of the two."""
+    import pandas as pd
+
+    from iclbench import report_text, site_tables, tables
+
+    cells = pd.DataFrame({"status": ["ok", "ok", "failed"], "seeds": [3, 1, 5]})
+    assert tables.ci_note(cells) == report_text.CI_MIXED
+    assert tables.ci_note(cells.iloc[[0, 2]]) == report_text.CI_OVER_SEEDS
+    page = [site_tables.Column("g", "t", cells={("a", "loss", None): {"ci_over": "tasks"}})]
+    assert site_tables.ci_note(page) == report_text.CI_OVER_TASKS == tables.ci_note(cells.iloc[[1]])
