@@ -34,3 +34,12 @@ def board_record(label: str, task: str, loss: float, *, suite: str = "s", seed: 
     return {"suite": suite, "label": label, "task_label": task, "group": group, "value": value,
             "in_distribution": ind, "seed": seed, "align_to": ref, "n_tasks": n_tasks,
             "metrics": {"loss": loss, "loss_ci95": ci, **metrics}}
+
+
+def claim_results(records: list[dict], analyses=(), **meta):
+    """A reproduction's `Results` over records and analyses held in memory, as its claims read
+    them (`meta`: reproduction.json's fields, e.g. budget); an analysis is (name, result[, seed])."""
+    from iclbench.reproduce import Results
+
+    rows = [{"analysis": a[0], "config": {}, "result": a[1], "seed": a[2] if len(a) > 2 else 0} for a in analyses]
+    return Results.from_records(records, rows, meta or None)

@@ -3,10 +3,9 @@ paired differences at k = N, and the budget named when a finding fails."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from helpers import board_record, claim_results
 from iclbench.reproduce import Results
 from iclbench_plugins.reproductions.garg import CURVE_TOL, FUNCTION_CLASSES, Garg
 
@@ -18,18 +17,14 @@ def curve(values):
 
 
 def record(spec, suite, task, loss=0.5, align_to=None, errors=None, seed=0, d=20, **metrics):
-    r = {"label": spec, "suite": suite, "task_label": task, "seed": seed, "align_to": align_to, "n_tasks": 100,
-         "task_config": {"d": d, "N": N}, "metrics": {"loss": loss, "loss_ci95": 0.01, **metrics}}
+    r = {**board_record(spec, task, loss, suite=suite, seed=seed, ref=align_to, **metrics), "task_config": {"d": d, "N": N}}
     if errors is not None:
         r["prefix_curve"] = curve(errors)
     return r
 
 
 def results(tmp_path, records, budget="small") -> Results:
-    meta = {"labels": {}, "budget": budget, "budget_values": {"train_steps": 2000}}
-    (tmp_path / "reproduction.json").write_text(json.dumps(meta))
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    return Results(tmp_path)
+    return claim_results(records, budget=budget, budget_values={"train_steps": 2000})
 
 
 def least_squares(k):  # noiseless Gaussian linear regression in d = 20: (d - k) / d until k = d

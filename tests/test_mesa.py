@@ -3,28 +3,20 @@ losses over positions, probe R² against depth, the compressed fit and few-shot 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from helpers import board_record, claim_results
 from iclbench.reproduce import Results
 from iclbench_plugins.reproductions.mesa import DEPTHS, HYBRID, LSA, MESA, PROBED, REVERSED, SOFTMAX, Mesa
 
 
 def record(spec, align_to, position_loss=0.5, diff=0.0, ci=0.01, seed=0, suite="lds", **metrics):
-    return {"label": spec, "suite": suite, "task_label": suite, "seed": seed, "align_to": align_to, "n_tasks": 100,
-            "metrics": {"loss": 0.1, "loss_ci95": 0.01, "position_loss": position_loss, "position_loss_ci95": 0.01,
-                        "position_loss_diff": diff,
-                        "position_loss_diff_ci95": ci, **metrics}}
+    return board_record(spec, suite, 0.1, suite=suite, seed=seed, ref=align_to, position_loss=position_loss,
+                        position_loss_ci95=0.01, position_loss_diff=diff, position_loss_diff_ci95=ci, **metrics)
 
 
 def results(tmp_path, records, analyses=(), budget="small") -> Results:
-    meta = {"labels": {}, "budget": budget, "budget_values": {"train_steps": 2000}}
-    (tmp_path / "reproduction.json").write_text(json.dumps(meta))
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (tmp_path / "analyses.jsonl").write_text("".join(json.dumps({"analysis": name, "seed": 0, "config": {},
-                                                                 "result": res}) + "\n" for name, res in analyses))
-    return Results(tmp_path)
+    return claim_results(records, analyses, budget=budget, budget_values={"train_steps": 2000})
 
 
 @pytest.mark.parametrize("diff, cos, holds", [(-0.04, 0.995, True), (0.06, 0.995, False), (0.0, 0.98, False)])

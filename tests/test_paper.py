@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import board_record, claim_results
 from iclbench.reproduce import Results
 from iclbench_plugins.reproductions.paper import DEPTHS, POOLS, RECURRENT, UNTIED, Paper, pool_spec
 
 
 def record(spec, suite="linear", seed=0, loss=0.2, align_to=None, task=None, **metrics):
-    m = {"loss": loss, "loss_ci95": 0.01, **metrics}
-    return {"label": spec, "suite": suite, "task_label": task or suite, "seed": seed, "align_to": align_to,
-            "metrics": m, "n_tasks": 100}
+    return board_record(spec, task or suite, loss, suite=suite, seed=seed, ref=align_to, **metrics)
 
 
 def paired(spec, ref, diff, seed=0, suite="linear", task=None, ref_loss=0.2, **metrics):
@@ -20,8 +19,7 @@ def paired(spec, ref, diff, seed=0, suite="linear", task=None, ref_loss=0.2, **m
 
 
 def results(tmp_path, records, analyses=()) -> Results:
-    return Results.from_records(records, [{"analysis": a[0], "config": {}, "result": a[1], "seed": a[2] if len(a) > 2 else 0}
-                                          for a in analyses])
+    return claim_results(records, analyses)
 
 
 def test_paired_difference_over_seeds(tmp_path):
