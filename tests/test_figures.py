@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import board_record
 from iclbench import board as leaderboard, publish, shift_plots
 from iclbench.reproduce import Results
 from iclbench.suite_labels import plot_labels
@@ -31,13 +32,11 @@ def curve(steps, start, end, stuck=False):
 
 
 def trained(label, seed, steps, end, stuck=False):
-    return {"suite": "s", "label": label, "task_label": "s", "seed": seed, "in_distribution": True, "align_to": None,
-            "metrics": {"loss": end}, "fit_info": {"curve": curve(steps, 0.4, end, stuck)}}
+    return {**scored(label, seed, end), "fit_info": {"curve": curve(steps, 0.4, end, stuck)}}
 
 
 def scored(label, seed, loss):
-    return {"suite": "s", "label": label, "task_label": "s", "seed": seed, "in_distribution": True, "align_to": None,
-            "metrics": {"loss": loss}}
+    return board_record(label, "s", loss, seed=seed, ind=True)
 
 
 CURVES = [
@@ -138,11 +137,8 @@ def test_reference_table_names_learners_of_the_paper_spec(catalog):
 # --- shift plots ---------------------------------------------------------------------------------
 
 def shifted(label, seed, group, task, value, loss, ref="gd", diff=None):
-    metrics = {"loss": loss, "loss_ci95": 0.01}
-    if diff is not None:
-        metrics |= {"loss_diff": diff, "loss_diff_ci95": 0.002}
-    return {"suite": "s", "label": label, "task_label": task, "group": group, "value": value, "in_distribution": False,
-            "seed": seed, "align_to": ref, "n_tasks": 100, "metrics": metrics}
+    paired = {} if diff is None else {"loss_diff": diff, "loss_diff_ci95": 0.002}
+    return board_record(label, task, loss, seed=seed, group=group, value=value, ref=ref, **paired)
 
 
 SHIFTS = [shifted(name, 0, "input range", f"input-range={v}", v, loss * v, diff=(loss - 0.2) * v)
