@@ -39,9 +39,16 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'iclbench' has no attribute {name!r}")
+def lazy_exports(namespace: dict[str, Any], exports: dict[str, str]):
+    """A module `__getattr__` that imports each name of `exports` (name -> module) on first use
+    and keeps it in `namespace` (the module's globals), so later lookups skip it."""
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            namespace[name] = value = getattr(importlib.import_module(exports[name]), name)
+            return value
+        raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+__getattr__ = lazy_exports(globals(), _EXPORTS)

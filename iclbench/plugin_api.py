@@ -11,8 +11,7 @@ needs only a few of them does not pay for the rest (plotting loads matplotlib, f
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from iclbench import lazy_exports
 
 _EXPORTS = {
     # learners: capabilities, placement and tuning on training tasks
@@ -90,12 +89,7 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'iclbench.plugin_api' has no attribute {name!r}")
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:
