@@ -41,6 +41,9 @@ def test_each_reproduction_is_one_folder():
     for name in ("paper", "garg", "mesa"):
         folder = root / name
         assert {"__init__.py", "figures.py", "spec.toml", "README.md"} <= {p.name for p in folder.iterdir()}, name
+        # its own modules by relative import, so a copied folder uses its own figures, not the original's
+        for py in folder.glob("*.py"):
+            assert f"iclbench_plugins.reproductions.{name}" not in py.read_text(), py
 
 
 def test_a_learner_declares_that_it_trains_and_what_it_may_do_besides_predict():

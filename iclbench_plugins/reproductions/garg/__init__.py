@@ -37,7 +37,7 @@ class Garg(Reproduction):
     spec_file = files(__name__) / "spec.toml"
 
     def figures(self, r: Results, folder: Path) -> list[Path]:
-        from iclbench_plugins.reproductions.garg.figures import function_class_figure  # plotting only when publishing
+        from .figures import function_class_figure  # plotting only when publishing
 
         found = function_class_figure(r, folder, FUNCTION_CLASSES)
         return [found] if found is not None else []

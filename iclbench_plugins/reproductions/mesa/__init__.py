@@ -50,7 +50,7 @@ class Mesa(Reproduction):
     spec_file = files(__name__) / "spec.toml"
 
     def figures(self, r: Results, folder: Path) -> list[Path]:
-        from iclbench_plugins.reproductions.mesa.figures import depth_figure  # plotting only when publishing
+        from .figures import depth_figure  # plotting only when publishing
 
         found = depth_figure(r, folder)
         return [found] if found is not None else []

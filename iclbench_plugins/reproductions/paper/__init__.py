@@ -13,7 +13,7 @@ from typing import Callable
 
 import iclbench
 from iclbench.plugin_api import Finding, Paired, Reproduction, Results
-from iclbench_plugins.reproductions.paper.figures import depth_figure, pool_figure
+from .figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
 DEEP_TOL = 0.05  # recurrent 2-layer vs GD++-2 and untied 5-layer vs GD++-5
