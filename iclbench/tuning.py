@@ -20,10 +20,13 @@ def training_sample(task: Task, n: int, generator: torch.Generator, device, dtyp
     return task.sample(n, generator=generator, device=device).to(dtype=dtype)
 
 
-def lbfgs(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], max_iter: int = 200) -> float:
-    """Minimise `loss_fn` over `params` in place with full-batch L-BFGS; returns the final loss."""
+def lbfgs(params: list[torch.Tensor], loss_fn: Callable[[], torch.Tensor], max_iter: int = 200,
+          tolerance_change: float = 1e-15) -> float:
+    """Minimise `loss_fn` over `params` in place with full-batch L-BFGS; returns the final loss.
+    It stops after `max_iter` iterations, or once a step changes the loss or the parameters
+    by less than `tolerance_change`."""
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-12,
-                            tolerance_change=1e-15, history_size=20, line_search_fn="strong_wolfe")
+                            tolerance_change=tolerance_change, history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()

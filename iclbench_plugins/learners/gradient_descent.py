@@ -3,7 +3,7 @@
 `gd`: K steps on L(W) = 1/(2N) sum_i ||W x_i - y_i||^2 from W0 = 0, applied to the query.
 `gd++`: before each step's inputs move on, they are transformed x <- (I - gamma X^T X / N) x
 (context and query alike), a curvature correction that trained recurrent LSA layers learn.
-Learning rates (and gammas) are tuned on training tasks by L-BFGS, shared or one per step.
+Learning rates (and gammas) are tuned on training tasks, shared or one per step (`gd_tuning`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pydantic import Field, model_validator
 
 import iclbench
 from iclbench.plugin_api import (
-    compute_seconds, episode_bytes, lbfgs, running_means, TAPE_FACTOR, task_losses, TaskShape,
-    training_sample, Workload)
+    compute_seconds, episode_bytes, running_means, TAPE_FACTOR, task_losses, TaskShape, training_sample, Workload)
+from iclbench_plugins.learners.gd_spectrum import spectrum
+from iclbench_plugins.learners.gd_tuning import Rates, finite, tune_rates
 
 Rate = float | list[float] | None
 LBFGS_EVALUATIONS = 250  # loss evaluations of one `lbfgs` call at most (its max_iter * 5 / 4)
@@ -96,49 +97,38 @@ class GradientDescent(iclbench.Learner):
         return self.etas is not None and (self.gammas is not None or not self.curvature_correction)
 
     def fit(self, task, *, generator, device) -> None:
+        """Tune the rates the config leaves free on `tune_tasks` training tasks (`gd_tuning`:
+        exact losses in the covariance's eigenbasis, per-step rates kept only when stable and
+        better on fresh training tasks); the same seed gives the same rates."""
         self.etas = _per_step(self.config.eta)  # refitting starts from the config again
         self.gammas = _per_step(getattr(self.config, "gamma", None))
+        self.tuning = {}
         if self.tuned:
             return
-        ep = training_sample(task, self.config.tune_tasks, generator, device)
-        K = self.config.steps
-        S = ep.context_x.transpose(1, 2) @ ep.context_x / ep.n_context  # (B, d, d)
-        eta0 = 1.0 / float(torch.linalg.eigvalsh(S)[:, -1].mean())  # stable start: eta * lambda_max ~ 1
-        f64 = dict(dtype=torch.float64, device=device)
-        eta = torch.tensor(self.etas or [eta0], **f64)
-        gamma = torch.tensor(self.gammas or [0.0], **f64) if self.curvature_correction else None
-        eta, gamma = self._tune(ep, eta, gamma)  # one shared rate first
-        if self.config.per_step and K > 1:
-            # GD's prediction is symmetric in the per-step rates: start off the diagonal
-            spread = torch.logspace(0.1, -0.1, K, **f64)
-            cand = self._tune(ep, eta.expand(K) * (spread if self.etas is None else 1),
-                              None if gamma is None else gamma.expand(K) * (spread if self.gammas is None else 1))
-            # non-convex, and large per-step rates can overfit the tuning tasks: keep the
-            # per-step rates only if they also win on fresh validation tasks
-            val = training_sample(task, self.config.tune_tasks, generator, device)
-            if self._loss(val, *cand) < self._loss(val, eta, gamma):
-                eta, gamma = cand
-        self.etas = eta.expand(K).tolist()
-        self.gammas = None if gamma is None else gamma.expand(K).tolist()
+        c = self.config
+        ep = training_sample(task, c.tune_tasks, generator, device)
+        spec = spectrum(ep.context_x, ep.context_y, ep.query_x, ep.query_y)
+        fresh: list[iclbench.Episode] = []  # drawn once, when a per-step candidate is validated
 
-    def _loss(self, ep: iclbench.Episode, eta: torch.Tensor, gamma: torch.Tensor | None) -> torch.Tensor:
-        K = self.config.steps
-        g = None if gamma is None else gamma.expand(K)
-        return task_losses(gd_predict(ep, eta.expand(K), g, self.config.clip), ep.query_y).mean()
+        def validate(rates: Rates) -> float:
+            if not fresh:
+                fresh.append(training_sample(task, c.tune_tasks, generator, device))
+            pred = gd_predict(fresh[0], rates.etas, rates.gammas, c.clip)
+            return float(finite(task_losses(pred, fresh[0].query_y).mean()))
 
-    def _tune(self, ep: iclbench.Episode, eta: torch.Tensor, gamma: torch.Tensor | None):
-        """L-BFGS over whichever of eta / gamma the config leaves free; returns (eta, gamma)."""
-        free = []
-        if self.etas is None:
-            free.append(eta := eta.clone().requires_grad_(True))
-        if gamma is not None and self.gammas is None:
-            free.append(gamma := gamma.clone().requires_grad_(True))
-        lbfgs(free, lambda: self._loss(ep, eta, gamma))
-        return eta.detach(), None if gamma is None else gamma.detach()
+        result = tune_rates(spec, c.steps, self.curvature_correction, c.per_step, self.etas, self.gammas, validate)
+        self.etas, gammas = result.rates.lists()
+        self.gammas = gammas if self.curvature_correction else None
+        self.tuning = result.report
+
+    def fit_info(self) -> dict:
+        """How the tuned rates were chosen: tuning and validation losses (`gd_tuning.tune_rates`)."""
+        return {"tuning": self.tuning} if getattr(self, "tuning", None) else {}
 
     def workload(self, shape, n_tasks, batch_size, dtype_bytes) -> Workload:
-        """Tuning keeps an autograd tape over all K steps of `tune_tasks` float64 tasks; so do
-        predictions, `batch_size` tasks at a time, when sensitivities are taken."""
+        """Predictions keep an autograd tape over all K steps, `batch_size` tasks at a time, when
+        sensitivities are taken; tuning holds two sets of `tune_tasks` float64 tasks and their
+        spectra, and evaluates losses elementwise on them."""
         K, tune = self.config.steps, self.config.tune_tasks
         elems, flops = gd_step_cost(shape, self.curvature_correction)
         rates = K * RATE_BYTES * (2 if self.curvature_correction else 1)
@@ -149,9 +139,13 @@ class GradientDescent(iclbench.Learner):
                            f"steps={K} x batch_size={batch_size} tasks x {size}")
         if self.tuned:
             return predict
-        evals = LBFGS_EVALUATIONS * (2 if self.config.per_step and K > 1 else 1)
-        tuning = Workload(TAPE_FACTOR * K * tune * elems * 8 + episode_bytes(shape, 2 * tune, 8) + rates,
-                          compute_seconds(3 * evals * tune * K * flops, 20 * evals * K, 2 * evals * tune * K * elems),
+        d, dy = shape.dx, shape.dy
+        spec_elems = tune * (d * d + d * dy + d + dy)
+        evals = LBFGS_EVALUATIONS * (3 if self.config.per_step and K > 1 else 1)
+        tuning = Workload(episode_bytes(shape, 2 * tune, 8) + 8 * (2 * spec_elems + TAPE_FACTOR * K * tune * d * 3),
+                          compute_seconds(tune * (10 * d**3 + 4 * shape.n_context * d * (d + dy)) + 3 * tune * K * flops
+                                          + evals * 12 * K * tune * d * (dy + 2), evals * 10 * K,
+                                          evals * 6 * K * tune * d),
                           f"steps={K} x tune_tasks={tune} tasks x {size}")
         return tuning | predict
 
