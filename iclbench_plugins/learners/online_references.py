@@ -111,13 +111,14 @@ def gdpp_filter(lam: torch.Tensor, eta: float | torch.Tensor, gamma: float | tor
 
 
 def tune(loss_of: Callable[[torch.Tensor], torch.Tensor], grid: Iterable[list[float]],
-         max_iter: int = 50) -> list[float]:
-    """The point of `grid` with the lowest finite loss, refined by L-BFGS; the refinement is kept
-    only when it lowers the loss (a rate past stability can send it to inf or NaN)."""
-    def at(x: list[float]) -> float:
-        return float(loss_of(torch.tensor(x, dtype=torch.float64)))
+         max_iter: int = 50, search_loss_of: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[float]:
+    """The point of `grid` with the lowest finite loss (`search_loss_of`'s, on fewer tasks, if
+    given), refined by L-BFGS on `loss_of`; the refinement is kept only when it lowers the loss
+    (a rate past stability can send it to inf or NaN)."""
+    def at(x: list[float], of=loss_of) -> float:
+        return float(of(torch.tensor(x, dtype=torch.float64)))
 
-    start = grid_search(({"x": x} for x in grid), lambda c: at(c["x"]))["x"]
+    start = grid_search(({"x": x} for x in grid), lambda c: at(c["x"], search_loss_of or loss_of))["x"]
     start_loss = at(start)
     x = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     end_loss = lbfgs([x], lambda: loss_of(x), max_iter=max_iter)
@@ -154,6 +155,7 @@ class OnlineRidge(Ridge):
         return self.predict_positions(episode)[:, -1]
 
 
+SEARCH_SEQUENCES = 256  # training sequences a grid is searched on (the refinement uses all)
 RATE_GRID = [2.0 ** (i / 4) for i in range(-16, 17)]  # multiples of the one-step rate
 GAMMA_GRID = [0.0] + [2.0 ** i for i in range(-6, 2)]  # GD++'s transform rate, same unit
 PP_RATE_GRID = [2.0 ** (i / 2) for i in range(-4, 7)]  # GD++ takes larger steps: the transform shrinks C
@@ -187,8 +189,9 @@ class OnlineGD(TunedLearner):
         if self.config.steps == 1:
             return {"eta": eta1}
         spec, K = spectrum(episode), self.config.steps
-        return {"eta": eta1 * tune(lambda x: spec.loss(gd_filter(spec.lam, x[0] * eta1, K)),
-                                   ([e] for e in RATE_GRID))[0]}
+        few = Spectrum(*(t[:SEARCH_SEQUENCES] for t in spec))  # the grid's search runs on these
+        return {"eta": eta1 * tune(lambda x: spec.loss(gd_filter(spec.lam, x[0] * eta1, K)), ([e] for e in RATE_GRID),
+                                   search_loss_of=lambda x: few.loss(gd_filter(few.lam, x[0] * eta1, K)))[0]}
 
     def predict_positions(self, episode: iclbench.Episode) -> torch.Tensor:
         self.require_tuned()
@@ -218,17 +221,21 @@ class OnlineGDPP(TunedLearner):
         a (gamma, eta) grid around it (gamma = 0 included, so the tuned training loss is never
         above GD-K's), then L-BFGS on both."""
         spec, K, unit = spectrum(episode), self.config.steps, OnlineGD.one_step_rate(episode)
+        few = Spectrum(*(t[:SEARCH_SEQUENCES] for t in spec))  # the grids' search runs on these
 
-        def loss(gamma, eta):
-            return spec.loss(gdpp_filter(spec.lam, eta * unit, gamma * unit, K))
+        def loss(gamma, eta, on=spec):
+            return on.loss(gdpp_filter(on.lam, eta * unit, gamma * unit, K))
+
+        def fit(of, grid):  # of(x, on): the loss at parameters x on a spectrum
+            return tune(lambda x: of(x, spec), grid, search_loss_of=lambda x: of(x, few))
 
         if free == ["eta"]:
-            return {"eta": unit * tune(lambda x: loss(self.gamma / unit, x[0]), ([e] for e in RATE_GRID))[0]}
+            return {"eta": unit * fit(lambda x, on: loss(self.gamma / unit, x[0], on), ([e] for e in RATE_GRID))[0]}
         if free == ["gamma"]:
-            return {"gamma": unit * tune(lambda x: loss(x[0], self.eta / unit), ([g] for g in GAMMA_GRID))[0]}
-        e0 = tune(lambda x: loss(0.0, x[0]), ([e] for e in RATE_GRID))[0]  # GD-K
+            return {"gamma": unit * fit(lambda x, on: loss(x[0], self.eta / unit, on), ([g] for g in GAMMA_GRID))[0]}
+        e0 = fit(lambda x, on: loss(0.0, x[0], on), ([e] for e in RATE_GRID))[0]  # GD-K
         grid = [[0.0, e0]] + [[g, e] for g in GAMMA_GRID[1:] for e in PP_RATE_GRID]
-        gamma, eta = (unit * v for v in tune(lambda x: loss(x[0], x[1]), grid))
+        gamma, eta = (unit * v for v in fit(lambda x, on: loss(x[0], x[1], on), grid))
         return {"eta": eta, "gamma": gamma}
 
     def predict_positions(self, episode: iclbench.Episode) -> torch.Tensor:
