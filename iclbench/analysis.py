@@ -84,10 +84,15 @@ def run_analysis(analysis: Analysis, ctx: AnalysisContext) -> dict[str, Any]:
     """Run `analysis` in `ctx` and return its analyses.jsonl record: which analysis with which
     config on which suite, seed, tasks and device, the code that ran it, and its result. The one
     schema both `iclbench analyze` and `reproduce` write (`record_schema.AnalysisRecord`)."""
+    import time
+
     from iclbench.codehash import git_dirty
     from iclbench.seeding import device_name
     from iclbench.store import git_commit, versions
 
+    start = time.perf_counter()
+    result = analysis.run(ctx)
     return {"analysis": analysis.name, "config": analysis.config.model_dump(), "suite": ctx.suite.name,
             "seed": ctx.seed, "n_tasks": ctx.n_tasks, "device_type": ctx.device.type, "device": device_name(ctx.device),
-            "versions": versions(), "git_commit": git_commit(), "git_dirty": git_dirty(), "result": analysis.run(ctx)}
+            "versions": versions(), "git_commit": git_commit(), "git_dirty": git_dirty(), "result": result,
+            "seconds": round(time.perf_counter() - start, 3)}

@@ -203,7 +203,7 @@ def wall_times(records: list[dict[str, Any]]) -> dict[str, LearnerTime]:
     times: dict[str, LearnerTime] = defaultdict(LearnerTime)
     for r in records:
         info = r.get("fit_info") or {}
-        if info:  # a meta-trained learner: one training per (label, seed), shared by suites
+        if "train_seconds" in info:  # a meta-trained learner: one training per (label, seed), shared by suites
             steps = info["curve"][-1]["step"] if info.get("curve") else 0
             fits[(r["label"], r["seed"])] = (info.get("train_seconds", 0.0), steps)
         else:
@@ -221,6 +221,20 @@ def time_rows(times: dict[str, LearnerTime]) -> list[str]:
         per_step = f"{1e3 * t.fit / t.steps:.1f}" if t.steps else ""
         rows.append(f"| {md_text(label)} | {t.fit:.1f} | {t.evaluation:.1f} | {t.steps or ''} | {per_step} |")
     return rows
+
+
+def analysis_time_rows(analyses: list[dict[str, Any]]) -> list[str]:
+    """A table of seconds per analysis (all seeds, its learners' fits included), slowest first;
+    none for analyses stored without their time."""
+    times: dict[str, float] = defaultdict(float)
+    for a in analyses:
+        if a.get("seconds") is not None:
+            learner = a["config"].get("learner")
+            times[a["analysis"] + (f" of {learner}" if learner else "")] += a["seconds"]
+    if not times:
+        return []
+    rows = ["", "| analysis | seconds |", "|---|---|"]
+    return rows + [f"| {md_text(name)} | {s:.1f} |" for name, s in sorted(times.items(), key=lambda kv: -kv[1])]
 
 
 def budget_line(b: dict[str, Any]) -> str:
@@ -242,12 +256,17 @@ def stack_flag(mode) -> str:
 
 
 def wall_line(m: dict[str, Any]) -> str:
+    """The reproduction's wall time: over every resumed call, and the last call's phases."""
     if m["wall_seconds"] is None:
         return "unfinished (partial results)"
     calls = list(m.get("earlier_calls_seconds", [])) + [m["wall_seconds"]]
-    if len(calls) == 1:
-        return f"{calls[0]:.0f} s"
-    return f"{sum(calls):.0f} s over {len(calls)} resumed `reproduce` calls (" + " + ".join(f"{c:.0f}" for c in calls) + " s)"
+    line = (f"{calls[0]:.0f} s" if len(calls) == 1 else f"{sum(calls):.0f} s over {len(calls)} resumed `reproduce` "
+            "calls (" + " + ".join(f"{c:.0f}" for c in calls) + " s)")
+    phases = m.get("phase_seconds")
+    if phases:
+        where = "" if len(calls) == 1 else " in the last call"
+        line += f"; {', '.join(f'{name} {s:.0f} s' for name, s in phases.items())}{where}"
+    return line
 
 
 def deviation_rows(repro: Reproduction) -> list[str]:
@@ -303,6 +322,7 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
               "each column's tasks; the error against context length, for learners asked once per prefix, costs up "
               "to N times more and is not included.", ""]
     lines += time_rows(wall_times(shown))
+    lines += analysis_time_rows(results.analyses)
     figures = sorted(p.name for p in plots) + sorted(
         f"figures/{p.name}" for p in (results.folder / "figures").glob("*.png"))
     lines += ["", "## Tables and figures", "", "- [leaderboard.md](leaderboard.md) (also `.csv`, `.json`)"]

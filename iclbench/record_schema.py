@@ -108,6 +108,7 @@ class AnalysisRecord(Record):
     result: dict[str, Any]
     suite: str | None = None
     n_tasks: int | None = None
+    seconds: float | None = None  # wall time of the analysis, its learners' fits included
 
     legacy_numeric: ClassVar[frozenset[str]] = frozenset({"result"})
 

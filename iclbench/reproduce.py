@@ -336,11 +336,13 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
         check_plan(plan, catalog, allow_large=allow_large)
     executor.pretrain(catalog, [(run.suite, [labels[s] for s in run.learners]) for run in spec.runs], seeds, device,
                       cache, progress)
+    phases = {"training": time.perf_counter() - start}
 
     def announce(i: int) -> None:
         progress(f"[{i + 1}/{len(spec.runs)}] suite {spec.runs[i].suite}: {len(spec.runs[i].learners)} learners")
 
     failures = executor.evaluate(catalog, plans, store, cache, progress, announce).failures
+    phases["evaluation"] = time.perf_counter() - start - phases["training"]
     with cache_dir(cache):
         done = {(a["analysis"], a["seed"], json.dumps(a["config"], sort_keys=True)) for a in _analyses(out)}
         for a, analysis in analyses:
@@ -352,7 +354,9 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
                 progress(f"analysis {analysis.label} seed {seed}")
                 ctx = AnalysisContext(catalog, suite, seed, device, budget.n_tasks, out / "figures")
                 ResultStore(out, ANALYSES_FILE).append(run_analysis(analysis, ctx))
-    write_meta(out, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
+    wall = time.perf_counter() - start
+    phases["analyses"] = wall - phases["training"] - phases["evaluation"]
+    write_meta(out, {**meta, "wall_seconds": round(wall, 1), "phase_seconds": {k: round(v, 1) for k, v in phases.items()}})
     return failures
 
 

@@ -55,6 +55,7 @@ class ReproductionMeta(BaseModel):
     runs: list[RunMeta] | None = None
     analyses: list[AnalysisMeta] | None = None
     wall_seconds: float | None = None
+    phase_seconds: dict[str, float] | None = None  # this call's training, evaluation and analyses
     earlier_calls_seconds: list[float] = []
     execution: dict[str, Any] | None = None
 

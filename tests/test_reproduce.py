@@ -219,7 +219,8 @@ def test_time_per_learner_counts_each_training_once():
         {"label": "lsa", "seed": 0, "suite": "linear-ood", "seconds": 2.0, "fit_info": trained},  # same training
         {"label": "lsa", "seed": 1, "suite": "linear", "seconds": 1.0, "fit_info": {**trained, "train_seconds": 50.0}},
         {"label": "gd", "seed": 0, "suite": "linear", "seconds": 0.5, "fit_seconds": 4.0, "fit_info": {}},
-        {"label": "gd", "seed": 0, "suite": "linear-ood", "seconds": 0.5, "fit_seconds": 4.0, "fit_info": {}},  # refitted
+        {"label": "gd", "seed": 0, "suite": "linear-ood", "seconds": 0.5, "fit_seconds": 4.0,
+         "fit_info": {"tuning": {"chosen": "shared"}}},  # refitted; a tuning report is no training
     ]
     times = wall_times(records)
     assert list(times) == ["lsa", "gd"]
@@ -310,3 +311,19 @@ def test_publish_prunes_stale_plots_once_everything_is_written(tmp_path):
     readme = (folder / "README.md").read_text()
     assert "(s-training-curves.png)" in readme and "(figures/weights.png)" in readme and "s-old-shift" not in readme
     assert "![s-range](s-range.png)" in (folder / "leaderboard.md").read_text()
+
+
+def test_the_time_table_shows_each_phase_and_each_analysis():
+    from iclbench.publish import analysis_time_rows, wall_line
+
+    meta = {"wall_seconds": 166.4, "phase_seconds": {"training": 61.2, "evaluation": 80.4, "analyses": 24.8}}
+    assert wall_line(meta) == "166 s; training 61 s, evaluation 80 s, analyses 25 s"
+    resumed = {**meta, "earlier_calls_seconds": [100.0]}
+    assert wall_line(resumed) == ("266 s over 2 resumed `reproduce` calls (100 + 166 s); training 61 s, evaluation 80 s, "
+                                  "analyses 25 s in the last call")
+    assert wall_line({"wall_seconds": 12.0}) == "12 s"  # a folder written before phases were timed
+    analyses = [{"analysis": "weights", "config": {"learner": "lsa"}, "seed": s, "seconds": 2.5} for s in (0, 1)]
+    analyses += [{"analysis": "gd++-conditioning", "config": {}, "seed": 0, "seconds": 9.0},
+                 {"analysis": "old", "config": {}, "seed": 0}]
+    assert analysis_time_rows(analyses)[1:] == ["| analysis | seconds |", "|---|---|", "| gd++-conditioning | 9.0 |",
+                                                "| weights of lsa | 5.0 |"]
