@@ -103,3 +103,13 @@ def test_fixed_rates_are_kept_and_the_rest_tuned(catalog, linear):
     assert learner.fit_info()["tuning"]["per_step_loss"] < learner.fit_info()["tuning"]["shared_loss"]
     ep = sample64(linear, 200, seed=gen(9).initial_seed())
     assert torch.isfinite(learner.predict(ep)).all()
+
+
+def test_rates_do_not_depend_on_the_evaluation_batch_size(tmp_path):
+    import iclbench
+
+    spec = "gd++[steps=3,per_step=true,tune_tasks=2000]"
+    runs = [iclbench.evaluate(spec, n_tasks=400, batch_size=b, out=tmp_path / str(b), cache=None) for b in (64, 400)]
+    recs = [iclbench.api.stored(tmp_path / str(b))[0] for b in (64, 400)]
+    assert recs[0]["hyperparameters"] == recs[1]["hyperparameters"]
+    assert runs[0].loss.iloc[0] == pytest.approx(runs[1].loss.iloc[0], rel=1e-6)
