@@ -63,6 +63,12 @@ _EXPORTS = {
     "Paired": "iclbench.reproduce",
     "Reproduction": "iclbench.reproduce",
     "Results": "iclbench.reproduce",
+    "Verdict": "iclbench.verdicts",  # three-valued verdicts decided on intervals
+    "within": "iclbench.verdicts",
+    "above": "iclbench.verdicts",
+    "below": "iclbench.verdicts",
+    "point": "iclbench.verdicts",
+    "all_of": "iclbench.verdicts",
     "display_records": "iclbench.publish",
     "decorate": "iclbench.plotting",
     "save": "iclbench.plotting",

@@ -255,6 +255,9 @@ def stack_flag(mode) -> str:
     return "" if not mode else " --stack-seeds" if mode in (True, "exact") else f" --stack-seeds {mode}"
 
 
+PHASES = {"training", "evaluation", "analyses"}  # a reproduction call's phases, in the order they run
+
+
 def wall_line(m: dict[str, Any]) -> str:
     """The reproduction's wall time: over every resumed call, and the last call's phases."""
     if m["wall_seconds"] is None:
@@ -265,7 +268,8 @@ def wall_line(m: dict[str, Any]) -> str:
     phases = m.get("phase_seconds")
     if phases:
         where = "" if len(calls) == 1 else " in the last call"
-        line += f"; {', '.join(f'{name} {s:.0f} s' for name, s in phases.items())}{where}"
+        order = [p for p in ("training", "evaluation", "analyses") if p in phases] + sorted(set(phases) - PHASES)
+        line += f"; {', '.join(f'{name} {phases[name]:.0f} s' for name in order)}{where}"
     return line
 
 
@@ -308,14 +312,14 @@ def render_readme(results: Results, repro: Reproduction, shown: list[dict[str, A
         "",
         "## Findings",
         "",
-        "Comparisons are paired: Δ is a learner's loss minus its reference's on the same tasks, mean over seeds "
-        "± 95 % CI (Student t over seeds), then relative to the reference's loss. Tolerances are fixed in the claim.",
+        f"{report_text.PAIRED_NOTE} {report_text.VERDICT_NOTE}",
         "",
         md_row(report_text.FINDINGS_HEAD),
         md_rule(len(report_text.FINDINGS_HEAD)),
     ]
     for i, claim, ours, holds, why in report_text.finding_rows(findings):
-        lines.append(md_row([str(i), md_cell(claim), md_cell(ours), "yes" if holds else "**no**", md_cell(why)]))
+        verdict = {True: "yes", False: "**no**", None: "*inconclusive*"}[holds]
+        lines.append(md_row([str(i), md_cell(claim), md_cell(ours), verdict, md_cell(why)]))
     lines += deviation_rows(repro)
     lines += ["", "## Time per learner", "", "All seeds; a training counts once however many suites score it. Trainings run "
               "in parallel with `--jobs`, so these add up to more than the wall time. Evaluation counts one prediction of "

@@ -98,12 +98,13 @@ class Spec(BaseModel):
 
 @dataclass
 class Finding:
-    """One claim of the paper, our numbers, whether it holds within the stated tolerance, and
-    for a claim that does not hold, why (published beside it, never hidden)."""
+    """One claim of the paper, our numbers, whether it holds within the stated tolerance (True,
+    False, or None: inconclusive, `iclbench.verdicts`), and for a claim that does not hold or
+    is inconclusive, why (published beside it, never hidden)."""
 
     claim: str
     ours: str
-    holds: bool
+    holds: bool | None
     why: str = ""
 
 

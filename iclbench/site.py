@@ -23,6 +23,7 @@ from iclbench.outputs import write_text
 from iclbench.provenance import plugin_text
 from iclbench.publish import budget_line, execution_flags, wall_line
 from iclbench.reproduce import Deviation, Finding, Reproduction, Results
+from iclbench.verdicts import label
 from iclbench.site_html import esc, figures, inline, link, page, table, td, th
 from iclbench.site_tables import Column, ci_note, column_title, comparisons_table, contents, hyperparameter_table, \
     scores_table, suite_columns
@@ -115,7 +116,7 @@ def findings_table(findings: Sequence[Finding]) -> str:
         return f"<p>{report_text.NO_FINDINGS}</p>"
     head = [th(h) for h in report_text.FINDINGS_HEAD]
     rows = [[td(i, i), td(inline(claim), raw=True), td(inline(ours), raw=True),
-             td("yes" if holds else "no", cls="yes" if holds else "no"), td(inline(why), raw=True)]
+             td(label(holds), cls={True: "yes", False: "no", None: "maybe"}[holds]), td(inline(why), raw=True)]
             for i, claim, ours, holds, why in report_text.finding_rows(findings)]
     return table(head, rows, cls="sortable findings")
 
@@ -190,8 +191,7 @@ def index_page(folder: Path, meta: dict[str, Any], prov: dict[str, Any], repro: 
              f"<p>{inline(spec.description)}</p>" if spec.description else "",
              "<h2 id=\"suites\">Suites</h2>", suites_list(pages, plots), sub_reproductions(folder),
              "<h2 id=\"findings\">Findings</h2>",
-             "<p>Comparisons are paired: Δ is a learner's loss minus its reference's on the same tasks, mean over "
-             "seeds ± 95 % CI, then relative to the reference's loss. Tolerances are fixed in the claim.</p>",
+             f"<p>{esc(report_text.PAIRED_NOTE)} {esc(report_text.VERDICT_NOTE)}</p>",
              findings_table(repro.findings(Results(folder))), deviations_table(spec.deviations),
              "<h2 id=\"provenance\">Provenance</h2>", provenance_list(meta, prov), learners_table(prov),
              "<h2 id=\"files\">Tables and records</h2>", files_list(folder)]

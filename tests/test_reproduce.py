@@ -316,7 +316,7 @@ def test_publish_prunes_stale_plots_once_everything_is_written(tmp_path):
 def test_the_time_table_shows_each_phase_and_each_analysis():
     from iclbench.publish import analysis_time_rows, wall_line
 
-    meta = {"wall_seconds": 166.4, "phase_seconds": {"training": 61.2, "evaluation": 80.4, "analyses": 24.8}}
+    meta = {"wall_seconds": 166.4, "phase_seconds": {"analyses": 24.8, "evaluation": 80.4, "training": 61.2}}  # as stored
     assert wall_line(meta) == "166 s; training 61 s, evaluation 80 s, analyses 25 s"
     resumed = {**meta, "earlier_calls_seconds": [100.0]}
     assert wall_line(resumed) == ("266 s over 2 resumed `reproduce` calls (100 + 166 s); training 61 s, evaluation 80 s, "

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import iclbench
-from iclbench.plugin_api import Finding, Paired, Reproduction, Results
+from iclbench.plugin_api import above, all_of, below, Finding, point, Reproduction, Results, Verdict
+from .evidence import close, cosine_above, cosine_below, found, interval, num, per_seed
 from .figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
@@ -36,10 +37,6 @@ Check = Callable[[Results], Finding]
 def pool_spec(P: int) -> str:
     """One LSA layer trained full-batch on a fixed set of P tasks."""
     return f"lsa[train.pool={P},train.batch_size={P}]"
-
-
-def within(p: Paired, tol: float) -> bool:
-    return abs(p.rel) < tol
 
 
 class Paper(Reproduction):
@@ -97,13 +94,15 @@ class Paper(Reproduction):
     def construction(r: Results) -> Finding:
         a = r.mean("lsa-gd", "linear", metric="pred_diff", align_to="gd")
         b = r.mean("lsa-gd++[steps=2]", "linear", metric="pred_diff", align_to="gd++[steps=2]")
-        return Finding("", f"pred_diff {a:.1e} (lsa-gd vs gd), {b:.1e} (lsa-gd++ vs gd++, 2 steps)", max(a, b) < 1e-4)
+        v = point(max(a, b) < 1e-4, f"largest prediction difference {max(a, b):.1e}, above 1e-4")
+        return found(f"pred_diff {a:.1e} (lsa-gd vs gd), {b:.1e} (lsa-gd++ vs gd++, 2 steps)", v)
 
     @staticmethod
     def one_layer(r: Results) -> Finding:
         p = r.paired("lsa", "gd", "linear")
-        cos = r.mean("lsa", "linear", metric="sens_cos", align_to="gd")
-        return Finding("", f"{p.text()}; cosine {cos:.4f}", within(p, ONE_LAYER_TOL) and cos > COSINE)
+        cos = interval(r, "lsa", "linear", "sens_cos", "gd")
+        return found(f"{p.text()}; cosine {cos[0]:.4f}", all_of([
+            close(p, ONE_LAYER_TOL, "loss vs GD-1"), cosine_above(cos, COSINE, "sensitivity cosine")]))
 
     @staticmethod
     def interpolation(r: Results) -> Finding:
@@ -113,7 +112,8 @@ class Paper(Reproduction):
         interp = sum(x["loss_interpolated"] for x in res) / len(res)
         gd = sum(x["loss_construction"] for x in res) / len(res)
         rel = interp / gd - 1
-        return Finding("", f"interpolated {interp:.4f} vs GD-1 {gd:.4f} ({rel:+.2%})", abs(rel) < ONE_LAYER_TOL)
+        v = point(abs(rel) < ONE_LAYER_TOL, f"interpolated loss {rel:+.2%} from GD-1's, over {len(res)} seed(s)")
+        return found(f"interpolated {interp:.4f} vs GD-1 {gd:.4f} ({rel:+.2%})", v)
 
     @staticmethod
     def interpolation_ood(r: Results) -> Finding:
@@ -125,34 +125,30 @@ class Paper(Reproduction):
         worst = max(rel, key=lambda t: abs(rel[t]))
         failing = sorted((t for t in rel if abs(rel[t]) >= ONE_LAYER_TOL), key=lambda t: -abs(rel[t]))
         ours = f"worst {worst}: {rel[worst]:+.2%}; {len(rel) - len(failing)} of {len(rel)} tasks within"
-        why = "outside the tolerance: " + ", ".join(f"{t} ({rel[t]:+.1%})" for t in failing[:6]) if failing else ""
-        return Finding("", ours, not failing, why)
+        why = "outside the tolerance: " + ", ".join(f"{t} ({rel[t]:+.1%})" for t in failing[:6])
+        return found(ours, point(not failing, why))
 
     @staticmethod
     def recurrent(r: Results) -> Finding:
         pp = r.paired("lsa[layers=2,recurrent=true]", "gd++[steps=2]", "linear")
         gd2 = r.paired("lsa[layers=2,recurrent=true]", "gd[steps=2]", "linear")
-        holds = within(pp, DEEP_TOL) and gd2.diff + gd2.ci < 0
-        return Finding("", f"vs GD++-2: {pp.text()}; vs GD-2: {gd2.text()}", holds)
+        return found(f"vs GD++-2: {pp.text()}; vs GD-2: {gd2.text()}", all_of([
+            close(pp, DEEP_TOL, "loss vs GD++-2"), below(gd2.diff, gd2.ci, 0.0, gd2.seeds, "loss − GD-2's", unit=num)]))
 
     @staticmethod
     def five_layers(r: Results) -> Finding:
         ref = "gd++[steps=5,per_step=true,clip=10]"
         p = r.paired("lsa[layers=5,clip=10]", ref, "linear")
-        cos = r.mean("lsa[layers=5,clip=10]", "linear", metric="sens_cos", align_to=ref)
+        cos = interval(r, "lsa[layers=5,clip=10]", "linear", "sens_cos", ref)
         robust = {m: r.mean("lsa[layers=5,clip=10]", "linear", metric=m, align_to=ref) for m in ("loss_median", "loss_trimmed")}
-        ours = (f"{p.text()}; cosine {cos:.4f}; trained median {robust['loss_median']:.4f}, "
+        ours = (f"{p.text()}; cosine {cos[0]:.4f}; trained median {robust['loss_median']:.4f}, "
                 f"1 %-trimmed mean {robust['loss_trimmed']:.4f}")
-        holds = within(p, DEEP_TOL) and cos > COSINE
-        recs = r.records_by_seed("lsa[layers=5,clip=10]", "linear", align_to=ref).values()
-        per_seed = ", ".join(f"{x['metrics']['loss_diff'] / (x['metrics']['loss'] - x['metrics']['loss_diff']):+.0%}"
-                             for x in recs)
-        why = "" if holds else ("per-step GD++-5 rates tuned by L-BFGS are large and brittle, and the untied model is not "
-                                "constrained to them" if cos <= COSINE else
-                                f"the losses differ beyond the tolerance, per seed {per_seed}: a few tasks carry both "
-                                f"means (the trained model's median is {robust['loss_median']:.4f}, its mean "
-                                f"{p.diff + p.reference_loss:.4f})")
-        return Finding("", ours, holds, why)
+        v = all_of([close(p, DEEP_TOL, "loss vs per-step GD++-5"), cosine_above(cos, COSINE, "sensitivity cosine")])
+        if v.holds is not True:
+            v = Verdict(v.holds, f"{v.why}; {per_seed(r, 'lsa[layers=5,clip=10]', ref, 'linear')}; the trained model's "
+                                 "median task loss is "
+                                 f"{robust['loss_median']:.4f} against its mean {p.diff + p.reference_loss:.4f}")
+        return found(ours, v)
 
     @staticmethod
     def ood(r: Results, spec: str, reference: str) -> Finding:
@@ -160,18 +156,19 @@ class Paper(Reproduction):
         if not tasks:
             raise LookupError("no linear-ood records")
         paired = {t: r.paired(spec, reference, "linear-ood", t) for t in tasks}
+        verdicts = {t: close(paired[t], OOD_TOL[spec], t) for t in tasks}
         worst = max(paired, key=lambda t: abs(paired[t].rel))
-        failing = sorted((t for t in tasks if not within(paired[t], OOD_TOL[spec])), key=lambda t: -abs(paired[t].rel))
-        ours = f"worst {worst}: {paired[worst].text()}; {len(tasks) - len(failing)} of {len(tasks)} tasks within"
-        why = ""
-        if failing:
-            why = "outside the tolerance: " + ", ".join(f"{t} ({paired[t].rel:+.0%})" for t in failing[:6])
-            if spec.startswith("lsa[layers=2"):
-                why += ("; the in-distribution loss is flat along W_PV's y-dependent entries, so training leaves them "
-                        "at their noise, and larger teachers amplify them (the reference protocol shares this)")
-            elif spec.startswith("lsa[layers=5"):
-                why += "; the paper's Fig 6c shows the same: the untied model matches worse far from the training distribution"
-        return Finding("", ours, not failing, why)
+        kept = sum(v.holds is True for v in verdicts.values())
+        ours = f"worst {worst}: {paired[worst].text()}; {kept} of {len(tasks)} tasks within"
+        by_size = sorted(tasks, key=lambda t: -abs(paired[t].rel))
+        failing = [t for t in by_size if verdicts[t].holds is False]
+        open_ = [t for t in by_size if verdicts[t].holds is None]
+        v = all_of(verdicts.values())
+        why = "; ".join(part for part in (
+            "outside the tolerance: " + ", ".join(f"{t} ({paired[t].rel:+.0%})" for t in failing[:6]) if failing else "",
+            "interval crosses the tolerance: " + ", ".join(f"{t} ({paired[t].rel:+.1%} ± {paired[t].rel_ci:.1%})"
+                                                          for t in open_[:6]) if open_ else "") if part)
+        return found(ours, Verdict(v.holds, why))
 
     @staticmethod
     def repeated(r: Results, key: str) -> Finding:
@@ -187,11 +184,12 @@ class Paper(Reproduction):
         ours = (f"after {T} steps {avg('trained', -1):.4g} vs GD {avg('gd', -1):.4g} (from {avg('trained', 0):.4g}); "
                 f"worst step {worst + 1}: {rels[worst]:+.1%}; {div['trained']} and {div['gd']} of {n} tasks end above "
                 "their first-step loss")
-        holds = avg("trained", -1) < avg("trained", 0) and abs(rels[worst]) < REPEATED_TOL
-        why = "" if holds else ("the trained layer's damped steps differ from GD's on the tasks whose largest curvature "
-                                "makes the damped step unstable, which dominate the mean" if key == "loss" else
-                                "the trained layer's per-step progress differs from GD's")
-        return Finding("", ours, holds, why)
+        outside = [t + 1 for t in range(T) if abs(rels[t]) >= REPEATED_TOL]
+        v = all_of([point(avg("trained", -1) < avg("trained", 0), "the repeated layer does not lower the loss"),
+                    point(not outside, f"steps {outside} differ from GD by more than {REPEATED_TOL:.0%} (worst step "
+                                       f"{worst + 1}: {rels[worst]:+.1%}); {div['trained']} of {n} tasks end above their "
+                                       f"first-step loss under the trained layer, {div['gd']} under GD")])
+        return found(ours, v)
 
     @staticmethod
     def trained_seeds(r: Results, spec: str) -> list[int]:
@@ -215,29 +213,29 @@ class Paper(Reproduction):
                for spec in (one, two)}
         ours = (f"trained seeds: {counts}; 1 head vs GD-1 {p1.text()}, cosine {cos[one]:.3f}; 2 heads {m2:.4f} vs "
                 f"1 head {m1:.4f}, cosine {cos[two]:.3f}; LayerNorm vs GD-1 {pln.text()}")
-        holds = p1.diff - p1.ci > 0 and m2 < m1 and pln.diff - pln.ci > 0
-        notes = [] if holds else ["a comparison went the other way or its CI includes zero"]
-        notes += [f"{n_seeds - len(s)} {spec} seed(s) never left the zero-predictor plateau and are left out"
-                  for spec, s in seeds.items() if len(s) < n_seeds]
-        return Finding("", ours, holds, "; ".join(notes))
+        v = all_of([above(p1.diff, p1.ci, 0.0, p1.seeds, "1 head's loss − GD-1's", unit=num),
+                    point(m2 < m1, f"2 heads' loss {m2:.4f} is not below 1 head's {m1:.4f}"),
+                    above(pln.diff, pln.ci, 0.0, pln.seeds, "LayerNorm's loss − GD-1's", unit=num)])
+        notes = [f"{n_seeds - len(s)} {spec} seed(s) never left the zero-predictor plateau and are left out"
+                 for spec, s in seeds.items() if len(s) < n_seeds]
+        return found(ours, Verdict(v.holds, "; ".join([v.why] * bool(v.why) + notes)))
 
     @staticmethod
     def sine(r: Results) -> Finding:
         p = r.paired("mlp-lsa", "mlp-gd", "sine")
-        cos = r.mean("mlp-lsa", "sine", metric="sens_cos", align_to="mlp-gd")
+        cos = interval(r, "mlp-lsa", "sine", "sens_cos", "mlp-gd")
         diff = r.mean("mlp-lsa", "sine", metric="pred_diff", align_to="mlp-gd")
-        holds = within(p, SINE_TOL) and cos > SINE_COSINE
         dist = [x["distance"] for x in r.analysis("sine-functions") if x.get("distance")]
         functions = "" if not dist else (
             "; functions' mean squared difference: initial {:.3g}, final {:.3g}".format(
                 *(sum(d[k] for d in dist) / len(dist) for k in ("initial", "final"))))
-        return Finding("", f"{p.text()}; cosine {cos:.3f}, prediction difference {diff:.3f}{functions}", holds,
-                       "" if holds else "the trained features differ (each model learns its own embedding and MLP)")
+        v = all_of([close(p, SINE_TOL, "loss vs MLP + GD"), cosine_above(cos, SINE_COSINE, "sensitivity cosine")])
+        return found(f"{p.text()}; cosine {cos[0]:.3f}, prediction difference {diff:.3f}{functions}", v)
 
     @staticmethod
     def copying(r: Results) -> Finding:
         p = r.paired("copy-tf", "gd", "alternating")
-        return Finding("", p.text(), within(p, COPY_TOL))
+        return found(p.text(), close(p, COPY_TOL, "loss vs GD-1"))
 
     @staticmethod
     def half_change_step(curve: list[dict[str, float]], column: str) -> float:
@@ -256,13 +254,16 @@ class Paper(Reproduction):
         steps = {s: (cls.half_change_step(c, "copy_next"), cls.half_change_step(c, "eval_loss")) for s, c in curves.items()}
         ours = "; ".join(f"seed {s}: copy at step {c:.0f}, loss drop at {l:.0f}" for s, (c, l) in steps.items())
         late = [s for s, (c, l) in steps.items() if c > l]
-        return Finding("", ours, not late, f"the copy rose after the loss drop on seed(s) {late}" if late else "")
+        return found(ours, point(not late, "the copy rose after the loss drop on " + ", ".join(
+            f"seed {s} (step {steps[s][0]:.0f} against {steps[s][1]:.0f})" for s in late)))
 
     @staticmethod
     def copy_control(r: Results) -> Finding:
+        """Linear attention alone cannot copy: it should stay more than COPY_TOL above GD-1."""
         p = r.paired("copy-tf[attention=linear]", "gd", "alternating")
-        holds = p.rel > COPY_TOL and p.diff - p.ci > 0
-        return Finding("", p.text(), holds, "" if holds else "linear attention alone reached GD-1 on alternating tokens")
+        v = above(p.rel, p.rel_ci, COPY_TOL, p.seeds, "loss vs GD-1")
+        return found(p.text(), Verdict(v.holds, f"{v.why}; {per_seed(r, 'copy-tf[attention=linear]', 'gd', 'alternating')}"
+                                       if v.why else ""))
 
     @staticmethod
     def conditioning(r: Results) -> Finding:
@@ -272,41 +273,52 @@ class Paper(Reproduction):
         steps = len(res[0]["median_condition"])
         median = [sum(x["median_condition"][k] for x in res) / len(res) for k in range(steps)]
         ours = "median condition number " + " -> ".join(f"{m:.2f}" for m in median) + f" over {steps - 1} step(s)"
-        holds = median[-1] < median[0]
-        return Finding("", ours, holds, "" if holds else "the tuned correction does not precondition")
+        return found(ours, point(median[-1] < median[0], f"the median condition number goes from {median[0]:.2f} "
+                                                         f"to {median[-1]:.2f}"))
 
     @staticmethod
-    def depth_recurrent(r: Results) -> Finding:
-        parts, bad = [], []
+    def trained_steps(r: Results, spec: str) -> str:
+        """` (N steps)`: how long `spec` trained, as its records' curves end (a reason names the
+        budget); empty when no curve was stored."""
+        steps = sorted({c[-1]["step"] for c in r.curves(spec, "linear").values() if c})
+        return f" ({'/'.join(f'{s:.0f}' for s in steps)} steps)" if steps else ""
+
+    @classmethod
+    def depth_recurrent(cls, r: Results) -> Finding:
+        parts, verdicts = [], []
         for K in DEPTHS:
             pp = r.paired(RECURRENT[K], f"gd++[steps={K}]", "linear")
-            gd = r.paired(RECURRENT[K], f"gd[steps={K}]", "linear") if K == 2 else None
-            below_gd = r.mean(RECURRENT[K], "linear") < r.mean(f"gd[steps={K}]", "linear") if gd is None else gd.diff + gd.ci < 0
             parts.append(f"K={K}: {pp.rel:+.1%} ± {pp.rel_ci:.1%}")
-            if not (within(pp, DEEP_TOL) and below_gd):
-                bad.append(f"K={K}" + ("" if below_gd else " (not below GD-K)"))
-        return Finding("", "vs GD++-K: " + "; ".join(parts), not bad, f"outside the tolerance: {', '.join(bad)}" if bad else "")
+            try:  # paired against GD-K where the spec runs it so (K = 2), else the two means
+                gd = r.paired(RECURRENT[K], f"gd[steps={K}]", "linear")
+                below_gd = below(gd.diff, gd.ci, 0.0, gd.seeds, f"K={K} loss − GD-K's", unit=num)
+            except LookupError:
+                loss, gd_loss = r.mean(RECURRENT[K], "linear"), r.mean(f"gd[steps={K}]", "linear")
+                below_gd = point(loss < gd_loss, f"K={K} loss {loss:.4f} not below GD-K's {gd_loss:.4f}")
+            verdicts.append(all_of([close(pp, DEEP_TOL, f"K={K}{cls.trained_steps(r, RECURRENT[K])} vs GD++-K"),
+                                    below_gd]))
+        return found("vs GD++-K: " + "; ".join(parts), all_of(verdicts))
 
-    @staticmethod
-    def depth_untied(r: Results) -> Finding:
-        parts, bad = [], []
+    @classmethod
+    def depth_untied(cls, r: Results) -> Finding:
+        parts, verdicts = [], []
         for K in DEPTHS:
             p = r.paired(UNTIED[K], f"gd++[steps={K}]", "linear")
             parts.append(f"K={K}: {p.rel:+.1%} ± {p.rel_ci:.1%}")
-            if p.rel >= DEEP_TOL:
-                bad.append(f"K={K}")
-        return Finding("", "vs GD++-K: " + "; ".join(parts), not bad,
-                       f"above the tolerance: {', '.join(bad)} (K = 2..4 train 5000 steps)" if bad else "")
+            verdicts.append(below(p.rel, p.rel_ci, DEEP_TOL, p.seeds,
+                                  f"K={K}{cls.trained_steps(r, UNTIED[K])} vs GD++-K"))
+        return found("vs GD++-K: " + "; ".join(parts), all_of(verdicts))
 
     @staticmethod
     def heads_and_mlp(r: Results) -> Finding:
-        parts, holds = [], True
+        parts, verdicts = [], []
         for spec in ("lsa[heads=2]", "lsa[mlp=true]"):
             p = r.paired(spec, "gd", "linear")
-            cos = r.mean(spec, "linear", metric="sens_cos", align_to="gd")
-            parts.append(f"{spec}: {p.text()}, cosine {cos:.4f}")
-            holds &= within(p, ONE_LAYER_TOL) and cos > COSINE
-        return Finding("", "; ".join(parts), holds, "" if holds else "a variant leaves the tolerance")
+            cos = interval(r, spec, "linear", "sens_cos", "gd")
+            parts.append(f"{spec}: {p.text()}, cosine {cos[0]:.4f}")
+            verdicts += [close(p, ONE_LAYER_TOL, f"{spec} loss vs GD-1"),
+                         cosine_above(cos, COSINE, f"{spec} sensitivity cosine")]
+        return found("; ".join(parts), all_of(verdicts))
 
     @staticmethod
     def layernorm_two(r: Results) -> Finding:
@@ -314,20 +326,19 @@ class Paper(Reproduction):
         gd = r.paired(spec, "gd[steps=2]", "linear")
         pp_loss = r.mean("gd++[steps=2]", "linear")
         loss = r.mean(spec, "linear")
-        holds = gd.diff - gd.ci > 0 and loss > pp_loss
-        return Finding("", f"vs GD-2: {gd.text()}; loss {loss:.4f} vs GD++-2 {pp_loss:.4f}", holds,
-                       "" if holds else "the LayerNorm model matched GD-2 or GD++-2")
+        v = all_of([above(gd.diff, gd.ci, 0.0, gd.seeds, "loss − GD-2's", unit=num),
+                    point(loss > pp_loss, f"loss {loss:.4f} is not above GD++-2's {pp_loss:.4f}")])
+        return found(f"vs GD-2: {gd.text()}; loss {loss:.4f} vs GD++-2 {pp_loss:.4f}", v)
 
     @staticmethod
     def pools(r: Results) -> Finding:
-        cos = {P: r.mean(pool_spec(P), "linear", metric="sens_cos", align_to="gd") for P in POOLS}
+        cos = {P: interval(r, pool_spec(P), "linear", "sens_cos", "gd") for P in POOLS}
         paired = {P: r.paired(pool_spec(P), "gd", "linear") for P in POOLS}
-        ours = "; ".join(f"P={P}: {paired[P].rel:+.1%} ± {paired[P].rel_ci:.1%}, cosine {cos[P]:.3f}" for P in POOLS)
+        ours = "; ".join(f"P={P}: {paired[P].rel:+.1%} ± {paired[P].rel_ci:.1%}, cosine {cos[P][0]:.3f}" for P in POOLS)
         small, large = POOLS[0], POOLS[-1]
-        holds = cos[small] < COSINE and within(paired[large], ONE_LAYER_TOL) and cos[large] > COSINE
-        why = "" if holds else ("the smallest pool already aligns" if cos[small] >= COSINE else
-                                "the largest pool does not reach GD-1")
-        return Finding("", ours, holds, why)
+        return found(ours, all_of([cosine_below(cos[small], COSINE, f"P={small} sensitivity cosine"),
+                                   close(paired[large], ONE_LAYER_TOL, f"P={large} loss vs GD-1"),
+                                   cosine_above(cos[large], COSINE, f"P={large} sensitivity cosine")]))
 
     @classmethod
     def head_cancellation(cls, r: Results) -> Finding:
@@ -339,9 +350,11 @@ class Paper(Reproduction):
         ours = "; ".join(f"seed {s}: cosine {x['offdiag_cosine']:+.3f}, sum/heads off-diagonal "
                          f"{x['sum_offdiag_ratio']:.2f}" + ("" if s in trained else " (never trained)")
                          for s, x in sorted(res.items()))
-        kept = [x for s, x in res.items() if s in trained]
-        holds = bool(kept) and all(x["offdiag_cosine"] < SIGN_REVERSAL for x in kept)
-        return Finding("", ours, holds, "" if holds else "the heads' off-diagonal terms do not cancel")
+        kept = {s: x for s, x in res.items() if s in trained}
+        apart = [f"seed {s} ({x['offdiag_cosine']:+.3f})" for s, x in sorted(kept.items())
+                 if x["offdiag_cosine"] >= SIGN_REVERSAL]
+        why = "no trained seed" if not kept else f"cosine not below {SIGN_REVERSAL}: {', '.join(apart)}"
+        return found(ours, point(bool(kept) and not apart, why))
 
 
 @iclbench.hookimpl

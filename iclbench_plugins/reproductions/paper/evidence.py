@@ -1,0 +1,51 @@
+"""How the paper's claims read the records: intervals of paired differences and cosines over
+seeds, decided by `iclbench.verdicts`, and per-seed numbers for the reasons."""
+
+from __future__ import annotations
+
+from iclbench.plugin_api import above, across_seeds, below, Finding, Paired, Results, Verdict, within
+
+
+def found(ours: str, verdict: Verdict) -> Finding:
+    """A finding (its claim text filled in by `Reproduction.check`) from our numbers and verdict."""
+    return Finding("", ours, verdict.holds, verdict.why)
+
+
+def close(p: Paired, tol: float, what: str) -> Verdict:
+    """The paired relative difference within ±tol, on its interval."""
+    return within(p.rel, p.rel_ci, tol, p.seeds, what)
+
+
+def per_seed(r: Results, spec: str, reference: str, suite: str) -> str:
+    """Each seed's paired difference relative to the reference's loss, with its CI over tasks."""
+    parts = []
+    for s, x in r.records_by_seed(spec, suite, align_to=reference).items():
+        m = x["metrics"]
+        ref_loss = m["loss"] - m["loss_diff"]
+        parts.append(f"seed {s}: {m['loss_diff'] / ref_loss:+.0%} ± {m.get('loss_diff_ci95', 0.0) / ref_loss:.0%}")
+    return "per seed " + ", ".join(parts)
+
+
+def cosine_above(cos: tuple[float, float, int], bound: float, what: str) -> Verdict:
+    """A cosine's interval (`interval`) above `bound`."""
+    return above(cos[0], cos[1], bound, cos[2], what, unit=num)
+
+
+def cosine_below(cos: tuple[float, float, int], bound: float, what: str) -> Verdict:
+    return below(cos[0], cos[1], bound, cos[2], what, unit=num)
+
+
+def num(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def interval(r: Results, spec: str, suite: str, metric: str, align_to: str | None) -> tuple[float, float, int]:
+    """`metric`'s mean over seeds, its 95 % CI (Student t over seeds; one seed: its own CI over
+    tasks, if recorded) and the number of seeds."""
+    recs = r.records_by_seed(spec, suite, align_to=align_to).values()
+    means = [x["metrics"][metric] for x in recs if metric in x["metrics"]]
+    if not means:
+        raise LookupError(f"no {metric!r} for {spec!r} on {suite}")
+    cis = [x["metrics"].get(f"{metric}_ci95", 0.0) for x in recs if metric in x["metrics"]]
+    mean, ci = across_seeds(means, cis)
+    return mean, ci, len(means)
