@@ -47,6 +47,7 @@ _EXPORTS = {
     "sensitivities": "iclbench.metrics",
     "task_losses": "iclbench.metrics",
     "running_means": "iclbench.prefix",
+    "trend": "iclbench.convergence",  # was a training's held-out loss still falling at its end
     # sequence tasks: positions and their losses
     "INTERLEAVED": "iclbench.positions",
     "SEQUENCE": "iclbench.positions",

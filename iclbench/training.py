@@ -114,9 +114,13 @@ class TrainResult:
     resumed_at: int | None = None
 
     def info(self) -> dict:
-        """What a trained learner's `fit_info` stores in its records."""
+        """What a trained learner's `fit_info` stores in its records: the curve, the time, and
+        whether the held-out loss was still falling when the budget ran out (`convergence`)."""
+        from iclbench.convergence import trend
+
+        end = trend(self.curve)
         return {"curve": self.curve, "train_seconds": self.seconds, "from_cache": self.from_cache,
-                "resumed_at": self.resumed_at}
+                "resumed_at": self.resumed_at, **({"trend": end.as_dict()} if end else {})}
 
 
 def held_out_set(task: Task, cfg: TrainConfig, generator: torch.Generator, device, dtype) -> Episode:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import iclbench
 from iclbench.plugin_api import above, all_of, below, Finding, point, Reproduction, Results, Verdict
-from .evidence import close, cosine_above, cosine_below, found, interval, num, per_seed
+from .evidence import close, cosine_above, cosine_below, found, interval, num, per_seed, with_budget_notes
 from .figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
@@ -143,7 +143,8 @@ class Paper(Reproduction):
         robust = {m: r.mean("lsa[layers=5,clip=10]", "linear", metric=m, align_to=ref) for m in ("loss_median", "loss_trimmed")}
         ours = (f"{p.text()}; cosine {cos[0]:.4f}; trained median {robust['loss_median']:.4f}, "
                 f"1 %-trimmed mean {robust['loss_trimmed']:.4f}")
-        v = all_of([close(p, DEEP_TOL, "loss vs per-step GD++-5"), cosine_above(cos, COSINE, "sensitivity cosine")])
+        v = with_budget_notes(all_of([close(p, DEEP_TOL, "loss vs per-step GD++-5"),
+                                      cosine_above(cos, COSINE, "sensitivity cosine")]), r, ["lsa[layers=5,clip=10]"])
         if v.holds is not True:
             v = Verdict(v.holds, f"{v.why}; {per_seed(r, 'lsa[layers=5,clip=10]', ref, 'linear')}; the trained model's "
                                  "median task loss is "
@@ -295,8 +296,8 @@ class Paper(Reproduction):
             except LookupError:
                 loss, gd_loss = r.mean(RECURRENT[K], "linear"), r.mean(f"gd[steps={K}]", "linear")
                 below_gd = point(loss < gd_loss, f"K={K} loss {loss:.4f} not below GD-K's {gd_loss:.4f}")
-            verdicts.append(all_of([close(pp, DEEP_TOL, f"K={K}{cls.trained_steps(r, RECURRENT[K])} vs GD++-K"),
-                                    below_gd]))
+            verdicts.append(with_budget_notes(all_of([close(pp, DEEP_TOL, f"K={K}{cls.trained_steps(r, RECURRENT[K])} "
+                                                                          "vs GD++-K"), below_gd]), r, [RECURRENT[K]]))
         return found("vs GD++-K: " + "; ".join(parts), all_of(verdicts))
 
     @classmethod
@@ -305,8 +306,8 @@ class Paper(Reproduction):
         for K in DEPTHS:
             p = r.paired(UNTIED[K], f"gd++[steps={K}]", "linear")
             parts.append(f"K={K}: {p.rel:+.1%} ± {p.rel_ci:.1%}")
-            verdicts.append(below(p.rel, p.rel_ci, DEEP_TOL, p.seeds,
-                                  f"K={K}{cls.trained_steps(r, UNTIED[K])} vs GD++-K"))
+            verdicts.append(with_budget_notes(below(p.rel, p.rel_ci, DEEP_TOL, p.seeds,
+                                                    f"K={K}{cls.trained_steps(r, UNTIED[K])} vs GD++-K"), r, [UNTIED[K]]))
         return found("vs GD++-K: " + "; ".join(parts), all_of(verdicts))
 
     @staticmethod

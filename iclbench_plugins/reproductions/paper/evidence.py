@@ -3,7 +3,7 @@ seeds, decided by `iclbench.verdicts`, and per-seed numbers for the reasons."""
 
 from __future__ import annotations
 
-from iclbench.plugin_api import above, across_seeds, below, Finding, Paired, Results, Verdict, within
+from iclbench.plugin_api import above, across_seeds, below, Finding, Paired, Results, trend, Verdict, within
 
 
 def found(ours: str, verdict: Verdict) -> Finding:
@@ -49,3 +49,20 @@ def interval(r: Results, spec: str, suite: str, metric: str, align_to: str | Non
     cis = [x["metrics"].get(f"{metric}_ci95", 0.0) for x in recs if metric in x["metrics"]]
     mean, ci = across_seeds(means, cis)
     return mean, ci, len(means)
+
+
+def budget_note(r: Results, spec: str, suite: str = "linear") -> str:
+    """The seeds of `spec` whose held-out loss was still falling when training stopped (empty if
+    none): a claim that does not hold on such a model may be the budget's, not the model's."""
+    falling = {s: t for s, c in r.curves(spec, suite).items() if (t := trend(c)) and t.still_falling}
+    if not falling:
+        return ""
+    return f"{spec}: " + "; ".join(f"seed {s} {t.text()}" for s, t in falling.items()) + ", so the budget may be the cause"
+
+
+def with_budget_notes(v: Verdict, r: Results, specs: list[str], suite: str = "linear") -> Verdict:
+    """`v`, its reason extended by `budget_note` of each spec when the claim does not hold."""
+    if v.holds is True:
+        return v
+    notes = [n for n in (budget_note(r, s, suite) for s in specs) if n]
+    return Verdict(v.holds, "; ".join([v.why] * bool(v.why) + notes))
