@@ -48,6 +48,16 @@ def test_ood_claim_names_every_task_outside_the_tolerance(tmp_path):
     assert "W_PV" not in found.why  # a cause comes from an analysis, never from a fixed string
 
 
+def test_ood_claims_are_decided_on_the_papers_columns_and_show_the_extensions_beside(tmp_path):
+    """Distractors and context sizes are shifts the paper never ran: far off, they do not decide."""
+    cols = [("linear", None, 0.001), ("teacher-scale=3", "teacher scale", 0.002), ("distractors=4", "distractors", 0.5),
+            ("N=40", "context size", -0.3)]
+    recs = [{**paired("lsa", "gd", d, suite="linear-ood", task=t), "group": g} for t, g, d in cols]
+    found = Paper.ood(results(tmp_path, recs), "lsa", "gd")
+    assert found.holds is True and "2 of 2 tasks within" in found.ours
+    assert found.ours.endswith("beside (extension): distractors=4 +250%, N=40 -150%")
+
+
 def test_repeated_claim_is_decided_on_the_mean_with_the_median_as_a_second_row(tmp_path):
     res = {"loss": {"trained": [0.2, 0.1, 0.08], "gd": [0.2, 0.1, 0.13]},  # the mean: 38 % below GD at the end
            "median_loss": {"trained": [0.2, 0.1, 0.052], "gd": [0.2, 0.1, 0.05]},
