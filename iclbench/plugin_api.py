@@ -70,6 +70,7 @@ _EXPORTS = {
     "below": "iclbench.verdicts",
     "point": "iclbench.verdicts",
     "all_of": "iclbench.verdicts",
+    "verdict_label": "iclbench.verdicts",
     "display_records": "iclbench.publish",
     "decorate": "iclbench.plotting",
     "save": "iclbench.plotting",

@@ -96,3 +96,6 @@ def all_of(verdicts: Iterable[Verdict]) -> Verdict:
 def label(holds: bool | None) -> str:
     """The verdict as a board shows it."""
     return {True: "yes", False: "no", None: "inconclusive"}[holds]
+
+
+verdict_label = label  # the name plugins import it by

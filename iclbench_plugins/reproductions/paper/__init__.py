@@ -13,7 +13,8 @@ from typing import Callable
 
 import iclbench
 from iclbench.plugin_api import above, all_of, below, Finding, point, Reproduction, Results, Verdict
-from .evidence import close, cosine_above, cosine_below, found, interval, num, per_seed, with_budget_notes
+from .evidence import (close, cosine_above, cosine_below, found, interval, num, per_seed, seed_verdicts,
+                       with_budget_notes)
 from .figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
@@ -111,7 +112,7 @@ class Paper(Reproduction):
     def one_layer(r: Results) -> Finding:
         p = r.paired("lsa", "gd", "linear")
         cos = interval(r, "lsa", "linear", "sens_cos", "gd")
-        return found(f"{p.text()}; cosine {cos[0]:.4f}", all_of([
+        return found(f"{p.text()}; cosine {cos[0]:.4f}; {seed_verdicts(r, 'lsa', 'gd', 'linear', ONE_LAYER_TOL)}", all_of([
             close(p, ONE_LAYER_TOL, "loss vs GD-1"), cosine_above(cos, COSINE, "sensitivity cosine")]))
 
     @staticmethod
@@ -143,7 +144,8 @@ class Paper(Reproduction):
     def recurrent(r: Results) -> Finding:
         pp = r.paired("lsa[layers=2,recurrent=true]", "gd++[steps=2]", "linear")
         gd2 = r.paired("lsa[layers=2,recurrent=true]", "gd[steps=2]", "linear")
-        return found(f"vs GD++-2: {pp.text()}; vs GD-2: {gd2.text()}", all_of([
+        seeds = seed_verdicts(r, "lsa[layers=2,recurrent=true]", "gd++[steps=2]", "linear", DEEP_TOL)
+        return found(f"vs GD++-2: {pp.text()}; vs GD-2: {gd2.text()}; {seeds}", all_of([
             close(pp, DEEP_TOL, "loss vs GD++-2"), below(gd2.diff, gd2.ci, 0.0, gd2.seeds, "loss − GD-2's", unit=num)]))
 
     @staticmethod
@@ -153,7 +155,8 @@ class Paper(Reproduction):
         cos = interval(r, "lsa[layers=5,clip=10]", "linear", "sens_cos", ref)
         robust = {m: r.mean("lsa[layers=5,clip=10]", "linear", metric=m, align_to=ref) for m in ("loss_median", "loss_trimmed")}
         ours = (f"{p.text()}; cosine {cos[0]:.4f}; trained median {robust['loss_median']:.4f}, "
-                f"1 %-trimmed mean {robust['loss_trimmed']:.4f}")
+                f"1 %-trimmed mean {robust['loss_trimmed']:.4f}; "
+                f"{seed_verdicts(r, 'lsa[layers=5,clip=10]', ref, 'linear', DEEP_TOL)}")
         v = with_budget_notes(all_of([close(p, DEEP_TOL, "loss vs per-step GD++-5"),
                                       cosine_above(cos, COSINE, "sensitivity cosine")]), r, ["lsa[layers=5,clip=10]"])
         if v.holds is not True:
@@ -248,12 +251,14 @@ class Paper(Reproduction):
             "; functions' mean squared difference: initial {:.3g}, final {:.3g}".format(
                 *(sum(d[k] for d in dist) / len(dist) for k in ("initial", "final"))))
         v = all_of([close(p, SINE_TOL, "loss vs MLP + GD"), cosine_above(cos, SINE_COSINE, "sensitivity cosine")])
-        return found(f"{p.text()}; cosine {cos[0]:.3f}, prediction difference {diff:.3f}{functions}", v)
+        seeds = seed_verdicts(r, "mlp-lsa", "mlp-gd", "sine", SINE_TOL)
+        return found(f"{p.text()}; cosine {cos[0]:.3f}, prediction difference {diff:.3f}{functions}; {seeds}", v)
 
     @staticmethod
     def copying(r: Results) -> Finding:
         p = r.paired("copy-tf", "gd", "alternating")
-        return found(p.text(), close(p, COPY_TOL, "loss vs GD-1"))
+        return found(f"{p.text()}; {seed_verdicts(r, 'copy-tf', 'gd', 'alternating', COPY_TOL)}",
+                     close(p, COPY_TOL, "loss vs GD-1"))
 
     @staticmethod
     def half_change_step(curve: list[dict[str, float]], column: str) -> float:
@@ -280,8 +285,9 @@ class Paper(Reproduction):
         """Linear attention alone cannot copy: it should stay more than COPY_TOL above GD-1."""
         p = r.paired("copy-tf[attention=linear]", "gd", "alternating")
         v = above(p.rel, p.rel_ci, COPY_TOL, p.seeds, "loss vs GD-1")
-        return found(p.text(), Verdict(v.holds, f"{v.why}; {per_seed(r, 'copy-tf[attention=linear]', 'gd', 'alternating')}"
-                                       if v.why else ""))
+        seeds = seed_verdicts(r, "copy-tf[attention=linear]", "gd", "alternating", COPY_TOL, above)
+        return found(f"{p.text()}; {seeds}", Verdict(v.holds, f"{v.why}; "
+                     f"{per_seed(r, 'copy-tf[attention=linear]', 'gd', 'alternating')}" if v.why else ""))
 
     @staticmethod
     def conditioning(r: Results) -> Finding:

@@ -3,7 +3,8 @@ seeds, decided by `iclbench.verdicts`, and per-seed numbers for the reasons."""
 
 from __future__ import annotations
 
-from iclbench.plugin_api import above, across_seeds, below, Finding, Paired, Results, trend, Verdict, within
+from iclbench.plugin_api import (above, across_seeds, below, Finding, Paired, Results, trend, Verdict, verdict_label,
+                                  within)
 
 
 def found(ours: str, verdict: Verdict) -> Finding:
@@ -66,3 +67,15 @@ def with_budget_notes(v: Verdict, r: Results, specs: list[str], suite: str = "li
         return v
     notes = [n for n in (budget_note(r, s, suite) for s in specs) if n]
     return Verdict(v.holds, "; ".join([v.why] * bool(v.why) + notes))
+
+
+def seed_verdicts(r: Results, spec: str, reference: str, suite: str, tol: float, test=within) -> str:
+    """Each seed's own verdict on its paired difference (relative, CI over its tasks), beside
+    the pooled one: `test` is `within` (|x| < tol) or `above` (x > tol)."""
+    parts = []
+    for s, x in r.records_by_seed(spec, suite, align_to=reference).items():
+        m = x["metrics"]
+        ref_loss = m["loss"] - m["loss_diff"]
+        v = test(m["loss_diff"] / ref_loss, m.get("loss_diff_ci95", 0.0) / ref_loss, tol, 1, "")
+        parts.append(f"seed {s} {verdict_label(v.holds)}")
+    return "per seed: " + ", ".join(parts)
