@@ -39,7 +39,7 @@ INDEX: dict[str, dict[str, list[str]]] = {
     "analyses.conditioning": {"analyses": ["gd++-conditioning"]},
     "analyses.fewshot_prompt": {"analyses": ["fewshot"]},
     "analyses.heads": {"analyses": ["softmax-heads"]},
-    "analyses.lsa": {"analyses": ["interpolation", "repeated", "weights"]},
+    "analyses.lsa": {"analyses": ["interpolation", "label-coupling", "repeated", "weights"]},
     "analyses.ood_interpolation": {"analyses": ["interpolation-ood"]},
     "analyses.probes": {"analyses": ["probes"]},
     "analyses.sine_functions": {"analyses": ["sine-functions"]},

@@ -13,8 +13,8 @@ from typing import Callable
 
 import iclbench
 from iclbench.plugin_api import above, all_of, below, Finding, point, Reproduction, Results, Verdict
-from .evidence import (close, cosine_above, cosine_below, found, interval, num, per_seed, seed_verdicts,
-                       with_budget_notes)
+from .evidence import (close, cosine_above, cosine_below, found, interval, label_coupling_note, num, per_seed,
+                       seed_verdicts, with_budget_notes)
 from .figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
@@ -188,7 +188,8 @@ class Paper(Reproduction):
         why = "; ".join(part for part in (
             "outside the tolerance: " + ", ".join(f"{t} ({paired[t].rel:+.0%})" for t in failing[:6]) if failing else "",
             "interval crosses the tolerance: " + ", ".join(f"{t} ({paired[t].rel:+.1%} ± {paired[t].rel_ci:.1%})"
-                                                          for t in open_[:6]) if open_ else "") if part)
+                                                          for t in open_[:6]) if open_ else "",
+            label_coupling_note(r, spec, (failing + open_)[:3])) if part)
         return found(ours, Verdict(v.holds, why))
 
     @staticmethod

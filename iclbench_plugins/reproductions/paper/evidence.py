@@ -79,3 +79,26 @@ def seed_verdicts(r: Results, spec: str, reference: str, suite: str, tol: float,
         v = test(m["loss_diff"] / ref_loss, m.get("loss_diff_ci95", 0.0) / ref_loss, tol, 1, "")
         parts.append(f"seed {s} {verdict_label(v.holds)}")
     return "per seed: " + ", ".join(parts)
+
+
+ZEROED = {"kq": "W_KQ's label row and column", "pv": "W_PV's x <-> y blocks", "both": "both"}
+
+
+def label_coupling_note(r: Results, spec: str, columns: list[str]) -> str:
+    """What the `label-coupling` ablation says of `spec`'s gap to its construction on `columns`:
+    the share of the gap each zeroing closes, over the seeds it ran on (empty without it)."""
+    runs = [x for x in r.analysis("label-coupling") if x.get("learner") == r.label(spec)]
+    parts = []
+    for col in columns:
+        rows = [x["tasks"][col] for x in runs if col in x["tasks"]]
+        if not rows:
+            continue
+        mean = {k: sum(row[k] for row in rows) / len(rows) for k in ("construction", "trained", *ZEROED)}
+        gap = mean["trained"] - mean["construction"]
+        if gap <= 0:
+            continue
+        closed = ", ".join(f"{what} {1 - (mean[k] - mean['construction']) / gap:.0%}" for k, what in ZEROED.items())
+        parts.append(f"{col}: zeroing {closed} of the gap")
+    if not parts:
+        return ""
+    return f"label-coupling ablation ({len(runs)} seed(s)), share of the gap to the construction closed by " + "; ".join(parts)
