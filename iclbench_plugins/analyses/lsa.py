@@ -50,6 +50,14 @@ def plain_lsa(learner: iclbench.Learner, analysis: str) -> TransformerLearner:
     return learner
 
 
+def with_construction(ctx: AnalysisContext, spec: str, analysis: str) -> tuple[TransformerLearner, str, LSAGD]:
+    """The trained LSA `spec`, the construction it should match ("gd", or "gd++" for a recurrent
+    model) and that construction's learner with the same number of steps."""
+    trained = plain_lsa(ctx.learner(spec), analysis)
+    kind = "gd++" if trained.config.recurrent else "gd"
+    return trained, kind, ctx.learner(f"lsa-{kind}[steps={trained.config.layers}]")
+
+
 def loss_of(model: InContextTransformer, episode: iclbench.Episode, steps: int | None = None) -> float:
     with torch.no_grad():
         return float(task_losses(predict_with(model, episode, steps), episode.query_y).mean())
@@ -213,10 +221,8 @@ class WeightPictures(Analysis):
         learner: str = Field("lsa", description="the trained learner")
 
     def run(self, ctx: AnalysisContext) -> dict:
-        trained = plain_lsa(ctx.learner(self.config.learner), self.name)
+        trained, kind, reference = with_construction(ctx, self.config.learner, self.name)
         c = trained.config
-        kind = "gd++" if c.recurrent else "gd"
-        reference: LSAGD = ctx.learner(f"lsa-{kind}[steps={c.layers}]")
         etas, gammas = reference.gd.rates()
         layers = products(trained.model)[: 1 if c.recurrent else c.layers]  # a tied model: its one layer
         rows = weight_rows(layers, etas, gammas or [0.0] * len(etas), trained.model.dx, trained.model.dy)
@@ -325,10 +331,7 @@ class LabelCoupling(Analysis):
         learner: str = Field("lsa[layers=2,recurrent=true]", description="the trained learner")
 
     def run(self, ctx: AnalysisContext) -> dict:
-        trained = plain_lsa(ctx.learner(self.config.learner), self.name)
-        c = trained.config
-        kind = "gd++" if c.recurrent else "gd"
-        reference: LSAGD = ctx.learner(f"lsa-{kind}[steps={c.layers}]")
+        trained, kind, reference = with_construction(ctx, self.config.learner, self.name)
         dx, dy = trained.model.dx, trained.model.dy
         layers = products(trained.model)
         models = {"trained": from_products(dx, dy, layers)} | {
