@@ -98,7 +98,7 @@ def test_reproduction_names_its_budgets_runs_and_analyses(catalog):
     assert "budget small: train_steps=500, n_tasks=2000" in text
     assert "copy-tf" in text and "steps=10000,eval_every=500" in text
     assert "suite linear-ood, aligned to gd:" in text
-    assert {r["analysis"] for r in tables(text)[-1]} == {"interpolation", "interpolation-ood", "repeated", "weights", "gd++-conditioning", "sine-functions", "softmax-heads"}
+    assert {r["analysis"] for r in tables(text)[-1]} == {"interpolation", "interpolation-ood", "repeated", "weights", "gd++-conditioning", "sine-functions", "softmax-heads", "label-coupling"}
 
 
 def test_analysis_is_described_like_a_learner(catalog):
