@@ -222,3 +222,16 @@ def test_five_layers_is_inconclusive_when_every_seed_interval_includes_zero(tmp_
             for s, d in enumerate([-0.0076, 0.0006, -0.0138])]
     found = Paper.five_layers(results(tmp_path, recs))
     assert found.holds is None and "loss vs per-step GD++-5" in found.why and "seeds would resolve it" in found.why
+
+
+def test_ood_columns_where_the_reference_loses_to_zero_are_shown_beside(tmp_path):
+    """Where GD itself does no better than predicting zero, a relative 5 % says nothing."""
+    spec = "lsa[layers=2,recurrent=true]"
+    recs = [{**paired(spec, "gd++[steps=2]", d, suite="linear-ood", task=t, ref_loss=ref), "group": g}
+            for t, g, d, ref in [("linear", None, 0.001, 0.2), ("teacher-scale=5", "teacher scale", 500.0, 1000.0)]]
+    recs += [{**record("zero", "linear-ood", loss=z, align_to="gd", task=t), "group": g}
+             for t, g, z in [("linear", None, 0.4), ("teacher-scale=5", "teacher scale", 800.0)]]
+    found = Paper.ood(results(tmp_path, recs), spec, "gd++[steps=2]")
+    assert found.holds is True and "1 of 1 tasks within" in found.ours
+    assert found.ours.endswith("does no better than predicting zero (a relative tolerance means nothing there): "
+                               "teacher-scale=5 +50%")

@@ -14,7 +14,7 @@ from typing import Callable
 import iclbench
 from iclbench.plugin_api import above, all_of, below, Finding, point, Reproduction, Results, Verdict
 from .evidence import (close, cosine_above, cosine_below, found, interval, label_coupling_note, num, per_seed,
-                       seed_verdicts, with_budget_notes)
+                       reference_lost, seed_verdicts, with_budget_notes)
 from .figures import depth_figure, pool_figure
 
 ONE_LAYER_TOL = 0.02  # trained 1-layer LSA vs GD-1 (the paper: the losses coincide)
@@ -173,14 +173,20 @@ class Paper(Reproduction):
         if not groups:
             raise LookupError("no linear-ood records")
         paired = {t: r.paired(spec, reference, "linear-ood", t) for t in sorted(groups)}
-        tasks = [t for t in paired if groups[t] not in EXTENSION_GROUPS]
+        lost = [t for t in paired if groups[t] not in EXTENSION_GROUPS and reference_lost(r, paired[t], t)]
+        tasks = [t for t in paired if groups[t] not in EXTENSION_GROUPS and t not in lost]
+        if not tasks:
+            raise LookupError(f"no linear-ood column where {reference} beats the zero predictor")
         verdicts = {t: close(paired[t], OOD_TOL[spec], t) for t in tasks}
         worst = max(tasks, key=lambda t: abs(paired[t].rel))
         kept = sum(v.holds is True for v in verdicts.values())
-        beside = sorted((t for t in paired if t not in verdicts), key=lambda t: -abs(paired[t].rel))
+        beside = sorted((t for t in paired if t not in verdicts and t not in lost), key=lambda t: -abs(paired[t].rel))
         ours = f"worst {worst}: {paired[worst].text()}; {kept} of {len(tasks)} tasks within"
         if beside:
             ours += "; beside (extension): " + ", ".join(f"{t} {paired[t].rel:+.0%}" for t in beside[:4])
+        if lost:
+            ours += (f"; beside, where {reference} does no better than predicting zero (a relative tolerance means "
+                     "nothing there): " + ", ".join(f"{t} {paired[t].rel:+.0%}" for t in lost[:4]))
         by_size = sorted(tasks, key=lambda t: -abs(paired[t].rel))
         failing = [t for t in by_size if verdicts[t].holds is False]
         open_ = [t for t in by_size if verdicts[t].holds is None]

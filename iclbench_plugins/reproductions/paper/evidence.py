@@ -102,3 +102,13 @@ def label_coupling_note(r: Results, spec: str, columns: list[str]) -> str:
     if not parts:
         return ""
     return f"label-coupling ablation ({len(runs)} seed(s)), share of the gap to the construction closed by " + "; ".join(parts)
+
+
+def reference_lost(r: Results, p: Paired, task: str) -> bool:
+    """Whether the reference's loss on a linear-ood column is at or above the zero predictor's
+    there (both scored against GD-1 on the same tasks); False where zero was not scored."""
+    try:
+        zero = r.values("zero", "linear-ood", task, align_to="gd")
+    except LookupError:
+        return False
+    return p.reference_loss >= sum(zero) / len(zero)
