@@ -196,7 +196,7 @@ def register_analyses(register: Callable[[type], None]) -> None:
     Example:
 
         import iclbench
-        from iclbench.analysis import Analysis
+        from iclbench.plugin_api import Analysis
 
         class QueryNorm(Analysis):
             name = "my-query-norm"
@@ -239,7 +239,7 @@ def register_reproductions(register: Callable[[type], None]) -> None:
 
         from importlib.resources import files
         import iclbench
-        from iclbench.reproduce import Reproduction
+        from iclbench.plugin_api import Reproduction
 
         class MyPaper(Reproduction):
             name = "my-paper"
@@ -281,15 +281,12 @@ def register_executors(register: Callable[[type], None]) -> None:
     Example:
 
         import iclbench
-        from iclbench.checkpoints import cache_dir
-        from iclbench.executors import Executor, Outcome
+        from iclbench.plugin_api import Evaluation, Executor, Outcome, cache_dir
 
         class Serial(Executor):
             name = "my-serial"  # every plan in this process, in order
 
             def evaluate(self, catalog, plans, store, cache, progress=None, announce=None):
-                from iclbench.runner import Evaluation
-
                 outcome = Outcome()
                 with cache_dir(cache):
                     for i, plan in enumerate(plans):
@@ -332,7 +329,7 @@ def register_trackers(register: Callable[[type], None]) -> None:
     Example:
 
         import iclbench
-        from iclbench.tracking import Tracker
+        from iclbench.plugin_api import Tracker
 
         class Printer(Tracker):
             name = "my-print"

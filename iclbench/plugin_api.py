@@ -81,6 +81,8 @@ _EXPORTS = {
     # executors: units of work, shipped to workers and merged back in order
     "PluginSource": "iclbench.catalog",
     "default_catalog": "iclbench.catalog",
+    "Evaluation": "iclbench.runner",  # one plan's fits and scores, record by record
+    "cache_dir": "iclbench.checkpoints",  # trainings within it read and write that checkpoint folder
     "Executor": "iclbench.executors",
     "ExecutorError": "iclbench.executors",
     "OrderedMerge": "iclbench.executors",
