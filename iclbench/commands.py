@@ -14,7 +14,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from iclbench import api
 from iclbench.analysis import AnalysisContext, run_analysis
@@ -24,8 +23,8 @@ from iclbench.checkpoints import cache_dir
 from iclbench.config import merge, parse_assignments
 from iclbench.executors import Executor, ExecutorOptions, Resources, select_executor
 from iclbench.plugins import unique_files
-from iclbench.request import EvaluationRequest, cli_option, suite_of, trackers
-from iclbench.seeding import resolve_device
+from iclbench import request
+from iclbench.request import EvaluationRequest, at_least, cli_option, suite_of, trackers
 from iclbench.store import ANALYSES_FILE, ResultStore
 from iclbench.suite import Suite
 from iclbench.tracking import Tracking, tracking
@@ -59,12 +58,6 @@ def parse_int_list(text: str, option: str) -> list[int]:
     if not values:
         raise UsageError(f"{option} names no value, got {text!r}")
     return values
-
-
-def positive(value: int, option: str, least: int = 1) -> int:
-    if value < least:
-        raise UsageError(f"{option} must be at least {least}, got {value}")
-    return value
 
 
 def writable_folder(path: str | Path, option: str = "--out") -> Path:
@@ -103,13 +96,6 @@ def learner_defaults(items: list[str]) -> dict[str, dict[str, Any]]:
 def build_suite(args: argparse.Namespace, catalog: Catalog) -> Suite:
     """--suite or --task (with --task-config) as a suite, the conflicts named by their options."""
     return suite_of(catalog, args.suite, args.task, args.task_config, cli_option)
-
-
-def device_option(args: argparse.Namespace) -> torch.device:
-    try:
-        return resolve_device(args.device)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
 
 
 def cache_option(args: argparse.Namespace) -> Path | None:
@@ -171,9 +157,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     seeds = parse_int_list(args.seeds, "--seeds")
-    positive(args.n_tasks, "--n-tasks", 2)
+    at_least(args.n_tasks, "--n-tasks", 2)
     catalog = load_catalog(args)
-    device = device_option(args)
+    device = request.device(args.device)
     analysis = catalog.analyses[args.name](parse_assignments(args.analysis_config) if args.analysis_config else {})
     suite = build_suite(args, catalog)
     out = writable_folder(args.out)
@@ -194,14 +180,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from iclbench.reproduce import run_reproduction
 
     seeds = parse_int_list(args.seeds, "--seeds")
-    positive(args.jobs, "--jobs")
+    at_least(args.jobs, "--jobs", 1)
     catalog = load_catalog(args)
     executor = executor_option(args, catalog)
     repro = catalog.reproductions[args.name]()
     budgets = repro.spec().budgets
     if args.budget not in budgets:
         raise UsageError(f"--budget must be one of {', '.join(budgets)}, got {args.budget!r}")
-    device = device_option(args)
+    device = request.device(args.device)
     out = writable_folder(args.out)
     cache = None if args.no_cache else Path(args.cache or ".iclbench-cache")  # outside the published folder
     track = track_option(args, catalog, Path(".iclbench-tracking"))  # like the cache, outside the published folder
