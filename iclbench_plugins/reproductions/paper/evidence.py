@@ -17,14 +17,20 @@ def close(p: Paired, tol: float, what: str) -> Verdict:
     return within(p.rel, p.rel_ci, tol, p.seeds, what)
 
 
-def per_seed(r: Results, spec: str, reference: str, suite: str) -> str:
-    """Each seed's paired difference relative to the reference's loss, with its CI over tasks."""
-    parts = []
+def seed_differences(r: Results, spec: str, reference: str, suite: str) -> dict[int, tuple[float, float]]:
+    """seed -> its paired loss difference relative to the reference's loss, and its CI over tasks."""
+    out = {}
     for s, x in r.records_by_seed(spec, suite, align_to=reference).items():
         m = x["metrics"]
         ref_loss = m["loss"] - m["loss_diff"]
-        parts.append(f"seed {s}: {m['loss_diff'] / ref_loss:+.0%} ± {m.get('loss_diff_ci95', 0.0) / ref_loss:.0%}")
-    return "per seed " + ", ".join(parts)
+        out[s] = (m["loss_diff"] / ref_loss, m.get("loss_diff_ci95", 0.0) / ref_loss)
+    return out
+
+
+def per_seed(r: Results, spec: str, reference: str, suite: str) -> str:
+    """Each seed's paired difference relative to the reference's loss, with its CI over tasks."""
+    return "per seed " + ", ".join(f"seed {s}: {rel:+.0%} ± {ci:.0%}"
+                                   for s, (rel, ci) in seed_differences(r, spec, reference, suite).items())
 
 
 def cosine_above(cos: tuple[float, float, int], bound: float, what: str) -> Verdict:
@@ -72,13 +78,8 @@ def with_budget_notes(v: Verdict, r: Results, specs: list[str], suite: str = "li
 def seed_verdicts(r: Results, spec: str, reference: str, suite: str, tol: float, test=within) -> str:
     """Each seed's own verdict on its paired difference (relative, CI over its tasks), beside
     the pooled one: `test` is `within` (|x| < tol) or `above` (x > tol)."""
-    parts = []
-    for s, x in r.records_by_seed(spec, suite, align_to=reference).items():
-        m = x["metrics"]
-        ref_loss = m["loss"] - m["loss_diff"]
-        v = test(m["loss_diff"] / ref_loss, m.get("loss_diff_ci95", 0.0) / ref_loss, tol, 1, "")
-        parts.append(f"seed {s} {verdict_label(v.holds)}")
-    return "per seed: " + ", ".join(parts)
+    return "per seed: " + ", ".join(f"seed {s} {verdict_label(test(rel, ci, tol, 1, '').holds)}"
+                                    for s, (rel, ci) in seed_differences(r, spec, reference, suite).items())
 
 
 ZEROED = {"kq": "W_KQ's label row and column", "pv": "W_PV's x <-> y blocks", "both": "both"}
