@@ -63,7 +63,7 @@ def frame(records: list[dict[str, Any]]) -> "pd.DataFrame":
     return df.rename(columns={"task_label": "task"})
 
 
-def evaluate(learners: str | Sequence[str], suite: str | None = None, seeds: Sequence[int] = (0,), *,
+def evaluate(learners: str | Sequence[Any], suite: str | None = None, seeds: Sequence[int] = (0,), *,
              task: str | None = None, task_config: str | dict[str, Any] | None = None,
              learner_config: dict[str, dict[str, Any]] | None = None, n_tasks: int = 10000, device: str = "auto",
              dtype: str = "float32", batch_size: int = 20000, align_to: str | None = None, out: str | Path = "results",
@@ -73,7 +73,9 @@ def evaluate(learners: str | Sequence[str], suite: str | None = None, seeds: Seq
              allow_large: bool = False, progress: bool = False, learner_timeout: float | None = None) -> "pd.DataFrame":
     """Fit `learners` on the suite's training tasks and score them on its evaluation tasks for
     every seed, as `iclbench evaluate` (`suite` default: linear; or one task family, `task`);
-    returns one row per record (`frame`). Records already in
+    returns one row per record (`frame`). `learners`: spec strings ("gd[steps=2]"), and
+    `Learner` subclasses or instances defined in this session, registered for this call
+    (`iclbench.session`). Records already in
     `out` are reused (`force` recomputes); `cache`: checkpoint folder (default OUT/checkpoints,
     None: no cache). `executor` ("local", "ray", ...) and `track` ("tensorboard", "wandb") as the
     CLI's --executor and --track; `learner_timeout` as --learner-timeout. Failed learners are

@@ -134,7 +134,10 @@ def compute_digest(module: str) -> tuple[str | None, list[Path]]:
     mod = sys.modules.get(module)
     path = getattr(mod, "__file__", None)
     if path is None:
-        spec = importlib.util.find_spec(module) if not module.startswith(LOCAL_PLUGIN_PREFIX) else None
+        try:
+            spec = importlib.util.find_spec(module) if not module.startswith(LOCAL_PLUGIN_PREFIX) else None
+        except ValueError:  # a module with no spec: a notebook's __main__
+            spec = None
         path = spec.origin if spec is not None else None
     if path is None or not Path(path).is_file():
         return None, []
@@ -161,8 +164,14 @@ def plugin_file_digest(path: str | Path) -> str:
 
 
 def class_digest(cls: type) -> str | None:
-    """The digest of the code behind class `cls` (its module's closure)."""
-    return module_digest(cls.__module__)
+    """The digest of the code behind class `cls`: its module's closure, or where no file holds
+    it (a class defined in a notebook), the class's own code (`session.source_digest`)."""
+    digest = module_digest(cls.__module__)
+    if digest is None:
+        from iclbench.session import source_digest
+
+        digest = source_digest(cls)
+    return digest
 
 
 def pin(path: str | Path, digest: str) -> None:

@@ -21,6 +21,7 @@ from iclbench.errors import UsageError
 from iclbench.executors import Executor, ExecutorOptions, select_executor
 from iclbench.locks import unique_tmp
 from iclbench.plugins import PluginFileError, make_plugin_manager, unique_files
+from iclbench.session import SESSION_PLUGIN, SessionPlugin, split_learners
 from iclbench.registry import UnknownNameError
 from iclbench.runner import LearnerSpec, Plan
 from iclbench.seeding import resolve_device
@@ -44,14 +45,18 @@ def cli_option(field_name: str) -> str:
     return CLI_OPTIONS.get(field_name, "--" + field_name.replace("_", "-"))
 
 
-def catalog(plugins: Iterable[str | Path] = (), strict: bool = True, option: str = "plugin file") -> Catalog:
-    """The installed plugins plus single-file `plugins` (each file once); `strict=False` lists
-    name clashes instead of failing. A plugin file that does not load, or a plugin that
-    registers something unusable, is a UsageError naming it (`option`: how errors name the files)."""
+def catalog(plugins: Iterable[str | Path] = (), strict: bool = True, option: str = "plugin file",
+            session: Sequence[type] = ()) -> Catalog:
+    """The installed plugins plus single-file `plugins` (each file once) and the `session`
+    learner classes (one plugin, `session`); `strict=False` lists name clashes instead of
+    failing. A plugin file that does not load, or a plugin that registers something unusable,
+    is a UsageError naming it (`option`: how errors name the files)."""
     try:
         pm = make_plugin_manager(files=unique_files(plugins))
     except PluginFileError as err:
         raise UsageError(f"{option}: {err}") from None
+    if session:
+        pm.add(SessionPlugin(session), SESSION_PLUGIN, "defined in this session")
     return build_catalog(pm, strict=strict)  # a wrong registration is a RegistrationError, a UsageError
 
 
@@ -141,6 +146,23 @@ def suite_of(cat: Catalog, suite: str | Suite | None = None, task: str | None = 
     return cat.suites.load(suite or "linear", cat)
 
 
+def check_session(session: Sequence[type], cat: Catalog, executor: str, options: ExecutorOptions,
+                  option=api_option) -> None:
+    """Session learners live in this process only: other executors, training workers and a
+    catalog loaded without them cannot run them."""
+    if not session:
+        return
+    names = ", ".join(c.__qualname__ for c in session)
+    if executor != "local" or options.jobs > 1 or options.stack_seeds:
+        raise UsageError(f"{option('learners')}: learners defined in this session ({names}) run in this process only; "
+                         f"use {option('executor')}='local' with one job and no stacked seeds, or put them "
+                         "in a plugin file (plugins=[...])")
+    missing = [c.__qualname__ for c in session if c.name not in cat.learners or cat.learners[c.name] is not c]
+    if missing:
+        raise UsageError(f"{option('learners')}: {', '.join(missing)} not in the catalog given; "
+                         "leave catalog unset to register session learners")
+
+
 def learner_specs(learners: str | Sequence[str], defaults: dict[str, dict[str, Any]], cat: Catalog,
                   option=api_option) -> list[LearnerSpec]:
     """Learner specs (`gd`, `gd[steps=2]`, ...; a list or one comma-separated string) with
@@ -191,7 +213,7 @@ class Resolved:
 class EvaluationRequest:
     """`iclbench evaluate`'s options, or `iclbench.evaluate`'s arguments, as given."""
 
-    learners: str | Sequence[str]
+    learners: str | Sequence[Any]  # spec strings; from Python also Learner subclasses and instances
     suite: str | Suite | None = None
     seeds: Sequence[int] = (0,)
     task: str | None = None
@@ -225,10 +247,13 @@ class EvaluationRequest:
             raise UsageError(f"{o('dtype')} must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         timeout = seconds_limit(self.learner_timeout, o("learner_timeout"))
         plugins = unique_files(self.plugins)
-        cat = self.catalog or catalog(plugins, option=o("plugins"))
-        backend = select_executor(cat, self.executor, self.executor_options or ExecutorOptions(plugin_files=plugins))
+        names, session = split_learners(self.learners, o("learners"))
+        cat = self.catalog or catalog(plugins, option=o("plugins"), session=session)
+        options = self.executor_options or ExecutorOptions(plugin_files=plugins)
+        check_session(session, cat, self.executor, options, o)
+        backend = select_executor(cat, self.executor, options)
         defaults = dict(self.learner_config or {})
-        plan = Plan(learners=learner_specs(self.learners, defaults, cat, o),
+        plan = Plan(learners=learner_specs(names, defaults, cat, o),
                     suite=suite_of(cat, self.suite, self.task, self.task_config, o), seeds=seeds, n_tasks=n_tasks,
                     device=device(self.device), dtype=DTYPES[self.dtype], batch_size=batch_size,
                     align_to=reference_spec(self.align_to, defaults, cat), force=self.force, learner_timeout=timeout)
