@@ -253,22 +253,52 @@ def print_clashes(catalog: Catalog) -> None:
         print(f"CLASH: {clash} (the first is used; `evaluate` refuses until one is renamed or uninstalled)")
 
 
+def summary(registry, name: str) -> str:
+    """One line saying what a registered name is: the first sentence of its `description`, else
+    of its docstring."""
+    if hasattr(registry, "spec"):  # suites: their files' description
+        text = registry.spec(name).description
+    elif hasattr(registry[name], "spec_file"):  # reproductions: their spec's
+        text = registry[name]().spec().description
+    else:
+        obj = registry[name]
+        text = getattr(obj, "description", "") or (obj.__doc__ or "")
+    paragraph = " ".join(text.strip().split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
+
+
+def print_rows(rows: list[dict[str, str]], as_json: bool) -> None:
+    """Rows as aligned columns (each as wide as its longest entry), or as a JSON list."""
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        return
+    keys = list(rows[0])
+    widths = {k: max(len(str(r[k])) for r in rows) for k in keys[:-1]}
+    for r in rows:
+        print("  ".join([f"{str(r[k]):{widths[k]}s}" for k in keys[:-1]] + [str(r[keys[-1]])]).rstrip())
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(args, strict=False)
     registry = {"learners": catalog.learners, "tasks": catalog.tasks, "suites": catalog.suites,
                 "analyses": catalog.analyses, "reproductions": catalog.reproductions,
                 "executors": catalog.executors, "trackers": catalog.trackers}[args.what]
-    for name in registry:
-        print(f"{name:20s} {registry.owner(name)}")
-    print_clashes(catalog)
+    print_rows([{"name": name, "plugin": registry.owner(name), "description": summary(registry, name)}
+                for name in registry], args.json)
+    if not args.json:
+        print_clashes(catalog)
     return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     catalog = load_catalog(args, strict=False)
-    for p in catalog.plugins.info():
-        print(f"{p.name:20s} {p.source:28s} {', '.join(p.hooks)}")
-    print_clashes(catalog)
+    print_rows([{"name": p.name, "source": p.source, "hooks": ", ".join(p.hooks)} for p in catalog.plugins.info()],
+               args.json)
+    if not args.json:
+        print_clashes(catalog)
     return 0
 
 

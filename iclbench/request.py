@@ -111,7 +111,7 @@ def writable_folder(path: str | Path, what: str = "out") -> Path:
 
 
 def device(name: str | torch.device = "auto") -> torch.device:
-    """`auto`, `cpu` or `cuda[:N]` as a torch device, or a UsageError saying why not."""
+    """`auto`, `cpu`, `cuda[:N]` or `mps` as a torch device, or a UsageError saying why not."""
     try:
         return resolve_device(str(name))
     except ValueError as err:

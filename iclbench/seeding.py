@@ -23,13 +23,19 @@ def generator(device: torch.device | str, seed: int, *parts: object) -> torch.Ge
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when available; `cuda` without a GPU is an error naming the option."""
+    """`auto` picks CUDA when available (never MPS, which lacks float64); `cuda` without a GPU,
+    or `mps` off Apple's Metal, is an error naming the option."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine (use auto or cpu)")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError("--device mps: Apple's Metal (MPS) backend is not available on this machine (use auto or cpu)")
+        return torch.device("mps")
     if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda[:N], got {name!r}")
+        raise ValueError(f"--device must be auto, cpu, cuda[:N] or mps, got {name!r}")
     return torch.device(name)
 
 

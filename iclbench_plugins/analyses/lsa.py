@@ -64,6 +64,8 @@ def loss_of(model: InContextTransformer, episode: iclbench.Episode, steps: int |
 
 
 class Interpolation(Analysis):
+    """A trained LSA's weights interpolated towards the GD construction's: the loss along the path (Fig. 2's interpolated model)."""
+
     name = "interpolation"
 
     class Config(AnalysisConfig):
@@ -103,6 +105,8 @@ CEILING = 1e3  # the repeated-application axes stop at this multiple of the firs
 
 
 class RepeatedApplication(Analysis):
+    """One trained layer applied again and again with damping, against that many GD steps (Fig. 3)."""
+
     name = "repeated"
 
     class Config(AnalysisConfig):

@@ -19,6 +19,8 @@ MODELS = ("trained", "interpolated")  # drawn as ratios to the construction's lo
 
 
 class InterpolationOOD(Analysis):
+    """The interpolated model of `interpolation` scored on the out-of-distribution columns, as ratios to the construction's loss."""
+
     name = "interpolation-ood"
 
     Config = Interpolation.Config  # the trained learner and the construction's weight alpha

@@ -68,6 +68,8 @@ def _per_step(value: Rate) -> list[float] | None:
 
 
 class GradientDescent(iclbench.Learner):
+    """K steps of gradient descent on the context's least-squares loss from W0 = 0, the rate(s) tuned on training tasks: what Proposition 1's LSA weights compute."""
+
     name = "gd"
 
     class Config(iclbench.LearnerConfig):
@@ -178,6 +180,8 @@ class GradientDescent(iclbench.Learner):
 
 
 class GDPlusPlus(GradientDescent):
+    """GD whose inputs are also transformed x <- (I - gamma X X^T) x each step: the curvature correction trained deep LSAs find."""
+
     name = "gd++"
 
     class Config(GradientDescent.Config):

@@ -46,6 +46,8 @@ def ridge_predict(episode: iclbench.Episode, lam: float) -> torch.Tensor:
 
 
 class Ridge(TunedLearner):
+    """Ridge regression on each task's context, its penalty tuned on training tasks."""
+
     name = "ridge"
     tuned = ("lam",)
 

@@ -50,6 +50,8 @@ def alternating_tokens(episode: iclbench.Episode, pos_dim: int) -> torch.Tensor:
 
 
 class Alternating(iclbench.Task):
+    """A task's pairs laid out as alternating tokens x_j, (0, y_j) with positional encodings (Sec. 5: copying circuits)."""
+
     name = "alternating"
 
     class Config(iclbench.TaskConfig):

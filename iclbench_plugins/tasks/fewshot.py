@@ -48,6 +48,8 @@ def build_sequence(x: torch.Tensor, y: torch.Tensor, eos: torch.Tensor | None = 
 
 
 class FewShotRegression(iclbench.Task):
+    """Few-shot linear regression posed as a sequence x_1, y_1, ..., x_n, y_n, x_n+1 (mesa paper, Sec. 6)."""
+
     name = "fewshot"
 
     class Config(iclbench.TaskConfig):

@@ -27,6 +27,8 @@ def haar_orthogonal(n: int, d: int, generator: torch.Generator, device) -> torch
 
 
 class LinearDynamics(iclbench.Task):
+    """Sequences of a linear dynamical system s_t+1 = W s_t + noise, W orthogonal per sequence (mesa paper)."""
+
     name = "lds"
 
     class Config(iclbench.TaskConfig):

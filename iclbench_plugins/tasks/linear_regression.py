@@ -26,6 +26,8 @@ def laplace_inverse_cdf(u: torch.Tensor) -> torch.Tensor:
 
 
 class LinearRegression(iclbench.Task):
+    """Linear regression tasks y = W x (+ noise): the paper's base setup, with its input, teacher and context-size shifts."""
+
     name = "linear-regression"
 
     class Config(iclbench.TaskConfig):

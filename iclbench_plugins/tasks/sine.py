@@ -17,6 +17,8 @@ from iclbench.plugin_api import TaskShape
 
 
 class SineWave(iclbench.Task):
+    """Sine-wave regression y = a sin(x + phase) (Sec. 5: GD on deep features)."""
+
     name = "sine"
 
     class Config(iclbench.TaskConfig):

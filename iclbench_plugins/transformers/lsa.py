@@ -223,6 +223,8 @@ class TransformerLearner(iclbench.Learner):
 
 
 class SoftmaxTransformer(TransformerLearner):
+    """A trained Transformer with softmax attention on (x, y) tokens (Sec. 4: it does worse than GD; two heads help)."""
+
     name = "softmax-tf"
 
     class Config(TransformerLearner.Config):
@@ -230,6 +232,8 @@ class SoftmaxTransformer(TransformerLearner):
 
 
 class LayerNormTransformer(TransformerLearner):
+    """A trained LSA Transformer with LayerNorm on its tokens (Sec. 4: it does worse than GD)."""
+
     name = "layernorm-tf"
 
     class Config(TransformerLearner.Config):
