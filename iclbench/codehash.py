@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import iclbench
+from iclbench.class_source import source_digest
 
 LOCAL_PLUGIN_PREFIX = "iclbench_local_plugin_"  # module names of `--plugin` files (iclbench.plugins)
 
@@ -165,11 +166,9 @@ def plugin_file_digest(path: str | Path) -> str:
 
 def class_digest(cls: type) -> str | None:
     """The digest of the code behind class `cls`: its module's closure, or where no file holds
-    it (a class defined in a notebook), the class's own code (`session.source_digest`)."""
+    it (a class defined in a notebook), the class's own code (`class_source.source_digest`)."""
     digest = module_digest(cls.__module__)
     if digest is None:
-        from iclbench.session import source_digest
-
         digest = source_digest(cls)
     return digest
 
