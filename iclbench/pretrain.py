@@ -53,7 +53,7 @@ def train_jobs(catalog, runs: list[tuple[str, list[str]]], seeds: list[int]) -> 
 
 
 def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...], compile_: bool) -> tuple[TrainJob, float]:
-    os.environ["TQDM_DISABLE"] = "1"  # bars from several processes would interleave
+    os.environ["TQDM_DISABLE"] = "1"  # bars from several processes would interleave: plain lines instead
     torch.set_num_threads(1)
     from iclbench.catalog import catalog_from_files
     from iclbench.checkpoints import cache_dir
@@ -66,7 +66,10 @@ def _run(job: TrainJob, device: str, cache: Path, plugin_files: tuple[str, ...],
     start = time.perf_counter()
     with cache_dir(cache), compiled_training(compile_):
         fit_for_evaluation(learner, catalog.suites.load(job.suite, catalog).train, job.seed, torch.device(device))
-    return job, time.perf_counter() - start, ""
+    info = learner.fit_info()
+    note = " (loaded from cache)" if info.get("from_cache") else (
+        f" (resumed at step {info['resumed_at']})" if info.get("resumed_at") else "")
+    return job, time.perf_counter() - start, note
 
 
 def seed_groups(jobs: list[TrainJob]) -> list[tuple[TrainJob, ...]]:

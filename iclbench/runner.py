@@ -26,6 +26,7 @@ import torch
 from iclbench.checks import LearnerOutputError, check_output, learner_info  # noqa: F401  (re-exported)
 from iclbench.episode import Episode
 from iclbench.isolation import guard
+from iclbench.train_progress import training_of
 from iclbench.learner import Learner
 from iclbench.lookup import CatalogView
 from iclbench.metrics import (alignment, cosine_against, defined_mean_ci95, mean_ci95, robust_loss, sensitivities,
@@ -43,7 +44,8 @@ from iclbench.watchdog import learner_fault, watched
 def fit_for_evaluation(learner: Learner, train_task, seed: int, device: torch.device) -> None:
     """Fit `learner` exactly as an evaluation of `seed` does (same generator stream), on its own
     copy of the training task, so nothing it does to the task reaches the next learner."""
-    learner.fit(copy.deepcopy(train_task), generator=generator(device, seed, "train"), device=device)
+    with training_of(f"{train_task.label}, seed {seed}"):
+        learner.fit(copy.deepcopy(train_task), generator=generator(device, seed, "train"), device=device)
 
 
 @dataclass(frozen=True)

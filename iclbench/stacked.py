@@ -34,8 +34,9 @@ from torch.func import functional_call, grad_and_value, vmap
 from iclbench import mkl
 from iclbench.episode import Episode
 from iclbench.seeding import derive_seed
-from iclbench.training import (Recipe, Trainee, TrainResult, adam, checkpoint_state, held_out_set, progress_bar,
-                               run_steps, task_stream)
+from iclbench.training import (Recipe, Trainee, TrainResult, adam, checkpoint_state, held_out_set, run_steps,
+                               task_stream)
+from iclbench.train_progress import TrainProgress, duration
 from iclbench.tracking import track_training
 
 FIELDS = ("context_x", "context_y", "query_x", "query_y", "tokens")  # what a stacked loss reads of an episode
@@ -154,12 +155,14 @@ def _train_stacked(recipes: list[Recipe], exact: bool) -> list[TrainResult]:
         for r, t in zip(recipes, trainees):
             save(r, t.opt, step, t.result, done, share() if seconds is None else seconds)
 
-    with progress_bar(cfg.steps, f"{first.desc} ({M} seeds stacked)") as bar:
-        step = run_steps(trainees, cfg, 0, gradients, bar, save_all)
-    seconds = share()  # M seeds trained in one wall time: each is charged its share
-    for t in trainees:
-        t.result.seconds = seconds
-    save_all(step, done=True, seconds=seconds)
+    with TrainProgress(cfg.steps, f"{first.desc} ({M} seeds stacked)") as progress:
+        step = run_steps(trainees, cfg, 0, gradients, progress, save_all)
+        seconds = share()  # M seeds trained in one wall time: each is charged its share
+        for t in trainees:
+            t.result.seconds = seconds
+        save_all(step, done=True, seconds=seconds)
+        losses = " ".join(f"{t.result.curve[-1]['eval_loss']:.4g}" for t in trainees if t.result.curve)
+        progress.say(f"trained {step} steps in {duration(seconds * M)}, held-out losses {losses}")
     return [t.result for t in trainees]
 
 

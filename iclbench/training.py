@@ -24,6 +24,8 @@ import torch
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
+from iclbench.train_progress import TrainProgress, duration
+
 from iclbench.allocator import retain_freed_memory
 from iclbench.checkpoints import Checkpoint
 from iclbench.config import EXECUTION_ONLY, OPTIONAL, StrictConfig
@@ -145,12 +147,6 @@ def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device
 def adam(model: torch.nn.Module, lr: float, cfg: TrainConfig) -> torch.optim.Adam:
     """The optimiser of every training: Adam with the config's betas."""
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
-
-
-def progress_bar(total: int, desc: str, initial: int = 0) -> tqdm:
-    """A training's step bar; off under TQDM_DISABLE (worker processes)."""
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
-                disable=True if os.environ.get("TQDM_DISABLE") else None)
 
 
 def checkpoint_state(model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, curve: list[dict[str, float]],
@@ -282,6 +278,8 @@ def _train_from(r: Recipe) -> TrainResult:
         result.curve = list(state["curve"])
         if state["done"]:
             result.from_cache, result.seconds = True, float(state["seconds"])
+            TrainProgress(cfg.steps, r.desc).say(f"loaded from cache ({cfg.steps} steps, {ending(result)}, trained in "
+                                                 f"{duration(result.seconds)} when it was made)")
             return result
         step = result.resumed_at = int(state["step"])
     tracked = track_training(r.desc, r.task, cfg.model_dump(), r.generator, first_step=step)  # curve mirrors, if any
@@ -302,11 +300,22 @@ def _train_from(r: Recipe) -> TrainResult:
         loss.backward()
         return loss.detach().reshape(1)  # (1,)
 
-    with progress_bar(cfg.steps, r.desc, initial=step) as bar:
-        step = run_steps([trainee], cfg, step, gradients, bar, save)
-    result.seconds = elapsed + time.perf_counter() - start
-    save(step, done=True)
+    with TrainProgress(cfg.steps, r.desc, initial=step) as progress:
+        if result.resumed_at is not None:
+            progress.say(f"resumed at step {step} of {cfg.steps}")
+        first = step
+        step = run_steps([trainee], cfg, step, gradients, progress, save)
+        result.seconds = elapsed + time.perf_counter() - start
+        save(step, done=True)
+        resumed = f" (steps {first + 1}-{step}, resumed)" if first else ""
+        progress.say(f"trained {step} steps in {duration(time.perf_counter() - start)}{resumed}, {ending(result)}")
     return result
+
+
+def ending(result: TrainResult) -> str:
+    """`held-out loss 0.0123`: where a training's curve ended."""
+    last = result.curve[-1]["eval_loss"] if result.curve else float("nan")
+    return f"held-out loss {last:.4g}"
 
 
 @dataclass
@@ -331,7 +340,7 @@ def apply_update(t: Trainee, cfg: TrainConfig) -> None:
 
 
 def run_steps(trainees: list[Trainee], cfg: TrainConfig, step: int, gradients: Callable[[int], torch.Tensor],
-              bar: tqdm, save: Callable[[int], None]) -> int:
+              progress: TrainProgress, save: Callable[[int], None]) -> int:
     """The training loop, for one model or for several trained side by side (stacked seeds): from
     `step` to `cfg.steps`, each step's hooks, then `gradients(step)` (which leaves every model's
     gradients in place and returns their (M,) losses), then each model's `apply_update`; a
@@ -349,7 +358,7 @@ def run_steps(trainees: list[Trainee], cfg: TrainConfig, step: int, gradients: C
                 apply_update(t, cfg)
             running += losses
             step += 1
-            bar.update(1)
+            progress.update(1)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 n = step % cfg.eval_every or cfg.eval_every
                 for m, t in enumerate(trainees):
@@ -357,7 +366,7 @@ def run_steps(trainees: list[Trainee], cfg: TrainConfig, step: int, gradients: C
                     t.result.curve.append(row)
                     t.tracked.log(row)
                 running.zero_()
-                bar.set_postfix(held_out=" ".join(f"{t.result.curve[-1]['eval_loss']:.4f}" for t in trainees))
+                progress.held_out([t.result.curve[-1]["eval_loss"] for t in trainees])
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 save(step)
     finally:

@@ -50,7 +50,7 @@ def test_gd_lists_every_option_with_default_bounds_and_description(catalog):
     assert all(rows[k]["description"] == fields[k].description for k in rows)
     assert rows["steps"]["type"] == "int" and rows["steps"]["bounds"] == ">= 1"
     assert rows["eta"]["type"] == "float | list[float] | None" and rows["eta"]["bounds"] == ""
-    assert "Gradient descent" in text  # the summary, from the module: the class has no docstring
+    assert "K steps of gradient descent on the context" in text  # the summary: the class docstring
     assert text.splitlines()[-1] == "example: gd[steps=2,per_step=true]"
 
 
