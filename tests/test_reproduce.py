@@ -168,7 +168,8 @@ def test_paper_reproduction_is_registered():
             catalog.learners[iclbench.config.parse_spec(learner)[0]]
 
 
-def test_trainings_run_ahead_in_worker_processes_and_evaluation_loads_them(tmp_path):
+def test_trainings_run_ahead_in_worker_processes_and_evaluation_loads_them(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("ICLBENCH_PROGRESS_SECONDS", "0")  # every held-out row a line (the workers inherit it)
     Tiny = tiny_reproduction(tmp_path)
     catalog = build_catalog(make_plugin_manager())
     said = []
@@ -178,6 +179,13 @@ def test_trainings_run_ahead_in_worker_processes_and_evaluation_loads_them(tmp_p
     lsa = [r for r in Results(tmp_path / "board").records if r["learner"] == "lsa"]
     assert len(lsa) == 2 and all(r["fit_info"]["from_cache"] for r in lsa)
     assert all(r["fit_info"]["curve"][-1]["step"] == 30 for r in lsa)
+    log = capfd.readouterr().err.splitlines()  # the workers' lines reach the driver's stderr
+    for r in lsa:
+        mine = [line for line in log if line.startswith(f"{r['label']} (linear-regression, seed {r['seed']}): ")]
+        steps = [line.split("step ")[1].split("/")[0] for line in mine if ": step " in line]
+        assert steps == [str(row["step"]) for row in r["fit_info"]["curve"]]  # a line per held-out row
+        assert any(": trained 30 steps in " in line for line in mine)  # the worker's closing line
+        assert any(": loaded from cache (30 steps" in line for line in mine)  # the evaluation's, in the driver
 
 
 def test_stacked_seeds_train_once_as_one_model_and_evaluation_loads_them(tmp_path):
