@@ -70,7 +70,8 @@ def evaluate(learners: str | Sequence[Any], suite: str | None = None, seeds: Seq
              cache: str | Path | None = DEFAULT_CACHE, force: bool = False, plugins: Iterable[str | Path] = (),
              executor: str = "local", executor_options: ExecutorOptions | None = None,
              track: str | Sequence[str] | None = None, track_dir: str | Path | None = None,
-             allow_large: bool = False, progress: bool = False, learner_timeout: float | None = None) -> "pd.DataFrame":
+             allow_large: bool = False, progress: bool = False, learner_timeout: float | None = None,
+             log_samples: bool = False) -> "pd.DataFrame":
     """Fit `learners` on the suite's training tasks and score them on its evaluation tasks for
     every seed, as `iclbench evaluate` (`suite` default: linear; or one task family, `task`);
     returns one row per record (`frame`). `learners`: spec strings ("gd[steps=2]"), and
@@ -78,14 +79,15 @@ def evaluate(learners: str | Sequence[Any], suite: str | None = None, seeds: Seq
     (`iclbench.session`). Records already in
     `out` are reused (`force` recomputes); `cache`: checkpoint folder (default OUT/checkpoints,
     None: no cache). `executor` ("local", "ray", ...) and `track` ("tensorboard", "wandb") as the
-    CLI's --executor and --track; `learner_timeout` as --learner-timeout. Failed learners are
-    stored as failed records, listed in `df.attrs["failures"]`."""
+    CLI's --executor and --track; `learner_timeout` as --learner-timeout; `log_samples` as
+    --log-samples (per-task outputs, read back by `records(..., samples=True)`). Failed learners
+    are stored as failed records, listed in `df.attrs["failures"]`."""
     say = (lambda msg: print(msg, file=sys.stderr)) if progress else None
     request = EvaluationRequest(
         learners, suite, seeds, task=task, task_config=task_config, learner_config=learner_config, n_tasks=n_tasks,
         device=device, dtype=dtype, batch_size=batch_size, align_to=align_to, out=out, cache=cache, force=force,
         plugins=tuple(plugins), executor=executor, executor_options=executor_options, track=track,
-        track_dir=track_dir, allow_large=allow_large, learner_timeout=learner_timeout)
+        track_dir=track_dir, allow_large=allow_large, learner_timeout=learner_timeout, log_samples=log_samples)
     records, failures, _ = run_evaluation(request, say)
     df = frame(records)
     df.attrs["failures"] = failures
@@ -101,9 +103,30 @@ def stored(results: str | Path | Sequence[str | Path] = "results") -> list[dict[
         raise UsageError(str(err)) from None
 
 
-def records(results: str | Path | Sequence[str | Path] = "results", suite: str | None = None) -> "pd.DataFrame":
-    """Stored records as a frame (`frame`), optionally one suite's."""
-    return frame([r for r in stored(results) if suite is None or r["suite"] == suite])
+def records(results: str | Path | Sequence[str | Path] = "results", suite: str | None = None,
+            samples: bool = False) -> "pd.DataFrame":
+    """Stored records as a frame (`frame`), optionally one suite's; with `samples`, a `samples`
+    column holding each record's per-task arrays (`iclbench.samples`; None where it was
+    measured without --log-samples)."""
+    paths = [results] if isinstance(results, (str, Path)) else list(results)
+    recs, per_task = [], []
+    for path in paths:
+        root = Path(path) if Path(path).is_dir() else Path(path).parent
+        for r in stored(path):
+            if suite is None or r["suite"] == suite:
+                recs.append(r)
+                per_task.append(sample_arrays(root, r) if samples else None)
+    df = frame(recs)
+    if samples:
+        df["samples"] = per_task
+    return df
+
+
+def sample_arrays(root: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
+    """A record's per-task arrays, or None where it has none."""
+    from iclbench import samples
+
+    return samples.load(root, rec) if samples.present(root, rec) else None
 
 
 def render_leaderboard(recs: list[dict[str, Any]], out: str | Path, formats: Sequence[str], *, plots: bool = True,

@@ -91,6 +91,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="recompute records already stored")
     e.add_argument("--learner-timeout", type=float, metavar="SECONDS",
                    help="stop a learner's fit, or its scoring on one column, after this long (a failed record)")
+    e.add_argument("--log-samples", action="store_true",
+                   help="also store each record's per-task predictions, targets and losses in OUT/samples/ (.npz)")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
     add_fitting(e)
     add_executing(e)

@@ -146,7 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         align_to=args.align_to, out=args.out, cache=cache_option(args), force=args.force,
         plugins=tuple(args.plugin or ()), executor=args.executor, executor_options=executor_options(args),
         track=args.track, track_dir=args.track_dir, allow_large=args.allow_large,
-        learner_timeout=args.learner_timeout, option=cli_option)
+        learner_timeout=args.learner_timeout, log_samples=args.log_samples, option=cli_option)
     records, failures, path = api.run_evaluation(request, progress=say(args))
     from iclbench import board as leaderboard
 

@@ -93,6 +93,7 @@ class ResultRecord(Record):
     prefix_curve: Curve | None = None
     position_curve: Curve | None = None
     position_sensitivity: Curve | None = None
+    samples: str | None = None  # per-task outputs (`--log-samples`): a file beside results.jsonl
 
     legacy_numeric: ClassVar[frozenset[str]] = frozenset({
         "metrics", "seconds", "fit_seconds", "value", "prefix_curve", "position_curve", "position_sensitivity",

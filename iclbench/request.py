@@ -234,6 +234,7 @@ class EvaluationRequest:
     track_dir: str | Path | None = None  # None: OUT/tracking
     allow_large: bool = False
     learner_timeout: float | None = None  # seconds a learner's fit, or its scoring on one column, may take
+    log_samples: bool = False  # each record's per-task predictions, targets and losses (`iclbench.samples`)
     catalog: Catalog | None = field(default=None, compare=False)  # already loaded (else built from `plugins`)
     option: Callable[[str], str] = api_option  # how errors name a field
 
@@ -256,7 +257,8 @@ class EvaluationRequest:
         plan = Plan(learners=learner_specs(names, defaults, cat, o),
                     suite=suite_of(cat, self.suite, self.task, self.task_config, o), seeds=seeds, n_tasks=n_tasks,
                     device=device(self.device), dtype=DTYPES[self.dtype], batch_size=batch_size,
-                    align_to=reference_spec(self.align_to, defaults, cat), force=self.force, learner_timeout=timeout)
+                    align_to=reference_spec(self.align_to, defaults, cat), force=self.force, learner_timeout=timeout,
+                    log_samples=bool(self.log_samples))
         check_plan(plan, cat, allow_large=self.allow_large)
         mirrors = trackers(self.track, Path(self.track_dir or Path(self.out) / "tracking"), cat, o)
         store = ResultStore(writable_folder(self.out, o("out")))

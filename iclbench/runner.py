@@ -25,6 +25,7 @@ import torch
 
 from iclbench.checks import LearnerOutputError, check_output, learner_info  # noqa: F401  (re-exported)
 from iclbench.episode import Episode
+from iclbench import samples
 from iclbench.isolation import guard
 from iclbench.train_progress import training_of
 from iclbench.learner import Learner
@@ -89,6 +90,7 @@ class Plan:
     align_to: LearnerSpec | None = None
     force: bool = False
     learner_timeout: float | None = None  # seconds a learner's fit or predict on one column may take
+    log_samples: bool = False  # each record's per-task outputs beside results.jsonl (`iclbench.samples`)
 
 
 def predict_chunked(learner: Learner, episode: Episode, batch_size: int) -> torch.Tensor:
@@ -165,6 +167,8 @@ class Evaluation:
         for ev in self.plan.suite.evals:
             rec = self.base_record(learner, ev, seed)
             stored = None if self.plan.force else self.stored.get(record_key(rec))
+            if stored is not None and self.plan.log_samples and not samples.present(self.store.root, stored):
+                stored = None  # stored without its per-task outputs: measured again to log them
             if stored is not None:
                 reuse.append(stored)
             else:
@@ -214,6 +218,9 @@ class Evaluation:
                 rec.update(self.failed(rec, "fit", fault))
             else:
                 rec.update(self.score(learner, ev, seed, episodes), fit_seconds=fit_seconds, **info)
+            arrays = rec.pop("_samples", None)
+            if arrays is not None:
+                rec["samples"] = samples.write(self.store.root, rec, arrays)
             rec.update(git_commit=git_commit(), git_dirty=git_dirty(),
                        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             before, after = self.store.append(rec)
@@ -333,7 +340,8 @@ class Evaluation:
         if ref == "diverged":
             status["reference_status"], ref = "diverged", None
         if ref is not None:
-            diff = losses.double() - task_losses(ref[0], episode.query_y).double()  # (B,) paired on the same tasks
+            ref_losses = task_losses(ref[0], episode.query_y)  # (B,)
+            diff = losses.double() - ref_losses.double()  # (B,) paired on the same tasks
             metrics["loss_diff"], metrics["loss_diff_ci95"] = mean_ci95(diff)
             sens = sensitivities_chunked(learner, episode, self.plan.batch_size)
             values = {**alignment(pred, ref[0], sens, ref[1]), "sens_cos": cosine_against(sens, ref[1])}  # each (B,)
@@ -353,4 +361,7 @@ class Evaluation:
             undefined.update(missing)
         if undefined:
             status["undefined"] = undefined
+        if self.plan.log_samples:
+            status["_samples"] = {"predictions": pred, "targets": episode.query_y, "losses": losses,
+                                  **({"reference_losses": ref_losses} if ref is not None else {})}
         return {**status, "metrics": metrics, "seconds": seconds}
