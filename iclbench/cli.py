@@ -133,6 +133,8 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="leaderboard", help="publication folder")
     rp.add_argument("--html", action="store_true",
                     help="also write a static HTML site into OUT/site/ (open site/index.html; no server needed)")
+    rp.add_argument("--log-samples", action="store_true",
+                    help="also store each record's per-task predictions, targets and losses in OUT/samples/ (.npz)")
     add_fitting(rp)
     add_executing(rp)
     rp.set_defaults(command="reproduce")

@@ -195,7 +195,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         failures = run_reproduction(repro, catalog, seeds, device, args.budget, out, cache,
                                     lambda msg: print(msg, file=sys.stderr), jobs=args.jobs,
                                     plugin_files=tuple(args.plugin or ()), allow_large=args.allow_large,
-                                    executor=executor)
+                                    executor=executor, log_samples=args.log_samples)
     written = publish(out, repro)
     if args.html:
         written += write_sites(out, repro, catalog)

@@ -288,7 +288,8 @@ class Results:
 
 def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, budget_name: str, out: Path,
                      cache: Path | None, progress, jobs: int = 1, plugin_files: tuple[str, ...] = (),
-                     allow_large: bool = False, executor: "Executor | None" = None) -> list[str]:
+                     allow_large: bool = False, executor: "Executor | None" = None,
+                     log_samples: bool = False) -> list[str]:
     """Evaluate every run and analysis of the spec into `out`, resumably; returns a line per
     measurement that failed (stored as a failed record while the rest went on).
 
@@ -331,7 +332,7 @@ def run_reproduction(repro: Reproduction, catalog, seeds: list[int], device, bud
     start = time.perf_counter()
     plans = [Plan([learners[s] for s in run.learners], catalog.suites.load(run.suite, catalog),
                   seeds, budget.n_tasks, device, batch_size=budget.batch_size,
-                  align_to=learners[run.align_to] if run.align_to else None)
+                  align_to=learners[run.align_to] if run.align_to else None, log_samples=log_samples)
              for run in spec.runs]
     for plan in plans:
         check_plan(plan, catalog, allow_large=allow_large)

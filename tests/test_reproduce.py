@@ -335,3 +335,15 @@ def test_the_time_table_shows_each_phase_and_each_analysis():
                  {"analysis": "old", "config": {}, "seed": 0}]
     assert analysis_time_rows(analyses)[1:] == ["| analysis | seconds |", "|---|---|", "| gd++-conditioning | 9.0 |",
                                                 "| weights of lsa | 5.0 |"]
+
+
+def test_a_reproduction_logs_per_task_samples_that_publishing_keeps(tmp_path):
+    Tiny = tiny_reproduction(tmp_path)
+    catalog = build_catalog(make_plugin_manager())
+    run_reproduction(Tiny(), catalog, [0], torch.device("cpu"), "small", tmp_path / "board", tmp_path / "cache",
+                     lambda m: None, log_samples=True)
+    publish(tmp_path / "board", Tiny())
+    df = iclbench.records(tmp_path / "board", samples=True)
+    assert len(df) and df.samples.notna().all()
+    for _, row in df.iterrows():  # each record's loss is the mean of its tasks' losses
+        assert row.samples["losses"].mean() == pytest.approx(row.loss, rel=1e-6)
