@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands.run(args)
     except BrokenPipeError:  # the reader stopped reading (`iclbench list learners | head`): not a failure
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if sys.stdout is sys.__stdout__:  # the process's own stdout: keep its exit-time flush quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Interrupted as stop:
         name = signal.Signals(stop.signum).name
