@@ -23,11 +23,10 @@ from typing import Any, Callable
 
 import torch
 
+from iclbench import samples
 from iclbench.checks import LearnerOutputError, check_output, learner_info  # noqa: F401  (re-exported)
 from iclbench.episode import Episode
-from iclbench import samples
 from iclbench.isolation import guard
-from iclbench.train_progress import training_of
 from iclbench.learner import Learner
 from iclbench.lookup import CatalogView
 from iclbench.metrics import (alignment, cosine_against, defined_mean_ci95, mean_ci95, robust_loss, sensitivities,
@@ -39,6 +38,7 @@ from iclbench.codehash import core_digest, git_dirty
 from iclbench.store import ResultStore, git_commit, record_key, unit_key, versions
 from iclbench.suite import EvalTask, Suite
 from iclbench.task import Task
+from iclbench.train_progress import training_of
 from iclbench.watchdog import learner_fault, watched
 
 
