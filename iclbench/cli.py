@@ -54,6 +54,8 @@ def add_fitting(p: argparse.ArgumentParser) -> None:
                    help="train through torch.compile (fused kernels; needs a C++ compiler on CPU, Triton on CUDA)")
     g.add_argument("--allow-large", action="store_true",
                    help="run work whose estimated memory exceeds this machine's (refused otherwise)")
+    g.add_argument("--quiet", action="store_true",
+                   help="print nothing but warnings and errors: no progress, no training lines, no result tables")
 
 
 def add_executing(p: argparse.ArgumentParser) -> None:
@@ -93,7 +95,6 @@ def parser() -> argparse.ArgumentParser:
                    help="stop a learner's fit, or its scoring on one column, after this long (a failed record)")
     e.add_argument("--log-samples", action="store_true",
                    help="also store each record's per-task predictions, targets and losses in OUT/samples/ (.npz)")
-    e.add_argument("--quiet", action="store_true", help="no progress messages")
     add_fitting(e)
     add_executing(e)
     e.set_defaults(command="evaluate")

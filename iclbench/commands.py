@@ -36,11 +36,12 @@ def usage_errors() -> tuple[type[Exception], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from iclbench.train_progress import silenced
     from iclbench.training import compiled_training
 
     if getattr(args, "plugin", None):  # the same file twice is loaded, shipped and recorded once
         args.plugin = list(unique_files(args.plugin))
-    with compiled_training(getattr(args, "compile", False)):
+    with compiled_training(getattr(args, "compile", False)), silenced(getattr(args, "quiet", False)):
         return COMMANDS[args.command](args)
 
 
@@ -150,8 +151,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     records, failures, path = api.run_evaluation(request, progress=say(args))
     from iclbench import board as leaderboard
 
-    print(leaderboard.summary(records))
-    print(f"{len(records)} records in {path}", file=sys.stderr)
+    if not args.quiet:
+        print(leaderboard.summary(records))
+        print(f"{len(records)} records in {path}", file=sys.stderr)
     return summarize_failures(failures)
 
 
@@ -170,8 +172,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             result = run_analysis(analysis, AnalysisContext(catalog, suite, seed, device, args.n_tasks, out / "figures"))
             ResultStore(out, ANALYSES_FILE).append(result)
             results.append(result)
-            print(json.dumps(result["result"], indent=1))
-    print(f"{len(results)} results appended to {out / ANALYSES_FILE}", file=sys.stderr)
+            if not args.quiet:
+                print(json.dumps(result["result"], indent=1))
+    if not args.quiet:
+        print(f"{len(results)} results appended to {out / ANALYSES_FILE}", file=sys.stderr)
     return 0
 
 
@@ -193,14 +197,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     track = track_option(args, catalog, Path(".iclbench-tracking"))  # like the cache, outside the published folder
     with tracking(track):
         failures = run_reproduction(repro, catalog, seeds, device, args.budget, out, cache,
-                                    lambda msg: print(msg, file=sys.stderr), jobs=args.jobs,
+                                    say(args) or (lambda msg: None), jobs=args.jobs,
                                     plugin_files=tuple(args.plugin or ()), allow_large=args.allow_large,
                                     executor=executor, log_samples=args.log_samples)
     written = publish(out, repro)
     if args.html:
         written += write_sites(out, repro, catalog)
-    for path in written:
-        print(path)
+    if not args.quiet:
+        for path in written:
+            print(path)
     return summarize_failures(failures)
 
 

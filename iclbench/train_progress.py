@@ -4,7 +4,8 @@ On a terminal: a tqdm bar. Anywhere else (a file, a CI log, a `--jobs` worker wh
 the driver's): plain lines, one per held-out evaluation at most every `ICLBENCH_PROGRESS_SECONDS`
 (default 30) seconds, each with the step, the held-out loss, the time so far and the time left.
 Either way a training says where it starts ("resumed at step N of M", "loaded from cache") and
-ends with one line: its steps, time and held-out loss. `ICLBENCH_PROGRESS=off` silences both.
+ends with one line: its steps, time and held-out loss. `ICLBENCH_PROGRESS=off`, or `--quiet`
+(`silenced`), silences both.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from tqdm.auto import tqdm
 
 DEFAULT_SECONDS = 30.0
 _WHAT: ContextVar[str] = ContextVar("training_what", default="")
+_SILENT: ContextVar[bool] = ContextVar("training_silent", default=False)
+
+
+@contextmanager
+def silenced(on: bool = True) -> Iterator[None]:
+    """Within this block (`--quiet`), trainings show no bar and print no lines."""
+    token = _SILENT.set(on)
+    try:
+        yield
+    finally:
+        _SILENT.reset(token)
 
 
 @contextmanager
@@ -58,7 +70,7 @@ class TrainProgress:
         what = _WHAT.get()
         self.total, self.desc, self.initial = total, f"{desc} ({what})" if what else desc, initial
         self.stream = stream or sys.stderr
-        off = os.environ.get("ICLBENCH_PROGRESS", "").lower() in ("off", "0", "no")
+        off = _SILENT.get() or os.environ.get("ICLBENCH_PROGRESS", "").lower() in ("off", "0", "no")
         terminal = getattr(self.stream, "isatty", lambda: False)() and not os.environ.get("TQDM_DISABLE")
         self.mode = "off" if off else ("bar" if terminal else "lines")
         self.bar = tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,

@@ -46,3 +46,17 @@ def test_a_warning_is_one_line_without_source(monkeypatch):
     assert main(["list", "learners"]) == 0
     assert seen == ["iclbench: warning: something to know\n", "iclbench: warning: old (DeprecationWarning)\n"]
     assert warnings.formatwarning is not cli.one_line_warning  # restored after the command
+
+
+def test_quiet_prints_nothing_but_problems(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ICLBENCH_PROGRESS_SECONDS", "0")  # a training would print a line per evaluation
+    args = ["--learners", "zero,lsa[train.steps=20,train.eval_every=10,train.batch_size=64]", "--n-tasks", "100",
+            "--device", "cpu", "--out", str(tmp_path)]
+    assert main(["evaluate", *args, "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["evaluate", *args, "--force"]) == 0  # the same run, not quiet: tables and lines
+    out, err = capsys.readouterr()
+    assert "zero" in out and "loaded from cache" in err and "records in" in err
+    assert main(["analyze", "weights", "--analysis-config", "learner=lsa[train.steps=20,train.eval_every=10,"
+                 "train.batch_size=64]", "--n-tasks", "100", "--device", "cpu", "--out", str(tmp_path), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
