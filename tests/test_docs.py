@@ -37,3 +37,11 @@ def test_readme_names_every_registered_learner(catalog):
     missing = [n for n in catalog.learners if not re.search(rf"`{re.escape(n)}(\[[^`]*\])?`", text)]
     assert not missing, f"README.md does not mention learner(s): {', '.join(missing)}"
 
+
+
+def test_readme_analyses_table_names_exactly_the_registered_analyses(catalog):
+    text = README.read_text().split("### Analyses", 1)[1].split("```", 1)[0]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    named = [name for row in rows for name in re.findall(r"`([^`]+)`", row.split("|")[1])]
+    assert sorted(named) == sorted(catalog.analyses)  # no learner listed as an analysis, none missing
+    assert all(line.startswith("|") for line in text.splitlines() if line.rstrip().endswith("|"))  # every row named
