@@ -64,9 +64,11 @@ def line_interval() -> float:
 
 
 class TrainProgress:
-    """Progress of one training from `initial` to `total` steps, as a bar or as lines."""
+    """Progress of one training from `initial` to `total` steps, as a bar or as lines;
+    `bar=False` for a training that only says one thing (loaded from the cache): no bar is drawn."""
 
-    def __init__(self, total: int, desc: str, initial: int = 0, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, desc: str, initial: int = 0, stream: TextIO | None = None,
+                 bar: bool = True) -> None:
         what = _WHAT.get()
         self.total, self.desc, self.initial = total, f"{desc} ({what})" if what else desc, initial
         self.stream = stream or sys.stderr
@@ -74,7 +76,7 @@ class TrainProgress:
         terminal = getattr(self.stream, "isatty", lambda: False)() and not os.environ.get("TQDM_DISABLE")
         self.mode = "off" if off else ("bar" if terminal else "lines")
         self.bar = tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
-                        file=self.stream) if self.mode == "bar" else None
+                        file=self.stream) if self.mode == "bar" and bar else None
         self.step = initial
         self.start = time.perf_counter()
         self.last_line = -float("inf")

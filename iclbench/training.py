@@ -278,7 +278,7 @@ def _train_from(r: Recipe) -> TrainResult:
         result.curve = list(state["curve"])
         if state["done"]:
             result.from_cache, result.seconds = True, float(state["seconds"])
-            TrainProgress(cfg.steps, r.desc).say(f"loaded from cache ({cfg.steps} steps, {ending(result)}, trained in "
+            TrainProgress(cfg.steps, r.desc, bar=False).say(f"loaded from cache ({cfg.steps} steps, {ending(result)}, trained in "
                                                  f"{duration(result.seconds)} when it was made)")
             return result
         step = result.resumed_at = int(state["step"])

@@ -94,6 +94,10 @@ def test_off_silences_and_a_terminal_gets_a_bar(monkeypatch):
 
     with TrainProgress(10, "toy", stream=Terminal()) as bar:
         assert bar.mode == "bar" and bar.bar is not None
+    terminal = Terminal()
+    note = TrainProgress(10, "toy", stream=terminal, bar=False)  # one message, no bar left behind
+    note.say("loaded from cache")
+    assert note.bar is None and terminal.getvalue() == "toy: loaded from cache\n"
 
 
 def test_durations_read_at_a_glance():
