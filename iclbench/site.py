@@ -177,6 +177,24 @@ def sub_reproductions(folder: Path) -> str:
     return "<h2 id=\"reproductions\">Other reproductions</h2>\n<ul>" + "".join(items) + "</ul>" if items else ""
 
 
+def parent_reproductions(folder: Path) -> str:
+    """For a reproduction published inside another's folder (`leaderboard/garg`): links back to
+    that one's site and to the other reproductions beside it."""
+    folder = folder.resolve()
+    parent = folder.parent
+    if not (parent / "reproduction.json").exists():
+        return ""
+
+    def item(where: Path, href: str) -> str:
+        meta = json.loads((where / "reproduction.json").read_text())
+        target = f"{SITE}/index.html" if (where / SITE / "index.html").exists() else "README.md"
+        return f"<li>{link(href + target, meta.get('reproduction', where.name))} ({esc(meta.get('budget', ''))} budget)</li>"
+
+    items = [item(parent, "../../")] + [item(sub, f"../../{sub.name}/") for sub in published_subfolders(parent)
+                                         if sub.resolve() != folder]
+    return "<h2 id=\"reproductions\">Other reproductions</h2>\n<ul>" + "".join(items) + "</ul>"
+
+
 def files_list(folder: Path) -> str:
     items = [f"<li>{link('../' + name, name)}</li>" for name in FILES if (folder / name).exists()]
     return "<ul>" + "".join(items) + "</ul>"
@@ -189,7 +207,8 @@ def index_page(folder: Path, meta: dict[str, Any], prov: dict[str, Any], repro: 
     spec = repro.spec()
     parts = [f"<h1>Reproduction <code>{esc(meta['reproduction'])}</code> ({esc(meta['budget'])} budget)</h1>",
              f"<p>{inline(spec.description)}</p>" if spec.description else "",
-             "<h2 id=\"suites\">Suites</h2>", suites_list(pages, plots), sub_reproductions(folder),
+             "<h2 id=\"suites\">Suites</h2>", suites_list(pages, plots),
+             sub_reproductions(folder) or parent_reproductions(folder),
              "<h2 id=\"findings\">Findings</h2>",
              f"<p>{esc(report_text.PAIRED_NOTE)} {esc(report_text.VERDICT_NOTE)}</p>",
              findings_table(repro.findings(Results(folder))), deviations_table(spec.deviations),

@@ -142,8 +142,8 @@ def test_published_leaderboard_is_rendered_from_its_records(tmp_path, folder, mo
     The figures are drawn but not rasterised (the copied PNGs stay): their bytes are not compared."""
     from matplotlib.figure import Figure
 
-    copy = tmp_path / "board"
-    shutil.copytree(folder, copy)
+    shutil.copytree(PUBLISHED, tmp_path / "leaderboard")  # whole: a sub-reproduction's site links its parent
+    copy = tmp_path / "leaderboard" / folder.relative_to(PUBLISHED)
     monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: None)
     catalog = build_catalog(make_plugin_manager())
     repro = catalog.reproductions[Results(copy).meta["reproduction"]]()

@@ -212,6 +212,9 @@ def test_the_committed_boards_render_with_sub_reproductions_linked(tmp_path, cat
                                          "sine.html"]
     index = pages(board)["index.html"]
     assert "../garg/site/index.html" in index.links and "../mesa/site/index.html" in index.links
+    garg = pages(board / "garg")["index.html"]  # back to the paper's (written after it here: its README) and across
+    assert "../../README.md" in garg.links and "../../mesa/site/index.html" in garg.links
+    assert "../../garg/README.md" in pages(board / "mesa")["index.html"].links  # written before garg's site
     for folder in (board, board / "garg", board / "mesa"):
         for name, page in pages(folder).items():
             assert page.tables, (folder.name, name)
