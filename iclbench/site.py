@@ -168,12 +168,19 @@ def published_subfolders(folder: Path) -> list[Path]:
 def sub_reproductions(folder: Path) -> str:
     """Links to the reproductions published in sub-folders: their site when it has been written,
     else their README.md."""
-    items = []
-    for sub in published_subfolders(folder):
-        meta = json.loads((sub / "reproduction.json").read_text())
-        target = f"{SITE}/index.html" if (sub / SITE / "index.html").exists() else "README.md"
-        items.append(f"<li>{link(f'../{sub.name}/{target}', meta.get('reproduction', sub.name))} "
-                     f"({esc(meta.get('budget', ''))} budget)</li>")
+    items = [reproduction_item(sub, f"../{sub.name}/") for sub in published_subfolders(folder)]
+    return reproductions_list(items)
+
+
+def reproduction_item(where: Path, href: str) -> str:
+    """A link to the reproduction published in `where` (its site when written, else its README),
+    `href` the way from this site to that folder, with its budget."""
+    meta = json.loads((where / "reproduction.json").read_text())
+    target = f"{SITE}/index.html" if (where / SITE / "index.html").exists() else "README.md"
+    return f"<li>{link(href + target, meta.get('reproduction', where.name))} ({esc(meta.get('budget', ''))} budget)</li>"
+
+
+def reproductions_list(items: list[str]) -> str:
     return "<h2 id=\"reproductions\">Other reproductions</h2>\n<ul>" + "".join(items) + "</ul>" if items else ""
 
 
@@ -184,15 +191,9 @@ def parent_reproductions(folder: Path) -> str:
     parent = folder.parent
     if not (parent / "reproduction.json").exists():
         return ""
-
-    def item(where: Path, href: str) -> str:
-        meta = json.loads((where / "reproduction.json").read_text())
-        target = f"{SITE}/index.html" if (where / SITE / "index.html").exists() else "README.md"
-        return f"<li>{link(href + target, meta.get('reproduction', where.name))} ({esc(meta.get('budget', ''))} budget)</li>"
-
-    items = [item(parent, "../../")] + [item(sub, f"../../{sub.name}/") for sub in published_subfolders(parent)
-                                         if sub.resolve() != folder]
-    return "<h2 id=\"reproductions\">Other reproductions</h2>\n<ul>" + "".join(items) + "</ul>"
+    siblings = [sub for sub in published_subfolders(parent) if sub.resolve() != folder]
+    return reproductions_list([reproduction_item(parent, "../../")] +
+                              [reproduction_item(sub, f"../../{sub.name}/") for sub in siblings])
 
 
 def files_list(folder: Path) -> str:
