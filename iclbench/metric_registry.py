@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 CI_SUFFIX = "_ci95"  # `loss_ci95` is the 95 % CI half-width of `loss`
-RANK_BY = "loss"  # the metric learners are ranked by, in the tables and on the site
+RANK_BY = "loss"  # the metric the Markdown tables rank learners by
+HEADLINE = ("position_loss", "loss")  # a column's headline metric: the first of these its records have
 PLACED = ("loss", "score", "paired", "alignment")  # kinds with a fixed place among a cell's rows
 
 
@@ -82,6 +83,13 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
 def metric(name: str) -> Metric:
     """The registered metric `name`; an unknown one is an `extra`, shown by its name, lower better."""
     return REGISTRY.get(name) or Metric(name)
+
+
+def headline(names: Iterable[str]) -> str:
+    """The metric a column is judged by (the site's ranking, the shift plots): the loss over
+    positions where there is one (sequence tasks, whose claims use it), else the query loss."""
+    present = set(names)
+    return next((m for m in HEADLINE if m in present), HEADLINE[-1])
 
 
 def of_kind(*kinds: str) -> list[Metric]:
