@@ -133,23 +133,32 @@ def render_leaderboard(recs: list[dict[str, Any]], out: str | Path, formats: Seq
                        on_conflict: str = "prefer-most-tasks", option: str = "out") -> list[Path]:
     """Write the tables (`formats`) and plots of `recs` into `out`, pruning what they no longer
     make; never into a published reproduction, which `iclbench publish` re-renders from its own
-    records. `option` names `out` in errors (the CLI's --out)."""
+    records. Format `html` also writes the site (`out/site/`, from leaderboard.json, which it
+    writes too). `option` names `out` in errors (the CLI's --out)."""
     from iclbench import board
     from iclbench.catalog import default_catalog
     from iclbench.suite_labels import plot_labels
 
-    bad = [f for f in formats if f not in board.FORMATS]
+    known = board.FORMATS + ("html",)
+    bad = [f for f in formats if f not in known]
     if bad:
         raise UsageError(f"{'--format' if option.startswith('--') else 'formats'}: unknown {', '.join(bad)}; "
-                         f"choose from {', '.join(board.FORMATS)}")
+                         f"choose from {', '.join(known)}")
     if (Path(out) / "reproduction.json").exists():
         raise UsageError(f"{option} {str(out)!r} is a published reproduction; render elsewhere, "
                          f"or re-render it with `iclbench publish {out}`")
+    html = "html" in formats
+    tables = tuple(dict.fromkeys([f for f in formats if f != "html"] + (["json"] if html else [])))  # the site reads json
     try:
-        return board.render(recs, writable_folder(out, option), tuple(formats), plots=plots, on_conflict=on_conflict,
-                            prune=True, **plot_labels(default_catalog(), {r["suite"] for r in recs}))
+        written = board.render(recs, writable_folder(out, option), tables, plots=plots, on_conflict=on_conflict,
+                               prune=True, **plot_labels(default_catalog(), {r["suite"] for r in recs}))
     except board.ConflictError as err:
         raise UsageError(str(err)) from None
+    if html:
+        from iclbench.site import write_results_site
+
+        written += write_results_site(Path(out), recs)
+    return written
 
 
 def leaderboard(results: str | Path | Sequence[str | Path] | list[dict[str, Any]] = "results", *,

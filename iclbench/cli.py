@@ -102,7 +102,8 @@ def parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="render stored results as tables and plots", **fmt)
     lb.add_argument("results", nargs="+", help="results folders or results.jsonl files")
     lb.add_argument("--out", help="output folder (default: RESULTS/leaderboard for the first results folder)")
-    lb.add_argument("--format", default="md,csv,json", help="comma-separated: md, csv, json")
+    lb.add_argument("--format", default="md,csv,json",
+                    help="comma-separated: md, csv, json, html (a static site in OUT/site/, with leaderboard.json)")
     lb.add_argument("--suite", help="only this suite's records")
     lb.add_argument("--no-plots", action="store_true", help="tables only: draw no figures")
     lb.add_argument("--on-conflict", default="prefer-most-tasks", choices=["prefer-most-tasks", "newest", "error"],

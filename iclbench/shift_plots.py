@@ -21,12 +21,13 @@ import pandas as pd
 
 from iclbench.cells import learner_order, sortable
 from iclbench.filenames import safe_path
-from iclbench.metric_registry import RANK_BY, metric
+from iclbench.metric_registry import RANK_BY, headline, metric
 from iclbench.plotting import decorate, save, styles, subplots
 
 EXACT = 1e-6  # a loss this small is float rounding of an exact solver (least squares), not a curve to compare
 Series = tuple[dict, dict, list[str], list[str], list[str]]  # what `group_series` returns
-Place = Callable[[Sequence[Any]], list]  # shift values -> their x positions
+Place = Callable[[Sequence[Any], str], list]  # (shift values, learner) -> their x positions
+DODGE = 0.6  # a categorical axis spreads its learners' points over this width around each category
 
 
 def ratio_reference(agg: pd.DataFrame, suite: str, declared: str | None = None) -> str | None:
@@ -55,16 +56,16 @@ def categories(g: pd.DataFrame) -> dict[Any, str] | None:
     return None
 
 
-def group_series(g: pd.DataFrame, ref: str | None, order: list[str]) -> Series:
+def group_series(g: pd.DataFrame, ref: str | None, order: list[str], name: str = RANK_BY) -> Series:
     """What one shift plot draws: learner -> its ok cells by value (loss panel), learner -> (value,
     loss / reference's loss, paired CI / reference's loss) (ratio panel, where the reference is
     not exact: a ratio to float rounding says nothing); then the learners not
     drawn on some cells: exact ones (loss < EXACT, float rounding of an exact solver: `exact`
     names those exact throughout, which are not drawn at all, `partly` the others) and those
-    with diverged or failed cells (`broken`)."""
-    loss = g[g.metric == RANK_BY]
+    with diverged or failed cells (`broken`). `name`: the loss drawn (`metric_registry.headline`)."""
+    loss = g[g.metric == name]
     ref_loss = {r.value: r.mean for r in loss[(loss.learner == ref) & (loss.status == "ok")].itertuples()}
-    diffs = g[(g.metric == "loss_diff") & (g.reference == (ref or ""))]
+    diffs = g[(g.metric == f"{name}_diff") & (g.reference == (ref or ""))]
     paired = {(r.learner, r.value): r.ci95 for r in diffs.itertuples()}
     drawn, ratios, exact, partly, broken = {}, {}, [], [], []
     for learner in order:
@@ -85,14 +86,16 @@ def group_series(g: pd.DataFrame, ref: str | None, order: list[str]) -> Series:
     return drawn, ratios, exact, partly, broken
 
 
-def draw_loss_panel(ax: Any, series: Series, style: dict, x: Place, xlabel: str, title: str) -> None:
-    """The loss of each drawn learner against the shifted value, with a note per kind of cell not drawn."""
+def draw_loss_panel(ax: Any, series: Series, style: dict, x: Place, xlabel: str, title: str,
+                    name: str = RANK_BY) -> None:
+    """The loss `name` of each drawn learner against the shifted value, with a note per kind of
+    cell not drawn. `style` per learner (points only, no joining line, on a categorical axis)."""
     drawn, ratios, exact, partly, broken = series
     for learner, d in drawn.items():
         ci = d["ci95"].fillna(0)
         lower = ci.clip(upper=d["mean"] * 0.9)  # a log axis cannot show a bar through zero
-        ax.errorbar(x(d["value"]), d["mean"], yerr=[lower, ci], capsize=2, label=learner, **style[learner])
-    decorate(ax, "" if ratios else xlabel, metric(RANK_BY).axis, title, log=True, legend=False)
+        ax.errorbar(x(d["value"], learner), d["mean"], yerr=[lower, ci], capsize=2, label=learner, **style[learner])
+    decorate(ax, "" if ratios else xlabel, metric(name).axis, title, log=True, legend=False)
     notes = [f"not drawn, loss < {EXACT:g} throughout: {', '.join(exact)}"] if exact else []
     notes += [f"not drawn where loss < {EXACT:g}: {', '.join(partly)}"] if partly else []
     notes += [f"not drawn where diverged or failed: {', '.join(broken)}"] if broken else []
@@ -105,7 +108,7 @@ def draw_ratio_panel(ax: Any, ratios: dict, style: dict, x: Place, xlabel: str, 
     for learner, points in ratios.items():
         vs, rs, cis = zip(*points)
         err = [0.0 if math.isnan(c) else c for c in cis]
-        ax.errorbar(x(vs), rs, yerr=[[min(e, 0.9 * r) for e, r in zip(err, rs)], err], capsize=2, **style[learner])
+        ax.errorbar(x(vs, learner), rs, yerr=[[min(e, 0.9 * r) for e, r in zip(err, rs)], err], capsize=2, **style[learner])
     ax.axhline(1.0, color="k", lw=0.9)
     decorate(ax, xlabel, f"loss / {ref}'s loss (line: {ref})", "", log=True, legend=False)
 
@@ -114,19 +117,22 @@ def plot_group(agg: pd.DataFrame, suite: str, group: str, g: pd.DataFrame, out: 
                ref: str | None) -> Path:
     """One shift group's figure (`<suite>-<group>.png`): the loss panel and, with a reference, the ratio panel."""
     order = learner_order(agg[agg.suite == suite])
-    series = group_series(g, ref, order)
+    name = headline(g["metric"])
+    series = group_series(g, ref, order, name)
     drawn, ratios = series[0], series[1]
-    style = styles(order)
-    cats = categories(g[g.metric == RANK_BY])
+    cats = categories(g[g.metric == name])
+    style = {k: {**v, "ls": "none"} for k, v in styles(order).items()} if cats else styles(order)
     slot = {v: i for i, v in enumerate(cats or {})}  # a categorical group's values -> evenly spaced positions
 
-    def x(values: Sequence[Any]) -> list:
-        return [slot[v] for v in values] if cats else list(values)
+    shift = {k: DODGE * ((i + 0.5) / len(order) - 0.5) for i, k in enumerate(order)}  # side by side, not on top
+
+    def x(values: Sequence[Any], learner: str) -> list:
+        return [slot[v] + shift[learner] for v in values] if cats else list(values)
 
     fig, axes = subplots(2 if ratios else 1, 1, figsize=(7.6, 6.4 if ratios else 3.9), sharex=True, squeeze=False,
                          gridspec_kw={"height_ratios": [3, 2]} if ratios else None)
     top = axes[0, 0]
-    draw_loss_panel(top, series, style, x, xlabel, f"{suite}: loss against {group}")
+    draw_loss_panel(top, series, style, x, xlabel, f"{suite}: {metric(name).shown} against {group}", name)
     if ratios:
         draw_ratio_panel(axes[1, 0], ratios, style, x, xlabel, ref)
     if cats:

@@ -17,14 +17,17 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from iclbench import report_text
+from iclbench import ranking, report_text
 from iclbench.filenames import safe_stem
 from iclbench.outputs import write_text
 from iclbench.provenance import plugin_text
-from iclbench.publish import budget_line, execution_flags, wall_line
+from iclbench.merge import resolve_conflicts
+from iclbench.publish import budget_line, display_records, execution_flags, wall_line
+from iclbench.ranking import TEST_NOTE, headline_metric
 from iclbench.reproduce import Deviation, Finding, Reproduction, Results
 from iclbench.verdicts import label
 from iclbench.site_html import esc, figures, inline, link, page, table, td, th
+from iclbench.site_summary import SCALE_NOTE, column_standings, direction, pivot_table, standings_table
 from iclbench.site_tables import Column, ci_note, column_title, comparisons_table, contents, hyperparameter_table, \
     scores_table, suite_columns
 
@@ -40,19 +43,46 @@ def write_site(folder: Path, repro: Reproduction | None = None) -> list[Path]:
     README's findings come from; without it, the installed reproduction named in reproduction.json."""
     folder = Path(folder)
     meta = json.loads((folder / "reproduction.json").read_text())
-    board = json.loads((folder / "leaderboard.json").read_text())
     repro = repro or installed_reproduction(meta["reproduction"])
+    records = display_records(Results(folder))
+
+    def index(board: dict[str, Any], names: dict[str, str], plots: dict[str | None, list[str]], summary: str) -> str:
+        return index_page(folder, meta, board["provenance"], repro, names, plots, summary)
+
+    return write_pages(folder, records, f"Reproduction {meta['reproduction']}", f": {meta['reproduction']}", index)
+
+
+def write_results_site(folder: Path, records: list[dict[str, Any]]) -> list[Path]:
+    """The site of a plain leaderboard folder (`iclbench leaderboard --format html`): the summary,
+    the suites and the tables, from leaderboard.json and the `records` it was rendered from."""
+    folder = Path(folder)
+
+    def index(board: dict[str, Any], names: dict[str, str], plots: dict[str | None, list[str]], summary: str) -> str:
+        parts = ["<h1>Leaderboard</h1>", "<h2 id=\"suites\">Suites</h2>", suites_list(names, plots), summary,
+                 "<h2 id=\"provenance\">Provenance</h2>", learners_table(board["provenance"]),
+                 "<h2 id=\"files\">Tables and records</h2>", files_list(folder)]
+        if plots.get(None):
+            parts += ["<h2 id=\"figures\">Other figures</h2>", figures(plots[None])]
+        return "\n".join(p for p in parts if p)
+
+    return write_pages(folder, records, "Leaderboard", "", index)
+
+
+def write_pages(folder: Path, records: list[dict[str, Any]], title: str, suffix: str, index) -> list[Path]:
+    """The suite pages and the index (`index(board, page names, plots, summary html)`) of `folder`'s site."""
+    board = json.loads((folder / "leaderboard.json").read_text())
+    records, _ = resolve_conflicts(records)
     site = folder / SITE
     site.mkdir(exist_ok=True)
     suites = suite_columns(board["rows"])
     names = page_names(list(suites))
     plots = plots_by_suite(folder, list(suites))
+    by_column = ranking.columns(records)
     written = []
     for suite, columns in suites.items():
-        body = suite_page(suite, columns, plots.get(suite, []), board["provenance"])
-        written.append(write(site / names[suite], f"{suite}: {meta['reproduction']}", body))
-    index = index_page(folder, meta, board["provenance"], repro, names, plots)
-    written.insert(0, write(site / "index.html", f"Reproduction {meta['reproduction']}", index))
+        body = suite_page(suite, columns, plots.get(suite, []), board["provenance"], by_column, folder)
+        written.append(write(site / names[suite], f"{suite}{suffix}", body))
+    written.insert(0, write(site / "index.html", title, index(board, names, plots, landing_summary(by_column, names, folder))))
     for stale in sorted(set(site.glob("*.html")) - set(written)):
         stale.unlink()
     return written
@@ -95,19 +125,73 @@ def plots_by_suite(folder: Path, suites: list[str]) -> dict[str | None, list[str
     return out
 
 
-def suite_page(suite: str, columns: list[Column], plots: list[str], prov: dict[str, Any]) -> str:
-    """A suite's page: per evaluation column its scores and comparisons tables, then the tuned
-    hyperparameters and every plot of the suite."""
-    parts = [f'<p><a href="index.html">← reproduction</a></p>\n<h1>Suite <code>{esc(suite)}</code></h1>',
-             f"<p>Cells: mean ± {esc(ci_note(columns))}; <em>seeds</em>: seeds behind the row, <em>tasks</em>: "
-             "evaluation tasks per seed. Click a column header to sort.</p>", contents(columns, bool(plots))]
+def suite_page(suite: str, columns: list[Column], plots: list[str], prov: dict[str, Any],
+               by_column: dict[tuple[str, str, str], list[dict[str, Any]]], folder: Path) -> str:
+    """A suite's page: who is best in distribution, a learner x shift pivot per OOD group with its
+    figure beside it, then every column's full tables (folded), the tuned hyperparameters and the
+    suite's other plots."""
+    groups = list(dict.fromkeys(c.group for c in columns if c.group))
+    beside = {g: group_figure(suite, g) for g in groups if group_figure(suite, g) in plots}
+    rest = [p for p in plots if p not in beside.values()]
+    parts = [f'<p><a href="index.html">← back</a></p>\n<h1>Suite <code>{esc(suite)}</code></h1>',
+             contents(columns, bool(rest))]
+    home = [c for c in columns if not c.group]
+    if home:
+        parts.append('<h2 id="best">Who is best</h2>')
+        for column in home:
+            records = by_column.get((suite, column.group, column.task), [])
+            name, rows = column_standings(records, folder)
+            parts += [f"<h3>{esc(column_title(column))}</h3>", standings_table(rows, name)]
+        parts.append(f"<p>{esc(TEST_NOTE)}</p>")
+    order = [s.learner for s in column_standings(by_column.get((suite, home[0].group, home[0].task), []))[1]] \
+        if home else []
+    if groups:
+        parts.append(f'<h2 id="shifts">Out of distribution</h2>\n<p>{esc(SCALE_NOTE)}</p>')
+    for i, group in enumerate(groups):
+        records = [r for key, rs in by_column.items() if key[:2] == (suite, group) for r in rs]
+        name = headline_metric(records)
+        learners = order + sorted({r["label"] for r in records} - set(order))
+        parts += [f'<h3 id="group-{i}">{esc(group)}: {esc(direction(name))}</h3>',
+                  f'<div class="pair"><div>{pivot_table(records, learners, name)}</div>'
+                  + (f"<div>{figures([beside[group]])}</div>" if group in beside else "") + "</div>"]
+    parts += ['<h2 id="columns">Every column</h2>',
+              f"<p>Cells: mean ± {esc(ci_note(columns))}; <em>seeds</em>: seeds behind the row, <em>tasks</em>: "
+              "evaluation tasks per seed. Headers sort their table (click, or Enter on a focused header).</p>"]
     for i, column in enumerate(columns):
-        parts += [f'<h2 id="column-{i}">{esc(column_title(column))}</h2>', scores_table(column),
-                  comparisons_table(column)]
+        parts += [f'<details id="column-{i}"><summary>{esc(column_title(column))}</summary>',
+                  f"<h2>{esc(column_title(column))}</h2>", scores_table(column), comparisons_table(column), "</details>"]
     parts.append(hyperparameter_table(suite, prov))
-    if plots:
-        parts += ['<h2 id="plots">Plots</h2>', figures(plots)]
+    if rest:
+        parts += ['<h2 id="plots">Plots</h2>', figures(rest)]
     return "\n".join(p for p in parts if p)
+
+
+def group_figure(suite: str, group: str) -> str:
+    """The file name of a shift group's figure (`shift_plots.plot_group`'s)."""
+    return safe_stem(f"{suite}-{group.replace(' ', '-')}") + ".png"
+
+
+SUMMARY_ROWS = 10  # the landing summary shows each column's first this many rows, and any tied further down
+
+
+def landing_summary(by_column: dict[tuple[str, str, str], list[dict[str, Any]]], pages: dict[str, str],
+                    folder: Path) -> str:
+    """Per suite, its in-distribution column's leaders: the first `SUMMARY_ROWS` and every learner
+    tied with the best further down, with their ranks and a link to the full ranking."""
+    parts = ['<h2 id="summary">Who is best</h2>']
+    for (suite, group, task), records in by_column.items():
+        if group or suite not in pages:
+            continue
+        name, rows = column_standings(records, folder)
+        kept = [s for i, s in enumerate(rows) if i < SUMMARY_ROWS or s.best or s.tied]
+        more = (f" ({len(rows) - len(kept)} more on {link(pages[suite] + '#best', suite)}'s page)"
+                if len(rows) > len(kept) else f" ({link(pages[suite], 'suite page')})")
+        parts += [f"<h3><code>{esc(suite)}</code>, in distribution: {esc(task)}</h3>",
+                  standings_table(kept, name, [rows.index(s) + 1 for s in kept]),
+                  f"<p>{esc(len(rows))} learners{more}</p>"]
+    if len(parts) == 1:
+        return ""
+    return "\n".join(parts + [f"<p>{esc(TEST_NOTE)}</p>"])
 
 
 def findings_table(findings: Sequence[Finding]) -> str:
@@ -202,14 +286,14 @@ def files_list(folder: Path) -> str:
 
 
 def index_page(folder: Path, meta: dict[str, Any], prov: dict[str, Any], repro: Reproduction,
-               pages: dict[str, str], plots: dict[str | None, list[str]]) -> str:
+               pages: dict[str, str], plots: dict[str | None, list[str]], summary: str = "") -> str:
     """The reproduction's page: description, findings, deviations, provenance, and links to the
     suite pages, the other reproductions, the tables and the figures of no single suite."""
     spec = repro.spec()
     parts = [f"<h1>Reproduction <code>{esc(meta['reproduction'])}</code> ({esc(meta['budget'])} budget)</h1>",
              f"<p>{inline(spec.description)}</p>" if spec.description else "",
              "<h2 id=\"suites\">Suites</h2>", suites_list(pages, plots),
-             sub_reproductions(folder) or parent_reproductions(folder),
+             sub_reproductions(folder) or parent_reproductions(folder), summary,
              "<h2 id=\"findings\">Findings</h2>",
              f"<p>{esc(report_text.PAIRED_NOTE)} {esc(report_text.VERDICT_NOTE)}</p>",
              findings_table(repro.findings(Results(folder))), deviations_table(spec.deviations),

@@ -125,13 +125,18 @@ def column_title(column: Column) -> str:
 
 
 def contents(columns: list[Column], plots: bool) -> str:
-    """Links to each column's tables, one line per shift group, and to the plots."""
+    """Links to the ranking, to each shift group's pivot (then its columns' full tables, one line
+    per group) and to the plots."""
     groups: dict[str, list[str]] = {}
     for i, column in enumerate(columns):
         groups.setdefault(column.group, []).append(f'<a href="#column-{i}">{esc(column.task)}</a>')
-    items = "".join(f"<li>{esc(group or 'in distribution')}: {', '.join(links)}</li>"
-                    for group, links in groups.items())
-    return f"<ul>{items}</ul>" + ('\n<p><a href="#plots">Plots</a></p>' if plots else "")
+    pivots = [g for g in groups if g]
+    items = []
+    for group, links in groups.items():
+        head = (f'<a href="#group-{pivots.index(group)}">{esc(group)}</a>' if group
+                else '<a href="#best">in distribution</a>')
+        items.append(f"<li>{head}: {', '.join(links)}</li>")
+    return f"<ul>{''.join(items)}</ul>" + ('\n<p><a href="#plots">Plots</a></p>' if plots else "")
 
 
 def hyperparameter_table(suite: str, prov: dict[str, Any]) -> str:

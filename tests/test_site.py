@@ -239,3 +239,48 @@ def test_publish_html_through_the_command_line(small, tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     assert str(folder / "site" / "index.html") in printed and str(folder / "site" / "garg-tree.html") in printed
     assert pages(folder)["garg-tree.html"].tables
+
+
+def synthetic_records() -> list[dict]:
+    """Three learners x two seeds on an in-distribution column and a three-shift group, from a
+    committed record as template: `b` worse than `a` everywhere, `c` best on the largest shift."""
+    template = json.loads((PUBLISHED / "results.jsonl").read_text().splitlines()[0])
+    losses = {"a": [1.0, 2.0, 3.0, 4.0], "b": [1.5, 2.5, 3.5, 4.5], "c": [3.0, 3.5, 3.6, 3.9]}
+    out = []
+    for learner, values in losses.items():
+        for seed in (0, 1):
+            for i, (task, group, value) in enumerate((("home", None, None), ("s=1", "scale", 1), ("s=2", "scale", 2),
+                                                       ("s=3", "scale", 3))):
+                loss = values[i] + 0.01 * seed
+                out.append({**template, "suite": "toy", "label": learner, "learner": learner, "seed": seed,
+                            "task_label": task, "group": group, "value": value, "in_distribution": group is None,
+                            "align_to": None, "status": "ok",
+                            "metrics": {"loss": loss, "loss_ci95": 0.01, "loss_median": loss / 2, "loss_trimmed": loss}})
+    return out
+
+
+def test_a_plain_results_folder_gets_a_site_with_the_ranking_and_a_coloured_pivot(tmp_path, capsys):
+    """`iclbench leaderboard --format html`: the landing summary ranks by the loss with the best in
+    bold and the test against it, and the pivot colours each shift's best green and worst red."""
+    from iclbench.cli import main
+    from iclbench.store import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    for r in synthetic_records():
+        store.append(r)
+    assert main(["leaderboard", str(tmp_path / "results"), "--format", "html", "--no-plots"]) == 0
+    site = tmp_path / "results" / "leaderboard" / "site"
+    assert str(site / "index.html") in capsys.readouterr().out
+    assert (tmp_path / "results" / "leaderboard" / "leaderboard.json").exists()  # the site's input
+    index = Page(site / "index.html")
+    summary = next(t for t in index.tables if t["heading"] == "Who is best")
+    assert [row[1][0] for row in summary["rows"]] == ["a", "b", "c"]
+    assert summary["rows"][0][5][0] == "best" and summary["rows"][0][1][1].get("class") == "best"
+    assert summary["rows"][1][5][0] == "worse (p < 0.001)"  # +0.5 on both seeds, no spread: p = 0
+    assert "<strong>a</strong>" in index.path.read_text()
+    page = Page(site / "toy.html")
+    pivot = next(t for t in page.tables if [h for h, _ in t["head"]] == ["learner", "1", "2", "3"])
+    hues = {row[0][0]: [cell[1]["style"] for cell in row[1:]] for row in pivot["rows"]}
+    assert hues["a"][:2] == ["background: hsl(120, 65%, 82%)"] * 2 and hues["a"][2] == "background: hsl(60, 65%, 82%)"
+    assert hues["c"][:2] == ["background: hsl(0, 65%, 82%)"] * 2 and hues["c"][2] == "background: hsl(120, 65%, 82%)"
+    assert [row[0][0] for row in pivot["rows"]] == ["a", "b", "c"]  # in the in-distribution order
