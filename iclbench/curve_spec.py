@@ -19,7 +19,9 @@ class CurvePlot(BaseModel):
     stem: str = Field(description="file name stem: <suite>-<stem>.png")
     ylabel: str
     log: bool = False
+    label: str | None = Field(None, description="the column's legend name (default: the column's name)")
     second: str | None = Field(None, description="another column, drawn dashed in the same panels")
+    second_label: str | None = Field(None, description="the second column's legend name (default: its name)")
     references: bool = Field(False, description="draw the compared learners' evaluation losses across each panel")
     top: float | None = Field(None, description="a shared upper limit (a cosine's 1), so panels compare at a glance")
 

@@ -76,7 +76,8 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
     # Measured against the record's reference, but the tables list them among the scores (the
     # published tables do): not keyed by it.
     Metric("position_pred_diff", label="prediction difference over positions", axis="|prediction - {ref}'s|"),
-    Metric("position_sens_cos", lower_is_better=False, axis="cosine of input sensitivities with {ref}'s"),
+    Metric("position_sens_cos", label="sensitivity cosine over positions", lower_is_better=False,
+           axis="cosine of input sensitivities with {ref}'s"),
 )}
 
 

@@ -18,9 +18,20 @@ def subplots(*args: Any, **kwargs: Any):
     return plt.subplots(*args, **kwargs)
 
 
+def title_height(fig) -> float:
+    """The share of the figure's height its title (`suptitle`) takes, so the panels are laid out
+    below it rather than under it."""
+    title = getattr(fig, "_suptitle", None)
+    if title is None or not title.get_text():
+        return 0.0
+    lines = title.get_text().count("\n") + 1
+    return min(0.3, lines * title.get_fontsize() * 1.45 / 72 / fig.get_figheight())
+
+
 def save(fig, path: Path, dpi: int = 120) -> Path:
-    """Lay out, write without a software stamp (the same records give the same file), close. The
-    saved area grows to hold what sits outside the axes (a figure legend beside them). The file
+    """Lay out (the panels below the figure's title), write without a software stamp (the same
+    records give the same file), close. The saved area grows to hold what sits outside the axes
+    (a figure legend beside them). The file
     is written under a temporary name and renamed into place (`outputs.write_file`: inside a
     staged render, once the whole render has succeeded), so no reader sees half a PNG."""
     import matplotlib.pyplot as plt
@@ -33,27 +44,23 @@ def save(fig, path: Path, dpi: int = 120) -> Path:
             fig.savefig(f, format=form, dpi=dpi, metadata={"Software": None}, bbox_inches="tight")
 
     try:
-        fig.tight_layout()
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - title_height(fig)))
         write_file(path, write)
     finally:
         plt.close(fig)
     return path
 
 
-MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">"]
-LINESTYLES = ["-", "--", "-.", ":"]
-
-
 def styles(names: list[str]) -> dict[str, dict[str, Any]]:
-    """A distinct colour, marker and line style per name, in the order given (pass one fixed order,
-    and a learner looks the same in every figure); every other marker hollow, so a learner drawn
-    exactly on another one still shows."""
-    import matplotlib
+    """Each learner's look in one figure, as matplotlib keyword arguments: the same learner looks
+    the same in every figure, no two share a look within one (`iclbench.styles`)."""
+    from iclbench.styles import styles as learner_styles
 
-    colors = matplotlib.colormaps["tab10"].colors
-    return {name: {"color": colors[i % 10], "marker": MARKERS[i % len(MARKERS)], "ls": LINESTYLES[i % len(LINESTYLES)],
-                   "ms": 5 if i % 2 else 4, "mfc": "none" if i % 2 else colors[i % 10], "lw": 1.3}
-            for i, name in enumerate(names)}
+    return learner_styles(names)
+
+
+LEGEND_SIZE = 7.5  # points: the smallest legend text, readable at the site's width
+INSIDE = 6  # a legend of more entries goes beside the axes, where it hides no curve
 
 
 def decorate(ax, xlabel: str, ylabel: str, title: str, *, log: bool = False, size: int = 8, legend: bool = True) -> None:
@@ -66,7 +73,9 @@ def decorate(ax, xlabel: str, ylabel: str, title: str, *, log: bool = False, siz
     ax.set_title(title, fontsize=size + 1)
     ax.grid(alpha=0.3)
     if legend:
-        ax.legend(fontsize=size - 1)
+        handles, _ = ax.get_legend_handles_labels()
+        outside = {"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if len(handles) > INSIDE else {}
+        ax.legend(fontsize=max(size - 1, LEGEND_SIZE), **outside)
 
 
 def plain_log_ticks(axis) -> None:

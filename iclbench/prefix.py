@@ -66,15 +66,20 @@ def padded_predictions(episode: Episode, predict: Predict) -> torch.Tensor:
 
 def prefix_curve(learner: Any, episode: Episode, predict: Predict) -> dict[str, list[float]]:
     """Per k: the mean query loss over tasks divided by the zero predictor's mean loss on the
-    same tasks (`error`), and the 95 % half-width of that ratio over tasks (`ci95`, the
-    denominator taken as exact)."""
+    same tasks (`error`), and the 95 % half-width of that ratio of means over tasks (`ci95`),
+    paired: by the delta method on the same tasks, se(r) = sd(L_i - r Z_i) / (sqrt(B) mean Z),
+    so the zero predictor's own curve is 1 with no band and a learner's band carries only what
+    differs from the zero predictor's on its tasks."""
     preds = prefix_predictions(learner, episode, predict)  # (B, N, dy)
     losses = task_losses(preds, episode.query_y[:, None]).double()  # (B, N)
-    zero = float(task_losses(torch.zeros_like(episode.query_y), episode.query_y).double().mean())
+    zero_losses = task_losses(torch.zeros_like(episode.query_y), episode.query_y).double()  # (B,)
+    zero = float(zero_losses.mean())
+    ratio = losses.mean(0) / zero  # (N,)
     B = losses.shape[0]
-    ci = 1.96 * losses.std(dim=0, unbiased=True) / B ** 0.5 if B > 1 else torch.full((losses.shape[1],), float("nan"))
-    return {"k": list(range(1, losses.shape[1] + 1)), "error": (losses.mean(0) / zero).tolist(),
-            "ci95": (ci / zero).tolist()}
+    residual = losses - ratio[None, :] * zero_losses[:, None]  # (B, N): L_i - r Z_i, mean 0
+    ci = 1.96 * residual.std(dim=0, unbiased=True) / (B ** 0.5 * zero) if B > 1 \
+        else torch.full((losses.shape[1],), float("nan"))
+    return {"k": list(range(1, losses.shape[1] + 1)), "error": ratio.tolist(), "ci95": ci.tolist()}
 
 
 def running_means(episode: Episode) -> torch.Tensor:

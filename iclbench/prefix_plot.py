@@ -12,9 +12,8 @@ from typing import Any
 from iclbench.filenames import safe_path
 from iclbench.metric_registry import metric
 from iclbench.metrics import across_seeds
-from iclbench.plotting import decorate, save, subplots
+from iclbench.plotting import decorate, save, styles, subplots
 
-MARKERS = "os^Dv<>pP*Xh"
 TOP = 1.5  # the axis stops at 1.5 x the zero predictor's error (as Garg et al.'s figures): worse is off the chart
 
 
@@ -29,20 +28,20 @@ def prefix_series(records: list[dict[str, Any]], field: str = "prefix_curve") ->
 
 def draw_curves(ax, learners: dict[str, dict[int, dict]], x: str, y: str, order: list[str] | None = None) -> None:
     """Each learner's curve (label -> seed -> stored curve with keys x, y, ci95) on `ax`: the
-    mean over seeds with its band (Student t over seeds; one seed: its band over tasks). A
-    learner's colour and marker follow its place in `order` (default: these learners sorted),
-    so panels drawn with one order show each learner alike."""
-    order = order or sorted(learners)
+    mean over seeds with its band (Student t over seeds; one seed: its band over tasks), in the
+    learner's own look (`styles`; `order`, the learners of the whole figure when several panels
+    share it). A curve that is its own reference (exactly 1 at every x: the zero predictor
+    divided by itself) gets no band."""
+    look = styles(order or sorted(learners))
     for label, seeds in sorted(learners.items()):
-        i = order.index(label)
         curves = list(seeds.values())
         xs = curves[0][x]
         stats = [across_seeds([c[y][j] for c in curves], [c["ci95"][j] for c in curves]) for j in range(len(xs))]
         mean = [m for m, _ in stats]
-        color = f"C{i % 10}"
-        ax.plot(xs, mean, marker=MARKERS[i % len(MARKERS)], ms=3.5, lw=1.3, mfc="none", color=color,
-                label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-        ax.fill_between(xs, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15, color=color)
+        style = {**look[label], "ms": 3.5}
+        ax.plot(xs, mean, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})", **style)
+        if any(m != 1.0 for m in mean):
+            ax.fill_between(xs, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.15, color=style["color"])
 
 
 def draw_prefix_curves(ax, learners: dict[str, dict[int, dict]], title: str, size: int = 8,

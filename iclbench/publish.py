@@ -23,10 +23,9 @@ from iclbench.curve_spec import AnalysisLine, CurveFigures, CurvePlot
 from iclbench.filenames import safe_path
 from iclbench.merge import status
 from iclbench.reproduce import Reproduction, Results
-from iclbench.plotting import decorate, save, subplots
+from iclbench.plotting import decorate, save, styles, subplots
 
 
-LINE_STYLES = [("tab:red", "--"), ("tab:green", "-."), ("tab:purple", (0, (5, 2, 1, 2))), ("tab:brown", "--")]
 
 
 WRITER = "publish"  # whose manifest `publish` reads and writes (outputs.MANIFEST)
@@ -156,24 +155,29 @@ def curve_figure(suite: str, learners: dict[str, list[list[dict]]], column: str,
     names = sorted(learners)
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows + 0.5), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows + 0.6), squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.set_axis_off()
+    others = sorted({name for label in names for name, _ in lines[label] if name != baseline_line})
+    look = styles(names + others)  # the trained learners and the compared ones, one look each
     for ax, label in zip(axes.flat, names):
         curves = learners[label]
-        for col, dashed in ((column, False), (plot.second, True)):
+        color = look[label]["color"]
+        for col, name, dashed in ((column, plot.label, False), (plot.second, plot.second_label, True)):
             if col is None:
                 continue
             ls = "--" if dashed else "-"
             for c in curves:
-                ax.plot(*trace(c, col), color="tab:blue", lw=0.7, alpha=0.45, ls=ls)
+                ax.plot(*trace(c, col), color=color, lw=0.7, alpha=0.45, ls=ls)
             mean = f"mean of {len(curves)} seed{'s' if len(curves) > 1 else ''}"
-            ax.plot(*mean_trace(curves, col), color="tab:blue", lw=1.8, ls=ls, label=f"{col}, {mean}" if plot.second else mean)
+            ax.plot(*mean_trace(curves, col), color=color, lw=1.8, ls=ls,
+                    label=f"{name or col}, {mean}" if plot.second else mean)
         highest = max(max(trace(c, column)[1], default=0.0) for c in curves)
-        for i, (name, value) in enumerate(lines[label]):
+        for name, value in lines[label]:
             if name == baseline_line and value > 2 * highest:
                 continue  # far above every curve: it would only squeeze them
-            color, ls = ("0.45", ":") if name == baseline_line else LINE_STYLES[i % len(LINE_STYLES)]
+            color, ls = ("0.45", ":") if name == baseline_line or name not in look else \
+                (look[name]["color"], look[name]["ls"])
             ax.axhline(value, color=color, ls=ls, lw=1.1, label=f"{name}: {value:.4g}")
         decorate(ax, "training step", plot.ylabel, label, log=plot.log, size=7)
         if plot.top is not None:

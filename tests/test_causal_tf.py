@@ -10,7 +10,7 @@ from iclbench.config import ConfigError
 from iclbench.prefix import prefix_curve
 from iclbench_plugins.tasks.function_classes import GargLinear
 from iclbench_plugins.transformers import causal
-from iclbench_plugins.transformers.causal import CausalTransformerLearner
+from iclbench_plugins.transformers.causal import CausalTransformerLearner, query_loss
 
 TINY = {"layers": 2, "width": 16, "heads": 2}
 
@@ -85,6 +85,9 @@ def test_short_training_learns_in_context():
     assert curve[-1] < 0.4 and curve[-1] < curve[1] < curve[0]
     rows = learner.fit_info()["curve"]
     assert [r["step"] for r in rows] == [100, 200, 300, 400] and rows[-1]["eval_loss"] < rows[0]["eval_loss"]
+    # the curve in the evaluation's convention too: 0.5 squared error of the query from all N pairs
+    assert rows[-1]["query_loss"] < rows[0]["query_loss"] and rows[-1]["query_loss"] < 0.4 * (zero / 2)
+    assert query_loss(learner.model, ep) == pytest.approx(loss / 2, rel=1e-5)  # dy = 1: the mean is over tasks
 
 
 CURRICULUM = {"dims_start": 2, "dims_inc": 1, "dims_interval": 10, "points_start": 3, "points_inc": 2,

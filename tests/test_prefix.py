@@ -63,6 +63,25 @@ def test_least_squares_error_vanishes_once_the_context_determines_the_teacher(ca
     assert err[1] == pytest.approx(3 / 5, abs=0.08)
 
 
+def test_the_band_is_paired_with_the_zero_predictor_on_the_same_tasks(catalog, linear):
+    """The zero predictor's own curve is 1 with no band; another learner's band is the delta
+    method's sd(L_i - r Z_i) / (sqrt(B) mean Z), narrower than the unpaired sd(L_i) / mean Z here."""
+    ep = sample64(linear, 300)
+    zero = fitted(catalog, "zero", linear)
+    curve = prefix_curve(zero, ep, zero.predict)
+    assert curve["error"] == [1.0] * ep.n_context and curve["ci95"] == [0.0] * ep.n_context
+    gd = fitted(catalog, "gd", linear, eta=1.0)
+    curve = prefix_curve(gd, ep, gd.predict)
+    with torch.no_grad():
+        losses = 0.5 * (looped(gd, ep) - ep.query_y[:, None]).pow(2).sum(-1).double()  # (B, N)
+    z = 0.5 * ep.query_y.pow(2).sum(-1).double()  # (B,)
+    r = losses.mean(0) / z.mean()  # (N,)
+    expected = 1.96 * (losses - r * z[:, None]).std(0) / (300 ** 0.5 * z.mean())
+    assert curve["ci95"] == pytest.approx(expected.tolist(), rel=1e-9)
+    unpaired = 1.96 * losses.std(0) / (300 ** 0.5 * z.mean())
+    assert all(c < u for c, u in zip(curve["ci95"], unpaired.tolist()))
+
+
 def test_an_evaluation_stores_the_curve_of_marked_columns(tmp_path):
     from iclbench.cli import main
 

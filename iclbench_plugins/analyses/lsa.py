@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, decorate, save, subplots, task_losses
+from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, decorate, save, styles, subplots, task_losses
 from iclbench_plugins.transformers.nn.constructions import gd_products
 from iclbench_plugins.transformers.lsa import LSAGD, TransformerLearner, predict_with
 from iclbench_plugins.transformers.nn.model import InContextTransformer, tokens
@@ -183,7 +183,8 @@ def plot_repeated(runs: dict[float, dict[str, torch.Tensor]], lam: float, path, 
     axes stop at CEILING times the first loss: a curve leaving the top diverges, and a final
     loss above it is marked at the top with its value."""
     fig, axes = subplots(1, 3, figsize=(14, 3.9))
-    colors = {"trained": "tab:blue", "gd": "tab:orange"}
+    look = styles([learner, "gd"])
+    colors = {"trained": look[learner]["color"], "gd": look["gd"]["color"]}  # the learners' own colours
     names = {"trained": "trained layer", "gd": "GD construction"}
     top = CEILING * max(float(losses[0].mean()) for r in runs.values() for losses in r.values())
     for ax, x in zip(axes[:2], (lam, 1.0)):

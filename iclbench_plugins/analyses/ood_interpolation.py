@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import torch
 import iclbench
-from iclbench.plugin_api import Analysis, AnalysisContext, decorate, parse_spec, save, subplots
+from iclbench.plugin_api import Analysis, AnalysisContext, decorate, parse_spec, save, styles, subplots
 from iclbench_plugins.analyses.lsa import Interpolation, interpolated, loss_of, plain_lsa
 
 MODELS = ("trained", "interpolated")  # drawn as ratios to the construction's loss
@@ -75,7 +75,7 @@ def plot_ratios(tasks: dict[str, dict], path, title: str) -> None:
         for model, (color, marker, ls) in zip(MODELS, (("tab:blue", "o", "-"), ("tab:green", "s", "--"))):
             ax.plot(xs, [t[model] / t["construction"] for _, t in members], color=color, marker=marker, ls=ls,
                     mfc="none", label=model)
-        ax.axhline(1.0, color="black", ls=":", lw=1, label="GD construction")
+        ax.axhline(1.0, color=styles(["gd"])["gd"]["color"], ls=":", lw=1, label="GD construction")  # GD's look
         if not numeric:
             ax.set_xticks(xs, [label.split("=", 1)[-1] for label, _ in members], fontsize=7)
         decorate(ax, group, "loss / GD construction's loss", group, size=7)

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 
 import iclbench
-from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, save, subplots
+from iclbench.plugin_api import Analysis, AnalysisConfig, AnalysisContext, save, styles, subplots
 
 
 SHORT_NAMES = {"mlp-lsa": "MLP+LSA", "mlp-gd": "MLP+GD"}  # learner name -> its name in the figure
@@ -93,11 +93,11 @@ def plot_functions(ep: iclbench.Episode, xs: torch.Tensor, truth: torch.Tensor, 
     the context points; one legend below all panels, a title with the task's amplitude and phase."""
     B = ep.batch_size
     fig, axes = subplots(1, B, figsize=(3.2 * B, 3.2), squeeze=False)
-    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    look = styles(list(functions))
     for b, ax in enumerate(axes[0]):
         ax.plot(xs.cpu(), truth[b].cpu(), color="k", lw=2, label="truth a sin(x + φ)")
         for i, (name, f) in enumerate(functions.items()):
-            color = colors[i % len(colors)]
+            color = look[name]["color"]
             ax.plot(xs.cpu(), f["initial"][b].cpu(), color=color, ls="--", lw=1.2, label=f"{name}: initial (before attention)")
             ax.plot(xs.cpu(), f["final"][b].cpu(), color=color, lw=1.5, label=f"{name}: final")
         ax.scatter(ep.context_x[b, :, 0].cpu(), ep.context_y[b, :, 0].cpu(), c="k", s=14, zorder=5, label="context (x_i, y_i)")

@@ -175,6 +175,15 @@ def causal_loss(model: CausalTransformer, episode: iclbench.Episode) -> torch.Te
     return (model(episode) - targets).pow(2).mean()
 
 
+def query_loss(model: CausalTransformer, episode: iclbench.Episode) -> float:
+    """The held-out loss in the evaluation's convention, for the training curves: 0.5 squared
+    error of the query's prediction from all N pairs, mean over tasks (the training objective
+    averages the squared error, without the 0.5, over every prefix)."""
+    with torch.no_grad():
+        pred = model(episode)[:, -1]  # (B, dy): the query, after all N pairs
+    return float(0.5 * (pred - episode.query_y).pow(2).sum(-1).mean())
+
+
 class CausalTransformerLearner(iclbench.Learner):
     """A GPT-2-style causal Transformer on interleaved (x, y) tokens, trained on every prefix
     with Garg's curriculum (module docstring: presets, costs, differences from Garg)."""
@@ -245,7 +254,8 @@ class CausalTransformerLearner(iclbench.Learner):
         cfg = self.config.train
         stream = self.training_task(task, self.model, generator)
         self.training = meta_train(self.model, self.loss, stream, cfg, generator=generator, device=device,
-                                   lr=cfg.lr or 1e-3, checkpoint=checkpoint, monitors=monitors, desc=self.label,
+                                   lr=cfg.lr or 1e-3, checkpoint=checkpoint, desc=self.label,
+                                   monitors={"query_loss": query_loss, **(monitors or {})},
                                    on_step=stream.on_step if isinstance(stream, Curriculum) else None)
         return self.training
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from iclbench.plugin_api import decorate, Results, save, subplots
+from iclbench.plugin_api import decorate, Results, save, styles, subplots
 
 Series = dict[int, dict[int, float]]  # x -> seed -> value
 
@@ -49,12 +49,13 @@ def depth_figure(r: Results, folder: Path, recurrent: dict[int, str], untied: di
     if not any(len(v) > 1 for v in loss.values()):
         return None
     fig, (a, b) = subplots(1, 2, figsize=(10, 3.8))
-    styles = {"GD-K": ("tab:gray", "s", "--"), "GD++-K": ("black", "D", ":"),
-              "recurrent LSA": ("tab:blue", "o", "-"), "untied LSA": ("tab:orange", "^", "-")}
+    learner = {"GD-K": "gd", "GD++-K": "gd++", "recurrent LSA": "lsa[recurrent=true]", "untied LSA": "lsa"}
+    look = styles(list(learner.values()))  # each family in its learner's look, as in every figure
+    style = {name: (look[s]["color"], look[s]["marker"], look[s]["ls"]) for name, s in learner.items()}
     for name, series in loss.items():
-        draw(a, series, name, *styles[name])
+        draw(a, series, name, *style[name])
     for name, series in cos.items():
-        draw(b, series, name, *styles[name])
+        draw(b, series, name, *style[name])
     for ax in (a, b):
         ax.set_xticks(ks)
     decorate(a, "K (layers, or GD steps)", "loss on linear regression (N = d = 10)", "loss against depth", log=True)
@@ -71,9 +72,12 @@ def pool_figure(r: Results, folder: Path, spec: Callable[[int], str], pools: tup
     if len(loss) < 2:
         return None
     fig, (a, b) = subplots(1, 2, figsize=(10, 3.8))
-    draw(a, loss, "LSA trained on P fixed tasks", "tab:blue", "o")
-    draw(b, cos, "LSA trained on P fixed tasks", "tab:blue", "o")
-    for name, color, ls in (("gd", "black", ":"), ("lsa", "tab:orange", "--")):
+    look = styles(["lsa[train.pool=P]", "gd", "lsa"])  # the learners' own looks
+    pooled = look["lsa[train.pool=P]"]
+    draw(a, loss, "LSA trained on P fixed tasks", pooled["color"], pooled["marker"])
+    draw(b, cos, "LSA trained on P fixed tasks", pooled["color"], pooled["marker"])
+    for name in ("gd", "lsa"):
+        color, ls = look[name]["color"], look[name]["ls"]
         try:
             mean = r.mean(name, "linear")
         except LookupError:
