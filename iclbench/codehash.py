@@ -1,7 +1,9 @@
 """The content of the code that computes a number, so a stored number is reused only for it.
 
 A record and a checkpoint are keyed on three digests (sha256 of file contents):
-- `core`: every Python file of the `iclbench` package (runner, metrics, training loop, ...);
+- `core`: the Python files of the `iclbench` package that compute (runner, metrics, training
+  loops, tuning, analyses, executors, the plugin API) and every core module they import
+  (`COMPUTE_ROOTS`); not the report layer or the command line, which only read records;
 - the learner's code and the task's code: the module defining the class and every module it
   imports, transitively, from the same place: for an installed plugin package, its own
   modules (an editable install's working files included); for a `--plugin` file, the file and
@@ -38,11 +40,29 @@ def digest_files(paths: list[Path], root: Path) -> str:
     return h.hexdigest()
 
 
+# The core's modules that compute, train, tune, analyse or run work, and the plugin API: the core
+# digest covers them and every core module they import, transitively. The report layer (tables,
+# plots, the site, verdicts, publishing) and the command line only read records, so editing them
+# changes no stored number and reuses every record and checkpoint.
+COMPUTE_ROOTS = ("__init__", "runner", "pretrain", "training", "stacked", "analysis", "tuning", "curriculum",
+                 "plugin_api", "units", "local_executor", "request", "session")
+
+
+def core_files() -> list[Path]:
+    """The core files a stored number can depend on: `COMPUTE_ROOTS` and their import closure."""
+    root = Path(iclbench.__file__).resolve().parent
+    files: dict[Path, None] = {}
+    for name in COMPUTE_ROOTS:
+        module = "iclbench" if name == "__init__" else f"iclbench.{name}"
+        files.update(dict.fromkeys(closure(root / f"{name}.py", root, "iclbench", module)))
+    return sorted(files)
+
+
 @lru_cache(maxsize=1)
 def core_digest() -> str:
-    """The digest of the core: every `.py` file of the installed `iclbench` package."""
+    """The digest of the core's computing part (`core_files`)."""
     root = Path(iclbench.__file__).resolve().parent
-    return digest_files(list(root.rglob("*.py")), root)
+    return digest_files(core_files(), root)
 
 
 def imported_names(tree: ast.AST, package: str) -> list[str]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+import iclbench
 from iclbench import codehash
 from iclbench.cli import main
 
@@ -97,3 +99,22 @@ def test_checkpoints_are_keyed_on_the_code(tmp_path, monkeypatch):
         assert training_checkpoint(cat.learners["lsa"](), cat.tasks["linear-regression"](), gen).path == same
         monkeypatch.setattr(codehash, "class_digest", lambda cls: "another" if cls is type(learner) else "x")
         assert training_checkpoint(learner, task, gen).path != same
+
+
+def test_the_core_digest_covers_the_code_that_computes_and_not_the_report_layer():
+    """Editing a table, a plot, the site or the CLI reuses every record; editing the runner,
+    metrics, training loops, tuning or the plugin API does not."""
+    names = {p.name for p in codehash.core_files()}
+    for computing in ("runner.py", "metrics.py", "training.py", "stacked.py", "pretrain.py", "tuning.py", "analysis.py",
+                      "episode.py", "task.py", "learner.py", "prefix.py", "positions.py", "seeding.py", "plugin_api.py",
+                      "__init__.py", "codehash.py", "checkpoints.py"):
+        assert computing in names, computing
+    for reporting in ("board.py", "cells.py", "tables.py", "plotting.py", "shift_plots.py", "prefix_plot.py", "site.py",
+                      "site_html.py", "site_tables.py", "site_summary.py", "ranking.py", "styles.py", "verdicts.py",
+                      "publish.py", "report_text.py", "cli.py", "commands.py", "describe.py"):
+        assert reporting not in names, reporting
+    root = Path(iclbench.__file__).resolve().parent
+    closed = set(codehash.core_files())
+    for path in closed:  # closed under imports: whatever a counted module imports from the core is counted
+        module = "iclbench" if path.name == "__init__.py" else f"iclbench.{path.stem}"
+        assert set(codehash.closure(path, root, "iclbench", module)) <= closed, path.name
