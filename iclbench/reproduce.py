@@ -151,13 +151,13 @@ class Reproduction:
     @staticmethod
     def check(claims: "list[tuple[str, Callable[[Results], Finding]]]", results: "Results") -> list[Finding]:
         """Each (claim, check) checked on `results`; a check whose records are missing gives a
-        Finding that says so (shown, never silently dropped)."""
+        Finding that says so (shown, never silently dropped), undecided rather than failed."""
         out = []
         for claim, check in claims:
             try:
                 found = check(results)
             except LookupError as err:
-                found = Finding("", f"missing: {err}", False, "the experiment has not been run")
+                found = Finding("", f"missing: {err}", None, "not decided: the experiment has not been run")
             out.append(Finding(claim, found.ours, found.holds, found.why))
         return out
 
@@ -251,7 +251,8 @@ class Results:
                seeds: list[int] | None = None, metric: str = "loss") -> Paired:
         """`spec`'s `metric` minus `reference`'s on the same tasks (records of `spec` aligned to
         `reference`), over `seeds` (default: every seed with a record). `metric`: "loss", or
-        "position_loss" (a sequence's loss averaged over positions)."""
+        "position_loss" (a sequence's loss averaged over positions). The reference's loss is its
+        own record's where it has one, else the learner's loss minus the difference."""
         recs = self.records_by_seed(spec, suite, task, align_to=reference)
         d = f"{metric}_diff"
         recs = {s: r for s, r in recs.items() if d in r["metrics"] and (seeds is None or s in seeds)}
@@ -260,8 +261,10 @@ class Results:
                               f"on {suite}/{task or suite}")
         diffs = [r["metrics"][d] for r in recs.values()]
         diff, ci = across_seeds(diffs, [r["metrics"][f"{d}_ci95"] for r in recs.values()])
-        ref_loss = sum(r["metrics"][metric] - r["metrics"][d] for r in recs.values()) / len(recs)
-        return Paired(diff, ci, ref_loss, len(recs))
+        own = self.records_by_seed(reference, suite, task)  # the reference's own records, on the same tasks
+        ref_losses = [own[s]["metrics"][metric] if metric in (own.get(s) or {}).get("metrics", {})
+                      else r["metrics"][metric] - r["metrics"][d] for s, r in recs.items()]  # loss - Δ cancels badly
+        return Paired(diff, ci, sum(ref_losses) / len(ref_losses), len(recs))  # when the learner's loss explodes
 
     def prefix_error(self, spec: str, suite: str, task: str | None = None) -> list[float]:
         """`spec`'s error against context length on `suite`'s eval task `task` (k = 1..N, relative

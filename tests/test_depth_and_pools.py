@@ -83,6 +83,11 @@ def test_deep_models_record_alignment_with_gd_k_over_training(catalog, linear):
         assert all(column in row for row in curve), column
     assert curve[-1]["sens_cos_gd_k"] > curve[0]["sens_cos_gd_k"]
     assert curve[-1]["pred_diff_gd_k"] < curve[0]["pred_diff_gd_k"]
+    assert "sens_cos_gdpp_step_k" not in curve[0]  # tied layers share one rate: no per-step comparator
+    untied = catalog.learners["lsa"]({"layers": 2, "train": QUICK})
+    untied.fit(linear, generator=gen(1), device="cpu")
+    rows = untied.fit_info()["curve"]
+    assert all(0.0 < row["sens_cos_gdpp_step_k"] <= 1.0 and row["pred_diff_gdpp_step_k"] > 0 for row in rows)
     one = catalog.learners["lsa"]({"train": QUICK})
     one.fit(linear, generator=gen(1), device="cpu")
     assert "sens_cos_gd_k" not in one.fit_info()["curve"][0]  # one layer: GD-1 alone

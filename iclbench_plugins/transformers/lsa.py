@@ -204,12 +204,15 @@ class TransformerLearner(iclbench.Learner):
 
     def depth_monitors(self, task, generator: torch.Generator, device) -> dict:
         """For a K-layer model on pair tokens (K > 1), alignment over training with GD-K and
-        GD++-K (shared rates, the model's token clipping), tuned on their own training tasks."""
+        GD++-K (shared rates, the model's token clipping), and for untied layers with per-step
+        GD++-K, each tuned on its own training tasks."""
         K = getattr(self.config, "layers", 1)  # feature models (mlp-gd) have no attention layers
         if K == 1 or self.token_format != "pairs" or type(self).monitors is not TransformerLearner.monitors:
             return {}
         refs = {"gd_k": GradientDescent(steps=K, clip=self.config.clip, tune_tasks=REFERENCE_TASKS),
                 "gdpp_k": GDPlusPlus(steps=K, clip=self.config.clip, tune_tasks=REFERENCE_TASKS)}
+        if not self.config.recurrent:  # untied layers are compared with per-step rates too (Fig 3b)
+            refs["gdpp_step_k"] = GDPlusPlus(steps=K, per_step=True, clip=self.config.clip, tune_tasks=REFERENCE_TASKS)
         gen = torch.Generator(device=device).manual_seed(derive_seed(generator.initial_seed(), "depth-references"))
         return {"depth": depth_alignment(refs, lambda ref: ref.fit(task, generator=gen, device=device))}
 

@@ -92,3 +92,25 @@ def pool_figure(r: Results, folder: Path, spec: Callable[[int], str], pools: tup
     decorate(b, "P, training tasks", "sensitivity cosine with GD-1", "alignment against training-set size")
     fig.suptitle("finite training sets (App. A.12): dots are seeds, lines their mean", fontsize=9)
     return save(fig, folder / "linear-training-set-size.png", dpi=110)
+
+
+def transition_figure(r: Results, folder: Path, models: dict[str, str], step_of: Callable[[list[dict]], float]
+                      ) -> Path | None:
+    """App A.11, Fig 15 left and centre: each seed's held-out loss over training, one panel per
+    model (`models`: panel title -> spec), with the step where its loss is halfway down marked."""
+    curves = {title: r.curves(spec, "linear") for title, spec in models.items()}
+    if not all(curves.values()):
+        return None
+    fig, axes = subplots(1, len(models), figsize=(5 * len(models), 3.6), sharey=True, squeeze=False)
+    look = styles([f"seed {s}" for c in curves.values() for s in c])
+    for ax, (title, seeds) in zip(axes[0], curves.items()):
+        for seed, curve in sorted(seeds.items()):
+            steps, loss = [row["step"] for row in curve], [row["eval_loss"] for row in curve]
+            color = look[f"seed {seed}"]["color"]
+            ax.plot(steps, loss, color=color, lw=1.3, label=f"seed {seed}")
+            half = step_of(curve)
+            ax.axvline(half, color=color, ls=":", lw=1)
+        decorate(ax, "training step", "held-out loss", f"{title}: {models[title]}", log=True)
+    fig.suptitle("phase transitions (App A.11, Fig 15): each seed's loss; dotted: the step its loss is halfway down",
+                 fontsize=9)
+    return save(fig, folder / "linear-phase-transitions.png", dpi=110)
