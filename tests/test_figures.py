@@ -84,7 +84,7 @@ def test_reference_lines_add_the_interpolated_model_of_its_suite():
     analyses = [{"analysis": "interpolation", "config": {}, "suite": "s", "seed": seed, "result": {"learner": "lsa", "loss_interpolated": v}}
                 for seed, v in ((0, 0.2), (1, 0.3))]
     lines = publish.reference_lines(CURVES, analyses, "s", "lsa", paper_curves())
-    assert lines == [("gd", 0.2), ("interpolated weights (trained + GD)", pytest.approx(0.25)), ("zero (zero predictor)", 0.4)]
+    assert lines == [("gd", 0.2), ("interpolated weights (trained + construction)", pytest.approx(0.25)), ("zero (zero predictor)", 0.4)]
     assert publish.reference_lines(CURVES, analyses, "other", "lsa", paper_curves()) == []
 
 
@@ -111,12 +111,12 @@ def test_reference_table_resolves_for_the_published_learners():
         for ref in present:
             assert lines[ref] == pytest.approx(results.mean(ref, suite, home))
     drawn = {(s, lab): list(dict(publish.reference_lines(shown, analyses, s, lab, curves))) for s, lab in panels}
-    assert drawn[("linear", "lsa")][:2] == ["gd", "interpolated weights (trained + GD)"]
+    assert drawn[("linear", "lsa")][:2] == ["gd", "interpolated weights (trained + construction)"]
     assert drawn[("linear", "lsa[layers=2,recurrent=true]")][:2] == ["gd[steps=2]", "gd++[steps=2]"]
     assert drawn[("linear", "lsa[layers=5,clip=10]")][:2] == ["gd[steps=5]", "gd[steps=5,per_step=true]"]
     assert drawn[("alternating", "copy-tf")][0] == "gd" and drawn[("sine", "mlp-lsa")][0] == "mlp-gd"
     interpolated = [a["result"]["loss_interpolated"] for a in analyses if a["analysis"] == "interpolation"]
-    assert dict(publish.reference_lines(shown, analyses, "linear", "lsa", curves))["interpolated weights (trained + GD)"] == \
+    assert dict(publish.reference_lines(shown, analyses, "linear", "lsa", curves))["interpolated weights (trained + construction)"] == \
         pytest.approx(sum(interpolated) / len(interpolated))
 
 

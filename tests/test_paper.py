@@ -100,7 +100,7 @@ def test_the_negative_control_must_stay_above_gd(tmp_path):
 
 def test_missing_experiments_are_reported_not_dropped(tmp_path):
     findings = Paper().findings(results(tmp_path, []))
-    assert len(findings) == 27 and all(f.holds is None for f in findings)  # undecided, not failed
+    assert len(findings) == 30 and all(f.holds is None for f in findings)  # undecided, not failed
     assert all(f.ours.startswith("missing: ") and f.why == "not decided: the experiment has not been run"
                for f in findings)
 
@@ -290,3 +290,41 @@ def test_rank_test_is_exact_and_decides_the_phase_transition_claim(tmp_path):
     assert mixed.holds is None and "the smallest possible p is 0.05" in mixed.why
     late = Paper.phase_transitions(results(tmp_path, recs([500, 600, 700], [1000, 1500, 900])))
     assert late.holds is False and late.why.startswith("one head drops earlier than two (p = 0.05")
+
+
+@pytest.mark.parametrize("initial, holds", [(0.02, True), (0.5, False), (0.09, None)])
+def test_the_initial_functions_must_agree_relative_to_the_targets_size(tmp_path, initial, holds):
+    """Fig 4: the distance is scaled by the target's mean square and decided on its interval over seeds."""
+    runs = [("sine-functions", {"distance": {"initial": initial * 2.0 + 0.01 * s, "initial_ci95": 0.01,
+                                             "final": 0.01, "final_ci95": 0.001},
+                                "truth_power": 2.0, "tasks": 256}) for s in range(3)]
+    found = Paper.sine_functions(results(tmp_path, [], runs))
+    assert found.holds is holds and "on 256 tasks" in found.ours
+    assert f"per seed {initial:.3f}, {initial + 0.005:.3f}, {initial + 0.01:.3f}" in found.ours
+    if holds is False:
+        assert found.why.startswith("initial functions") and "at or above 0.1000" in found.why
+
+
+def test_interpolation_claims_are_per_learner_and_decided_on_the_seed_interval(tmp_path):
+    """The 1-layer model against GD-1 and the recurrent 2-layer model against GD++-2 (App A.3),
+    each from its own interpolation analysis."""
+    def res(learner, interpolated, construction):
+        return ("interpolation", {"learner": learner, "loss_interpolated": interpolated, "loss_construction": construction})
+    runs = [res("lsa", 0.2 * (1 + d), 0.2) for d in (0.001, 0.003, 0.002)]
+    runs += [res("lsa[layers=2,recurrent=true]", 0.1 * (1 + d), 0.1) for d in (0.2, 0.25, 0.3)]
+    r = results(tmp_path, [], runs)
+    one, two = Paper.interpolation(r), Paper.interpolation_recurrent(r)
+    assert one.holds is True and "vs GD-1 0.2000 (+0.20% ± " in one.ours
+    assert two.holds is False and "vs GD++-2 0.1000 (+25.00%" in two.ours and "per seed +20.00%, +25.00%, +30.00%" in two.ours
+    single = Paper.interpolation(results(tmp_path, [], runs[:1]))
+    assert single.holds is True and "on one seed" not in single.why  # holds: no reason printed
+    assert Paper.interpolation(results(tmp_path, [], [res("lsa", 0.25, 0.2)])).why.endswith("on one seed (no interval)")
+
+
+def test_the_range_conditioning_claim_is_decided_on_the_log_ratio_over_seeds(tmp_path):
+    def run(tuned, before=40.0):
+        return ("gd++-conditioning", {"gamma": [1.7, 1.7], "range_condition_tuned": tuned, "range_condition_before": before})
+    lower = Paper.range_conditioning(results(tmp_path, [], [run(10.0), run(12.0), run(9.0)]))
+    assert lower.holds is True and lower.ours.startswith("kappa++ at the tuned gamma / at gamma = 0: 10 / 40 (gamma 1.7)")
+    higher = Paper.range_conditioning(results(tmp_path, [], [run(80.0), run(90.0), run(85.0)]))
+    assert higher.holds is False and "at or above 0.0000" in higher.why

@@ -132,6 +132,8 @@ def test_function_distances_compare_the_first_two_learners():
     from iclbench_plugins.analyses.sine_functions import function_distances
 
     a = {"initial": torch.zeros(2, 3), "final": torch.ones(2, 3)}
-    b = {"initial": torch.full((2, 3), 2.0), "final": torch.ones(2, 3)}
-    assert function_distances([a, b]) == {"initial": 4.0, "final": 0.0}
+    b = {"initial": torch.tensor([[1.0] * 3, [3.0] * 3]), "final": torch.ones(2, 3)}
+    got = function_distances([a, b])  # per task: initial 1 and 9, final 0 and 0
+    assert got["initial"] == 5.0 and got["final"] == 0.0 and got["final_ci95"] == 0.0
+    assert got["initial_ci95"] == pytest.approx(1.96 * (32 ** 0.5) / 2 ** 0.5)  # sd of (1, 9) is sqrt(32)
     assert function_distances([a]) == {}

@@ -64,7 +64,8 @@ def loss_of(model: InContextTransformer, episode: iclbench.Episode, steps: int |
 
 
 class Interpolation(Analysis):
-    """A trained LSA's weights interpolated towards the GD construction's: the loss along the path (Fig. 2's interpolated model)."""
+    """A trained LSA's weights interpolated towards its construction's (GD; GD++ for a recurrent
+    model, App A.3): the interpolated model's loss (Fig. 2's and Fig. 3's interpolated models)."""
 
     name = "interpolation"
 
@@ -73,28 +74,28 @@ class Interpolation(Analysis):
         alpha: float = Field(0.5, ge=0, le=1, description="weight of the construction in the average")
 
     def run(self, ctx: AnalysisContext) -> dict:
-        trained = plain_lsa(ctx.learner(self.config.learner), self.name)
-        gd = ctx.learner(f"lsa-gd[steps={trained.config.layers}]")
+        trained, kind, construction = with_construction(ctx, self.config.learner, self.name)
         ep = ctx.episode().to(dtype=torch.float64)
-        etas, _ = gd.gd.rates()
-        model, scales = interpolated(trained, etas, ep.dx, ep.dy, self.config.alpha)
+        etas, gammas = construction.gd.rates()
+        model, scales = interpolated(trained, etas, ep.dx, ep.dy, self.config.alpha, gammas)
         return {
-            "learner": trained.label, "alpha": self.config.alpha, "scales": scales, "gd_eta": etas,
+            "learner": trained.label, "alpha": self.config.alpha, "scales": scales, "construction": kind,
+            "gd_eta": etas, "gd_gamma": gammas,
             "loss_trained": loss_of(trained.model, ep),
-            "loss_construction": loss_of(gd.constructed(ep.dx, ep.dy), ep),
+            "loss_construction": loss_of(construction.constructed(ep.dx, ep.dy), ep),
             "loss_interpolated": loss_of(model, ep),
         }
 
 
 def interpolated(trained: TransformerLearner, etas: list[float], dx: int, dy: int,
-                 alpha: float) -> tuple[InContextTransformer, list[float]]:
+                 alpha: float, gammas: list[float] | None = None) -> tuple[InContextTransformer, list[float]]:
     """The model whose products average the trained ones, rescaled by s = the mean of W_KQ's
-    first dx diagonal entries (W_KQ / s, W_PV * s), with the GD construction's, weight `alpha`
-    on the construction; and the scales s per layer."""
+    first dx diagonal entries (W_KQ / s, W_PV * s), with the construction's (GD, or GD++ with
+    `gammas`, App A.3), weight `alpha` on the construction; and the scales s per layer."""
     mixed, scales = [], []
-    for (kq, pv), eta in zip(products(trained.model), etas):
+    for k, ((kq, pv), eta) in enumerate(zip(products(trained.model), etas)):
         s = float(kq.diagonal()[:dx].mean())
-        ckq, cpv = gd_products(dx, dy, eta)  # (D, D) each
+        ckq, cpv = gd_products(dx, dy, eta, 0.0 if gammas is None else gammas[k])  # (D, D) each
         mixed.append(((1 - alpha) * kq / s + alpha * ckq, (1 - alpha) * pv * s + alpha * cpv))
         scales.append(s)
     return from_products(dx, dy, mixed), scales

@@ -17,46 +17,60 @@ SHORT_NAMES = {"mlp-lsa": "MLP+LSA", "mlp-gd": "MLP+GD"}  # learner name -> its 
 
 class SineFunctions(Analysis):
     """The initial (before attention) and final functions of deep-feature learners on a few sine
-    tasks, over a grid of query inputs, beside the true sine (recovered exactly from the context)."""
+    tasks, over a grid of query inputs, beside the true sine (recovered exactly from the context);
+    the two learners' functions' mean squared difference on `measure_tasks` tasks, with the true
+    sine's mean square (`truth_power`) to scale it by."""
 
     name = "sine-functions"
 
     class Config(AnalysisConfig):
         learners: list[str] = Field(default_factory=lambda: ["mlp-lsa", "mlp-gd"])
         tasks: int = Field(4, ge=1, le=12, description="how many tasks to plot")
+        measure_tasks: int = Field(256, ge=1, description="tasks the functions' distances are measured on")
         grid: int = Field(200, ge=10, description="query inputs per task")
 
     def run(self, ctx: AnalysisContext) -> dict:
-        ep = ctx.episode().slice(0, self.config.tasks)
+        ep = ctx.episode().slice(0, max(self.config.tasks, self.config.measure_tasks))
         lo, hi = float(ep.context_x.min()), float(ep.context_x.max())
         xs = torch.linspace(lo, hi, self.config.grid, device=ep.device, dtype=ep.context_x.dtype)
-        grid = on_grid(ep, xs)  # (tasks * grid) tasks sharing each context
-        truth = true_sine(ep, xs)  # (tasks, grid)
-        functions: dict[str, dict[str, torch.Tensor]] = {}  # short name -> {"initial", "final"} (tasks, grid)
+        grid = on_grid(ep, xs)  # (B * grid) tasks sharing each context
+        truth = true_sine(ep, xs)  # (B, grid)
+        functions: dict[str, dict[str, torch.Tensor]] = {}  # short name -> {"initial", "final"} (B, grid)
         mse = {}
         for spec in self.config.learners:
             learner = ctx.learner(spec)
             model = learner.model.to(device=ep.device, dtype=ep.context_x.dtype)
             with torch.no_grad():
-                f = {"initial": model.initial(grid).reshape(self.config.tasks, -1),
-                     "final": model.predict(grid).reshape(self.config.tasks, -1)}
+                f = {"initial": model.initial(grid).reshape(ep.batch_size, -1),
+                     "final": model.predict(grid).reshape(ep.batch_size, -1)}
             functions[SHORT_NAMES.get(learner.name, learner.label)] = f
             mse[f"{learner.label} final"] = float((f["final"] - truth).pow(2).mean())
-        amplitude, phase = sine_parameters(ep)
+        shown = ep.slice(0, self.config.tasks)
+        amplitude, phase = sine_parameters(shown)
         path = ctx.figure_path("sine-functions")
-        plot_functions(ep, xs, truth, functions, amplitude, phase, path)
+        plot_functions(shown, xs, truth[:self.config.tasks],
+                       {k: {kind: v[:self.config.tasks] for kind, v in f.items()} for k, f in functions.items()},
+                       amplitude, phase, path)
         return {"figure": str(path), "learners": self.config.learners, "mse_final": mse,
-                "distance": function_distances(list(functions.values())),
+                "distance": function_distances(list(functions.values())), "tasks": ep.batch_size,
+                "truth_power": float(truth.double().pow(2).mean()),
                 "amplitude": amplitude.tolist(), "phase": phase.tolist()}
 
 
 def function_distances(functions: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Mean squared difference between the first two learners' initial and final functions
-    over the grid (the paper compares the functions of MLP+LSA and MLP+GD, not only losses)."""
+    over the grid (the paper compares the functions of MLP+LSA and MLP+GD, not only losses),
+    and `<kind>_ci95`, its 95 % half-width over tasks."""
     if len(functions) < 2:
         return {}
     a, b = functions[:2]
-    return {kind: float((a[kind] - b[kind]).pow(2).mean()) for kind in ("initial", "final")}
+    out = {}
+    for kind in ("initial", "final"):
+        per_task = (a[kind] - b[kind]).double().pow(2).mean(dim=1)  # (B,)
+        out[kind] = float(per_task.mean())
+        n = per_task.numel()
+        out[f"{kind}_ci95"] = 1.96 * float(per_task.std()) / n ** 0.5 if n > 1 else float("nan")
+    return out
 
 
 def on_grid(ep: iclbench.Episode, xs: torch.Tensor) -> iclbench.Episode:

@@ -7,6 +7,7 @@ with its 95 % CI, relative to the reference's loss. A claim that does not hold s
 
 from __future__ import annotations
 
+import math
 from importlib.resources import files
 from itertools import combinations
 from math import comb
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 import iclbench
-from iclbench.plugin_api import above, all_of, below, Finding, point, Reproduction, Results, Verdict
+from iclbench.plugin_api import (above, across_seeds, all_of, below, Finding, point, Reproduction, Results, Verdict,
+                                 within)
 from .evidence import (close, cosine_above, cosine_below, found, interval, label_coupling_note, num, per_seed,
                        reference_lost, seed_verdicts, with_budget_notes)
 from .figures import depth_figure, pool_figure, transition_figure
@@ -34,6 +36,7 @@ POOLS = (128, 512, 2048, 8192)  # finite training sets of A.12, trained full-bat
 SIGN_REVERSAL = -0.9  # cosine of the two softmax heads' off-diagonal terms: "almost perfect sign reversed"
 COSINE = 0.99  # sensitivity alignment the paper reports for trained LSA against its GD counterpart
 SINE_TOL, SINE_COSINE = 0.10, 0.95
+FUNCTION_TOL = 0.10  # our threshold for "the functions agree": their mean squared difference / the target's mean square
 PAPER_GROUPS = ("input range", "teacher scale", "input law", "reference inputs")  # the linear-ood shifts of Fig 6
 EXTENSION_GROUPS = ("distractors", "context size")  # our own shifts: reported beside the paper's, never deciding
 COPY_TOL = 0.05
@@ -117,6 +120,14 @@ class Paper(Reproduction):
             (f"extension: two heads make the 1-layer LSA's loss drop earlier than one head on every pair of seeds (exact "
              f"one-sided rank test, p <= {ALPHA}; the paper: seed-dependent transitions with one head, mitigated by two)",
              "App A.11, Fig 15", self.phase_transitions),
+            (f"interpolated weights of the recurrent 2-layer LSA (towards the GD++ construction) within {DEEP_TOL:.0%} of "
+             "GD++-2", "Sec 3, Fig 3a; App A.3", self.interpolation_recurrent),
+            ("the tuned gamma lowers the condition number of the task distribution's eigenvalue range, "
+             "kappa++ = max f / min f with f(lambda) = lambda (1 - gamma lambda)^2, below gamma = 0's", "App A.10, Fig 13 "
+             "left and centre", self.range_conditioning),
+            (f"MLP + LSA's and MLP + GD's initial functions (read out after the MLP) agree, as their final ones do: "
+             f"mean squared difference at most {FUNCTION_TOL:.0%} of the target sine's mean square (our threshold for "
+             "the paper's 'surprising similarity')", "Sec 3, Fig 4", self.sine_functions),
         ]
         return self.check([(f"{text} ({source})", check) for text, source, check in claims], r)
 
@@ -135,15 +146,31 @@ class Paper(Reproduction):
             close(p, ONE_LAYER_TOL, "loss vs GD-1"), cosine_above(cos, COSINE, "sensitivity cosine")]))
 
     @staticmethod
-    def interpolation(r: Results) -> Finding:
-        res = r.analysis("interpolation")
+    def interpolated_vs_construction(r: Results, spec: str, tol: float, name: str) -> Finding:
+        """The interpolation analysis of `spec`: the interpolated model's loss relative to its
+        construction's (GD-1, or GD++-K for a recurrent model), decided on the interval over seeds."""
+        label = r.label(spec)
+        res = [x for x in r.analysis("interpolation") if x.get("learner") == label]
         if not res:
-            raise LookupError("no interpolation analysis")
+            raise LookupError(f"no interpolation analysis of {label!r}")
+        rel = [x["loss_interpolated"] / x["loss_construction"] - 1 for x in res]  # one per seed
         interp = sum(x["loss_interpolated"] for x in res) / len(res)
-        gd = sum(x["loss_construction"] for x in res) / len(res)
-        rel = interp / gd - 1
-        v = point(abs(rel) < ONE_LAYER_TOL, f"interpolated loss {rel:+.2%} from GD-1's, over {len(res)} seed(s)")
-        return found(f"interpolated {interp:.4f} vs GD-1 {gd:.4f} ({rel:+.2%})", v)
+        ref = sum(x["loss_construction"] for x in res) / len(res)
+        mean, ci = across_seeds(rel, [float("nan")] * len(rel))
+        ours = f"interpolated {interp:.4f} vs {name} {ref:.4f} ({mean:+.2%}" + (f" ± {ci:.2%}" if len(rel) > 1 else "") + \
+            f"; per seed {', '.join(f'{x:+.2%}' for x in rel)})"
+        if len(rel) == 1:
+            return found(ours, point(abs(mean) < tol, f"interpolated loss {mean:+.2%} from {name}'s, on one seed "
+                                                      "(no interval)"))
+        return found(ours, within(mean, ci, tol, len(rel), f"interpolated loss vs {name}"))
+
+    @classmethod
+    def interpolation(cls, r: Results) -> Finding:
+        return cls.interpolated_vs_construction(r, "lsa", ONE_LAYER_TOL, "GD-1")
+
+    @classmethod
+    def interpolation_recurrent(cls, r: Results) -> Finding:
+        return cls.interpolated_vs_construction(r, RECURRENT[2], DEEP_TOL, "GD++-2")
 
     @staticmethod
     def interpolation_ood(r: Results) -> Finding:
@@ -298,6 +325,21 @@ class Paper(Reproduction):
         return found(f"{p.text()}; cosine {cos[0]:.3f}, prediction difference {diff:.3f}{functions}; {seeds}", v)
 
     @staticmethod
+    def sine_functions(r: Results) -> Finding:
+        runs = [x for x in r.analysis("sine-functions") if x.get("distance") and x.get("truth_power")]
+        if not runs:
+            raise LookupError("no sine-functions analysis with the target's mean square")
+        parts, verdicts = [], []
+        for kind in ("initial", "final"):
+            rel = [x["distance"][kind] / x["truth_power"] for x in runs]  # one per seed
+            cis = [x["distance"].get(f"{kind}_ci95", float("nan")) / x["truth_power"] for x in runs]  # over tasks
+            mean, ci = across_seeds(rel, cis)  # over seeds; one seed: its interval over tasks
+            parts.append(f"{kind}: {mean:.3f} ± {ci:.3f} of the target's mean square"
+                         + f" (per seed {', '.join(f'{x:.3f}' for x in rel)})")
+            verdicts.append(below(mean, ci, FUNCTION_TOL, len(rel), f"{kind} functions", unit=num))
+        return found(f"mean squared difference on {runs[0].get('tasks', '?')} tasks, {'; '.join(parts)}", all_of(verdicts))
+
+    @staticmethod
     def copying(r: Results) -> Finding:
         p = r.paired("copy-tf", "gd", "alternating")
         return found(f"{p.text()}; {seed_verdicts(r, 'copy-tf', 'gd', 'alternating', COPY_TOL)}",
@@ -342,6 +384,19 @@ class Paper(Reproduction):
         ours = "median condition number " + " -> ".join(f"{m:.2f}" for m in median) + f" over {steps - 1} step(s)"
         return found(ours, point(median[-1] < median[0], f"the median condition number goes from {median[0]:.2f} "
                                                          f"to {median[-1]:.2f}"))
+
+    @staticmethod
+    def range_conditioning(r: Results) -> Finding:
+        res = [x for x in r.analysis("gd++-conditioning") if "range_condition_tuned" in x]
+        if not res:
+            raise LookupError("no gd++-conditioning analysis with the eigenvalue range")
+        logs = [math.log10(x["range_condition_tuned"] / x["range_condition_before"]) for x in res]  # one per seed
+        mean, ci = across_seeds(logs, [float("nan")] * len(logs))
+        ours = "kappa++ at the tuned gamma / at gamma = 0: " + ", ".join(
+            f"{x['range_condition_tuned']:.3g} / {x['range_condition_before']:.3g} (gamma {x['gamma'][0]:.3g})" for x in res)
+        if len(logs) == 1:
+            return found(ours, point(mean < 0, f"log10 ratio {mean:+.3f} on one seed (no interval)"))
+        return found(ours, below(mean, ci, 0.0, len(logs), "log10 kappa++ ratio", unit=num))
 
     @staticmethod
     def trained_steps(r: Results, spec: str) -> str:
