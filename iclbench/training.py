@@ -11,6 +11,7 @@ With trackers selected (`iclbench.tracking`), each curve row is mirrored to them
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -51,6 +52,17 @@ class TrainConfig(StrictConfig):
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.98, ge=0, lt=1)
     grad_clip: float | None = Field(10.0, gt=0, description="global gradient-norm clip; None: off")
+    grad_clip_value: float | None = Field(None, gt=0, json_schema_extra=OPTIONAL,
+                                          description="clip each gradient element to +-this, before the norm clip "
+                                                      "(the mesa reference's optax.clip); None: off")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW); 0: plain Adam")
+    warmup: int = Field(0, ge=0, description="steps of linear learning-rate warm-up from 0")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="the learning rate after warm-up: constant, or cosine decay to lr_end")
+    lr_end: float = Field(0.0, ge=0, description="the cosine schedule's final learning rate")
+    schedule_steps: int | None = Field(None, ge=1, json_schema_extra=OPTIONAL,
+                                       description="the cosine schedule's length in steps, warm-up included "
+                                                   "(the reference may train fewer steps than it schedules); None: steps")
     eval_every: int = Field(100, ge=1, description="held-out evaluation period in steps",
                             json_schema_extra=EXECUTION_ONLY)
     eval_tasks: int = Field(4096, ge=1, description="size of the fixed held-out set")
@@ -144,9 +156,31 @@ def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device
     return lambda step: pool.slice(first(step), first(step) + cfg.batch_size)
 
 
-def adam(model: torch.nn.Module, lr: float, cfg: TrainConfig) -> torch.optim.Adam:
-    """The optimiser of every training: Adam with the config's betas."""
+def adam(model: torch.nn.Module, lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of every training: Adam with the config's betas, AdamW where the config
+    has weight decay."""
+    if cfg.weight_decay > 0:
+        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def scheduled(cfg: TrainConfig) -> bool:
+    """Whether the learning rate changes over training."""
+    return cfg.warmup > 0 or cfg.schedule != "constant"
+
+
+def learning_rate(cfg: TrainConfig, peak: float, step: int) -> float:
+    """The learning rate of step `step` (0-based): linear warm-up from 0 over `warmup` steps, then
+    `peak`, or a cosine from `peak` down to `lr_end` at `schedule_steps` (optax's
+    warmup_cosine_decay_schedule, whose decay length counts the warm-up)."""
+    if step < cfg.warmup:
+        return peak * step / cfg.warmup
+    if cfg.schedule == "constant":
+        return peak
+    total = cfg.schedule_steps or cfg.steps
+    span = max(total - cfg.warmup, 1)
+    t = min(step - cfg.warmup, span) / span
+    return cfg.lr_end + (peak - cfg.lr_end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def checkpoint_state(model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, curve: list[dict[str, float]],
@@ -332,10 +366,17 @@ class Trainee:
     on_step: StepHook | None = None
 
 
-def apply_update(t: Trainee, cfg: TrainConfig) -> None:
-    """The step once the model's gradients are in place: the global-norm clip, then Adam."""
+def apply_update(t: Trainee, cfg: TrainConfig, step: int = 0) -> None:
+    """Step `step` once the model's gradients are in place: the element clip, the global-norm
+    clip, the scheduled learning rate (`learning_rate`, a function of the step alone, so a
+    resumed training continues it), then Adam."""
+    if cfg.grad_clip_value is not None:
+        torch.nn.utils.clip_grad_value_(t.model.parameters(), cfg.grad_clip_value)
     if cfg.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
+    if scheduled(cfg):
+        for group in t.opt.param_groups:
+            group["lr"] = learning_rate(cfg, t.opt.defaults["lr"], step)
     t.opt.step()
 
 
@@ -355,7 +396,7 @@ def run_steps(trainees: list[Trainee], cfg: TrainConfig, step: int, gradients: C
                     t.on_step(step)
             losses = gradients(step)  # (M,)
             for t in trainees:
-                apply_update(t, cfg)
+                apply_update(t, cfg, step)
             running += losses
             step += 1
             progress.update(1)
