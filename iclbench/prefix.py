@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from iclbench.episode import Episode
-from iclbench.metrics import task_losses
+from iclbench.metrics import mean_ci95, task_losses
 
 Predict = Callable[[Episode], torch.Tensor]
 
@@ -64,12 +64,17 @@ def padded_predictions(episode: Episode, predict: Predict) -> torch.Tensor:
     return torch.cat(out)
 
 
-def prefix_curve(learner: Any, episode: Episode, predict: Predict) -> dict[str, list[float]]:
+Scores = Callable[[torch.Tensor, Episode], dict[str, torch.Tensor]]  # (B, dy) predictions -> name -> (B,)
+
+
+def prefix_curve(learner: Any, episode: Episode, predict: Predict, scores: Scores | None = None
+                 ) -> dict[str, list[float]]:
     """Per k: the mean query loss over tasks divided by the zero predictor's mean loss on the
     same tasks (`error`), and the 95 % half-width of that ratio of means over tasks (`ci95`),
     paired: by the delta method on the same tasks, se(r) = sd(L_i - r Z_i) / (sqrt(B) mean Z),
     so the zero predictor's own curve is 1 with no band and a learner's band carries only what
-    differs from the zero predictor's on its tasks."""
+    differs from the zero predictor's on its tasks. With the task's `scores` (a classification
+    task's sign accuracy, Garg's metric for it), each score's mean and 95 % half-width per k too."""
     preds = prefix_predictions(learner, episode, predict)  # (B, N, dy)
     losses = task_losses(preds, episode.query_y[:, None]).double()  # (B, N)
     zero_losses = task_losses(torch.zeros_like(episode.query_y), episode.query_y).double()  # (B,)
@@ -79,7 +84,12 @@ def prefix_curve(learner: Any, episode: Episode, predict: Predict) -> dict[str, 
     residual = losses - ratio[None, :] * zero_losses[:, None]  # (B, N): L_i - r Z_i, mean 0
     ci = 1.96 * residual.std(dim=0, unbiased=True) / (B ** 0.5 * zero) if B > 1 \
         else torch.full((losses.shape[1],), float("nan"))
-    return {"k": list(range(1, losses.shape[1] + 1)), "error": ratio.tolist(), "ci95": ci.tolist()}
+    out = {"k": list(range(1, losses.shape[1] + 1)), "error": ratio.tolist(), "ci95": ci.tolist()}
+    per_k = [scores(preds[:, k], episode) for k in range(preds.shape[1])] if scores is not None else []
+    for name in (per_k[0] if per_k else {}):
+        stats = [mean_ci95(values[name]) for values in per_k]  # (mean, half-width) per k
+        out[name], out[f"{name}_ci95"] = [m for m, _ in stats], [c for _, c in stats]
+    return out
 
 
 def running_means(episode: Episode) -> torch.Tensor:

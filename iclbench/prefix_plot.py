@@ -26,7 +26,8 @@ def prefix_series(records: list[dict[str, Any]], field: str = "prefix_curve") ->
     return out
 
 
-def draw_curves(ax, learners: dict[str, dict[int, dict]], x: str, y: str, order: list[str] | None = None) -> None:
+def draw_curves(ax, learners: dict[str, dict[int, dict]], x: str, y: str, order: list[str] | None = None,
+                band: str = "ci95") -> None:
     """Each learner's curve (label -> seed -> stored curve with keys x, y, ci95) on `ax`: the
     mean over seeds with its band (Student t over seeds; one seed: its band over tasks), in the
     learner's own look (`styles`; `order`, the learners of the whole figure when several panels
@@ -36,7 +37,7 @@ def draw_curves(ax, learners: dict[str, dict[int, dict]], x: str, y: str, order:
     for label, seeds in sorted(learners.items()):
         curves = list(seeds.values())
         xs = curves[0][x]
-        stats = [across_seeds([c[y][j] for c in curves], [c["ci95"][j] for c in curves]) for j in range(len(xs))]
+        stats = [across_seeds([c[y][j] for c in curves], [c[band][j] for c in curves]) for j in range(len(xs))]
         mean = [m for m, _ in stats]
         style = {**look[label], "ms": 3.5}
         ax.plot(xs, mean, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})", **style)
@@ -101,10 +102,20 @@ def plot_position_alignment(records: list[dict[str, Any]], out: Path) -> list[Pa
 
 
 def plot_prefix_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
-    """`<suite>-<column>-error-vs-context.png` per column with prefix curves."""
+    """`<suite>-<column>-error-vs-context.png` per column with prefix curves, and
+    `<suite>-<column>-accuracy-vs-context.png` where the curves carry the sign accuracy
+    (classification tasks: Garg's metric for them, chance at 0.5)."""
     paths = []
     for (suite, column), learners in sorted(prefix_series(records).items()):
         fig, ax = subplots(figsize=(6.4, 4.2))
         draw_prefix_curves(ax, learners, f"{suite}: {column}")
         paths.append(save(fig, safe_path(out, f"{suite}-{column}", "-error-vs-context.png"), dpi=110))
+        scored = {k: v for k, v in learners.items() if all("accuracy" in c for c in v.values())}
+        if scored:
+            fig, ax = subplots(figsize=(6.4, 4.2))
+            draw_curves(ax, scored, "k", "accuracy", sorted(learners), band="accuracy_ci95")
+            ax.axhline(0.5, color="0.5", ls=":", lw=1)
+            decorate(ax, "in-context examples k", "accuracy of the prediction's sign (chance: 0.5)",
+                     f"{suite}: {column}")
+            paths.append(save(fig, safe_path(out, f"{suite}-{column}", "-accuracy-vs-context.png"), dpi=110))
     return paths

@@ -352,7 +352,8 @@ class Evaluation:
                 else:
                     metrics[name], metrics[f"{name}_ci95"] = stat
         if prefix:
-            status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size))
+            status["prefix_curve"] = prefix_curve(learner, episode, lambda e: predict_chunked(learner, e, self.plan.batch_size),
+                                                  task.scores if task is not None else None)
         if is_sequence(episode):  # the loss at every position, its mean over positions, paired to the reference's
             fields, more, missing = score_positions(learner, episode, ref, lambda e: predict_chunked(learner, e, self.plan.batch_size),
                                                     self.sensitivity)

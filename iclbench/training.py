@@ -55,11 +55,14 @@ class TrainConfig(StrictConfig):
     grad_clip_value: float | None = Field(None, gt=0, json_schema_extra=OPTIONAL,
                                           description="clip each gradient element to +-this, before the norm clip "
                                                       "(the mesa reference's optax.clip); None: off")
-    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW); 0: plain Adam")
-    warmup: int = Field(0, ge=0, description="steps of linear learning-rate warm-up from 0")
-    schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="the learning rate after warm-up: constant, or cosine decay to lr_end")
-    lr_end: float = Field(0.0, ge=0, description="the cosine schedule's final learning rate")
+    weight_decay: float | None = Field(None, gt=0, json_schema_extra=OPTIONAL,
+                                       description="decoupled weight decay (AdamW); None: plain Adam")
+    warmup: int | None = Field(None, ge=1, json_schema_extra=OPTIONAL,
+                               description="steps of linear learning-rate warm-up from 0; None: none")
+    schedule: Literal["cosine"] | None = Field(None, json_schema_extra=OPTIONAL,
+                                               description="after warm-up, cosine decay to lr_end; None: constant")
+    lr_end: float | None = Field(None, ge=0, json_schema_extra=OPTIONAL,
+                                 description="the cosine schedule's final learning rate; None: 0")
     schedule_steps: int | None = Field(None, ge=1, json_schema_extra=OPTIONAL,
                                        description="the cosine schedule's length in steps, warm-up included "
                                                    "(the reference may train fewer steps than it schedules); None: steps")
@@ -159,28 +162,28 @@ def task_stream(task: Task, cfg: TrainConfig, generator: torch.Generator, device
 def adam(model: torch.nn.Module, lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser of every training: Adam with the config's betas, AdamW where the config
     has weight decay."""
-    if cfg.weight_decay > 0:
+    if cfg.weight_decay is not None:
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def scheduled(cfg: TrainConfig) -> bool:
     """Whether the learning rate changes over training."""
-    return cfg.warmup > 0 or cfg.schedule != "constant"
+    return cfg.warmup is not None or cfg.schedule is not None
 
 
 def learning_rate(cfg: TrainConfig, peak: float, step: int) -> float:
     """The learning rate of step `step` (0-based): linear warm-up from 0 over `warmup` steps, then
     `peak`, or a cosine from `peak` down to `lr_end` at `schedule_steps` (optax's
     warmup_cosine_decay_schedule, whose decay length counts the warm-up)."""
-    if step < cfg.warmup:
-        return peak * step / cfg.warmup
-    if cfg.schedule == "constant":
+    warmup, end = cfg.warmup or 0, cfg.lr_end or 0.0
+    if step < warmup:
+        return peak * step / warmup
+    if cfg.schedule is None:
         return peak
-    total = cfg.schedule_steps or cfg.steps
-    span = max(total - cfg.warmup, 1)
-    t = min(step - cfg.warmup, span) / span
-    return cfg.lr_end + (peak - cfg.lr_end) * 0.5 * (1.0 + math.cos(math.pi * t))
+    span = max((cfg.schedule_steps or cfg.steps) - warmup, 1)
+    t = min(step - warmup, span) / span
+    return end + (peak - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def checkpoint_state(model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, curve: list[dict[str, float]],

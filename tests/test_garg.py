@@ -7,7 +7,7 @@ import pytest
 
 from helpers import board_record, claim_results
 from iclbench.reproduce import Results
-from iclbench_plugins.reproductions.garg import CURVE_TOL, FUNCTION_CLASSES, Garg
+from iclbench_plugins.reproductions.garg import CURVE_TOL, FUNCTION_CLASSES, MODEL, TF_LONG, Garg
 
 N = 40
 
@@ -55,7 +55,7 @@ def test_an_untrained_model_is_named_as_such(tmp_path):
 def test_no_budget_note_under_the_full_budget(tmp_path):
     r = results(tmp_path, [record("least-squares", "garg-relu", "relu", errors=[0.5] * N),
                            record("relu-nn", "garg-relu", "relu", errors=[0.4] * N),
-                           record("causal-tf", "garg-relu", "relu", errors=[0.5] * N)], budget="full")
+                           record(TF_LONG, "garg-relu", "relu", errors=[0.5] * N)], budget="full")
     found = Garg.relu(r)
     assert not found.holds and found.why == "the curves part by +0.100 at k = 1"
 
@@ -63,7 +63,7 @@ def test_no_budget_note_under_the_full_budget(tmp_path):
 def test_relu_claim_is_one_sided(tmp_path):
     nn = [0.6] * N
     r = results(tmp_path, [record("relu-nn", "garg-relu", "relu", errors=nn),
-                           record("causal-tf", "garg-relu", "relu", errors=[0.3] * (N - 1) + [0.6 + CURVE_TOL / 2])])
+                           record(TF_LONG, "garg-relu", "relu", errors=[0.3] * (N - 1) + [0.6 + CURVE_TOL / 2])])
     assert Garg.relu(r).holds  # far below the network, and within the tolerance above it at k = N
 
 
@@ -89,7 +89,7 @@ def sparse_records(tf):
     ls = [least_squares(k) for k in range(1, N + 1)]
     lasso = [max(0.0, 1 - k / 8) for k in range(1, N + 1)]  # Lasso recovers 3 nonzeros from ~8 points
     return [record("least-squares", "garg-sparse", "sparsity=3", errors=ls),
-            record("lasso", "garg-sparse", "sparsity=3", errors=lasso),
+            record("lasso[alpha=0.01]", "garg-sparse", "sparsity=3", errors=lasso),
             record("causal-tf", "garg-sparse", "sparsity=3", errors=tf)]
 
 
@@ -105,9 +105,9 @@ def test_sparse_claim_needs_below_least_squares_and_near_lasso(tmp_path):
 
 def test_tree_claim_needs_both_paired_differences_below_zero(tmp_path):
     def recs(vs_boosting, error=0.5):
-        return [record("causal-tf", "garg-tree", "tree", 0.3, "tree", loss_diff=-0.2, loss_diff_ci95=0.05),
-                record("causal-tf", "garg-tree", "tree", 0.3, "boosting", loss_diff=vs_boosting, loss_diff_ci95=0.05),
-                record("causal-tf", "garg-tree", "tree", errors=[error] * N)]
+        return [record(TF_LONG, "garg-tree", "tree", 0.3, "tree", loss_diff=-0.2, loss_diff_ci95=0.05),
+                record(TF_LONG, "garg-tree", "tree", 0.3, "boosting", loss_diff=vs_boosting, loss_diff_ci95=0.05),
+                record(TF_LONG, "garg-tree", "tree", errors=[error] * N)]
     assert Garg.trees(results(tmp_path, recs(-0.1))).holds
     found = Garg.trees(results(tmp_path, recs(-0.03)))  # the CI includes 0
     assert not found.holds and "vs boosting: Δ -0.0300 ± 0.0500" in found.ours
@@ -124,7 +124,7 @@ def test_missing_experiments_are_shown_not_dropped(tmp_path):
 
 def test_figure_has_a_panel_per_function_class_with_curves(tmp_path):
     recs = [record(spec, suite, task, errors=[0.5] * N) for suite, task in FUNCTION_CLASSES.items()
-            for spec in ("causal-tf", "least-squares")]
+            for spec in (MODEL[suite], "least-squares")]
     path = Garg().figures(results(tmp_path, recs), tmp_path)
     assert [p.name for p in path] == ["function-classes-error-vs-context.png"] and path[0].stat().st_size > 10_000
     assert Garg().figures(results(tmp_path, []), tmp_path) == []
@@ -141,3 +141,25 @@ def test_garg_reproduction_is_registered_with_both_budgets():
     for run in spec.runs:
         suite = catalog.suites.load(run.suite, catalog)
         assert any(e.prefix_curve for e in suite.evals) and FUNCTION_CLASSES[run.suite] in [e.label for e in suite.evals]
+
+
+def test_the_full_budget_follows_gargs_curriculum_per_function_class():
+    """Linear and sparse prompts grow from 11 to 41 points, 2 at a time, ReLU networks and trees
+    from 26 to 101, 5 at a time; dimensions from 5 to 20; every 2000 steps, ending at step 30 000."""
+    from iclbench.catalog import build_catalog
+    from iclbench.plugins import make_plugin_manager
+    from iclbench.reproduce import budgeted
+
+    catalog = build_catalog(make_plugin_manager())
+    spec = catalog.reproductions["garg"]().spec()
+    full = spec.budgets["full"]
+    for model, suite, points in ((MODEL["garg-linear"], "garg-linear", (11, 41, 2)),
+                                 (MODEL["garg-relu"], "garg-relu", (26, 101, 5)), (MODEL["garg-tree"], "garg-tree", (26, 101, 5))):
+        learner = budgeted(model, full, catalog).prototype(catalog)
+        task = catalog.suites.load(suite, catalog).train
+        d, N = task.config.d, task.config.N
+        assert N + 1 == points[1]  # the prompt the curriculum ends at
+        assert learner.curriculum_at(0, d, N) == (5, points[0] - 1)
+        assert learner.curriculum_at(1999, d, N) == (5, points[0] - 1)
+        assert learner.curriculum_at(2000, d, N) == (6, points[0] + points[2] - 1)
+        assert learner.curriculum_at(30000, d, N) == (20, points[1] - 1) == learner.curriculum_at(500000, d, N)

@@ -101,3 +101,24 @@ def test_an_evaluation_stores_the_curve_of_marked_columns(tmp_path):
     figure = tmp_path / "out" / "leaderboard" / "prefix-demo-marked-error-vs-context.png"
     assert figure.stat().st_size > 10_000
     assert "prefix-demo-marked-error-vs-context.png" in (tmp_path / "out" / "leaderboard" / "leaderboard.md").read_text()
+
+
+def test_a_classification_column_records_the_sign_accuracy_at_every_k(catalog, tmp_path):
+    """Garg's metric for classification: the accuracy of the prediction's sign per k, with its CI;
+    averaging's rises above chance with the context, and its figure is drawn."""
+    from iclbench.prefix_plot import plot_prefix_curves
+
+    task = catalog.tasks["garg-linear"]({"d": 5, "N": 20, "classification": True})
+    avg = fitted(catalog, "averaging", task)
+    ep = sample64(task, 2000)
+    curve = prefix_curve(avg, ep, avg.predict, task.scores)
+    assert len(curve["accuracy"]) == len(curve["accuracy_ci95"]) == 20
+    with torch.no_grad():
+        signs = (torch.sign(avg.predict(ep)[:, 0]) == torch.sign(ep.query_y[:, 0])).double()  # (B,) with all 20 pairs
+    assert curve["accuracy"][-1] == pytest.approx(float(signs.mean()), abs=1e-12)
+    assert curve["accuracy"][0] < curve["accuracy"][-1] and curve["accuracy"][-1] > 0.75
+    rec = {"suite": "garg-classification", "task_label": "classification", "label": "averaging", "seed": 0,
+           "status": "ok", "prefix_curve": curve}
+    paths = plot_prefix_curves([rec], tmp_path)
+    assert sorted(p.name for p in paths) == ["garg-classification-classification-accuracy-vs-context.png",
+                                             "garg-classification-classification-error-vs-context.png"]

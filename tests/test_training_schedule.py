@@ -25,6 +25,7 @@ def test_the_schedule_matches_optax_warmup_cosine_decay():
     assert learning_rate(cfg, peak, 30) == pytest.approx(1e-5 + (peak - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert learning_rate(cfg, peak, 50) == pytest.approx(1e-5) and learning_rate(cfg, peak, 90) == pytest.approx(1e-5)
     flat = TrainConfig(steps=100, warmup=4)
+    assert [learning_rate(TrainConfig(), 1.0, s) for s in (0, 99)] == [1.0, 1.0]  # unset: constant
     assert [learning_rate(flat, 1.0, s) for s in (0, 2, 4, 99)] == [0.0, 0.5, 1.0, 1.0]
 
 
