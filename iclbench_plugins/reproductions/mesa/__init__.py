@@ -14,7 +14,7 @@ from statistics import mean
 from typing import Any
 
 import iclbench
-from iclbench.plugin_api import across_seeds, Finding, Reproduction, Results
+from iclbench.plugin_api import above, across_seeds, all_of, below, Finding, Reproduction, Results, Verdict, within
 
 LSA = "seq-tf"  # one causal linear layer on constructed tokens
 DEPTHS = ["seq-tf", "seq-tf[layers=2]", "seq-tf[layers=4]"]  # deep linear Transformers
@@ -22,8 +22,8 @@ PROBED = ["seq-tf[layers=4]", "seq-tf[attention=softmax,layers=4]"]
 MESA, HYBRID, SOFTMAX = "seq-tf[attention=mesa]", "seq-tf[attention=hybrid,layers=2]", "seq-tf[attention=softmax,layers=2]"
 REVERSED = "seq-tf[layers=4]"  # the model the compressed algorithm and few-shot regression use
 MATCH_TOL = 0.05  # "matches" / "equals": loss over positions within 5 % of the reference's (paired)
-COS_MIN = 0.99  # and, against GD, input sensitivities aligned (the 2023a paper's cosines are ~1)
-PROBE_GAIN = 0.1  # "rises with depth": R² up by at least 0.1 from the tokens to the last layer's input ...
+COS_MIN = 0.99  # our threshold: against GD, input sensitivities aligned (the 2023a paper's cosines are ~1)
+PROBE_GAIN = 0.1  # our threshold for "rises with depth": R² up by at least 0.1 from the tokens to the last layer's input ...
 PROBE_DROP = 0.02  # ... and never down by more than 0.02 from one layer to the next
 COMPRESSED_TOL = 0.1  # the compressed algorithm "reproduces" the model: its loss within 10 % of the model's
 FEWSHOT_FRACTION = 0.5  # "does few-shot regression": at the last shot, below half the zero predictor's loss
@@ -35,6 +35,15 @@ def budget_note(r: Results) -> str:
         return ""
     steps = r.meta.get("budget_values", {}).get("train_steps")
     return f"; the {r.meta.get('budget')} budget trains {steps} steps against the reference's 20 000"
+
+
+def num(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def found(ours: str, v: Verdict, r: Results) -> Finding:
+    """A finding whose reason, where it has one, carries the budget's note."""
+    return Finding("", ours, v.holds, v.why + budget_note(r) if v.why else "")
 
 
 def averaged(results: list[dict[str, Any]], key) -> Any:
@@ -58,18 +67,19 @@ class Mesa(Reproduction):
     def findings(self, r: Results) -> list[Finding]:
         return self.check([
             (f"a 1-layer linear Transformer on constructed tokens matches one GD step on the autoregressive loss: "
-             f"loss over positions within {MATCH_TOL:.0%} of online GD's, sensitivity cosine >= {COS_MIN} at each of "
-             f"5 positions from t = 5 to the last (Sec. 3)",
+             f"loss over positions within {MATCH_TOL:.0%} of online GD's, sensitivity cosine >= {COS_MIN} (our "
+             f"threshold) at each of 5 positions from t = 5 to the last (Sec. 3)",
              self.one_layer),
             ("deep linear Transformers approach online ridge as depth grows: the paired gap to it shrinks from 1 to "
              "2 to 4 layers, each step beyond its 95 % CIs (Fig. 3)", self.depth),
             (f"probe R² for the preconditioned input rises with depth, in linear and softmax models: up by >= "
-             f"{PROBE_GAIN} from the tokens to the last layer's input, never down by more than {PROBE_DROP} (Fig. 4)",
+             f"{PROBE_GAIN} from the tokens to the last layer's input, never down by more than {PROBE_DROP} (our "
+             "thresholds; Fig. 4)",
              self.probes),
             (f"a 1-layer mesa Transformer equals online ridge: loss over positions within {MATCH_TOL:.0%} of online "
              "ridge's with lambda tuned (Sec. 5)", self.mesa),
-            ("the hybrid mesa Transformer (softmax, then mesa) is at least as good as a softmax Transformer of equal "
-             "depth (2 layers): paired difference not above 0 beyond its CI (Sec. 5)", self.hybrid),
+            (f"the hybrid mesa Transformer (softmax, then mesa) is at least as good as a softmax Transformer of equal "
+             f"depth (2 layers): its paired loss over positions less than {MATCH_TOL:.0%} above (Sec. 5)", self.hybrid),
             (f"the compressed algorithm (GD preconditioned by a degree-3 polynomial of the prefix covariance) "
              f"fitted to a trained 4-layer linear Transformer reproduces its loss over positions within "
              f"{COMPRESSED_TOL:.0%} (Sec. 4)", self.compressed),
@@ -90,22 +100,32 @@ class Mesa(Reproduction):
         if not recs or any("position_sensitivity" not in x for x in recs):
             raise LookupError(f"no per-position sensitivities of {r.label(LSA)!r} aligned to online-gd")
         ts = recs[0]["position_sensitivity"]["t"]
-        cos = averaged(recs, lambda x: x["position_sensitivity"]["sens_cos"])  # per measured position
-        worst = min(range(len(ts)), key=lambda i: cos[i])
-        holds = abs(p.rel) < MATCH_TOL and cos[worst] >= COS_MIN
-        why = "" if holds else (f"loss {p.rel:+.1%} from online GD's" if abs(p.rel) >= MATCH_TOL else
-                                f"sensitivity cosine {cos[worst]:.3f} at t = {ts[worst]}") + budget_note(r)
-        text = f"{p.text()}; sensitivity cosine " + ", ".join(f"{c:.3f} (t = {t})" for t, c in zip(ts, cos))
-        return Finding("", text, holds, why)
+        cos = [across_seeds([x["position_sensitivity"]["sens_cos"][i] for x in recs],
+                            [x["position_sensitivity"].get("ci95", [float("nan")] * len(ts))[i] for x in recs])
+               for i in range(len(ts))]  # (mean, 95 % half-width) per measured position
+        verdicts = [within(p.rel, p.rel_ci, MATCH_TOL, p.seeds, "loss vs online GD")]
+        verdicts += [above(m, 0.0 if c != c else c, COS_MIN, p.seeds, f"sensitivity cosine at t = {t}", unit=num)
+                     for t, (m, c) in zip(ts, cos)]
+        text = f"{p.text()}; sensitivity cosine " + ", ".join(f"{m:.3f} (t = {t})" for t, (m, _) in zip(ts, cos))
+        return found(text, all_of(verdicts), r)
 
     @classmethod
     def depth(cls, r: Results) -> Finding:
+        """Each deeper model's gap to online ridge against the shallower one's: holds when each
+        interval lies below the previous one, fails when one lies above it, else inconclusive."""
         gaps = [cls.gap(r, s, "online-ridge") for s in DEPTHS]
         text = "gap to online ridge: " + "; ".join(f"{n} layer(s) {g.diff:+.4f} ± {g.ci:.4f}"
                                                    for n, g in zip((1, 2, 4), gaps))
-        stuck = [DEPTHS[i + 1] for i in range(len(gaps) - 1) if gaps[i].diff - gaps[i].ci <= gaps[i + 1].diff + gaps[i + 1].ci]
-        why = "" if not stuck else f"the gap does not shrink beyond the CIs at {', '.join(stuck)}" + budget_note(r)
-        return Finding("", text, not stuck, why)
+        verdicts = []
+        for a, b, spec in zip(gaps, gaps[1:], DEPTHS[1:]):
+            if b.diff + b.ci < a.diff - a.ci:
+                verdicts.append(Verdict(True))
+            elif b.diff - b.ci > a.diff + a.ci:
+                verdicts.append(Verdict(False, f"the gap grows at {spec} ({a.diff:+.4f} -> {b.diff:+.4f}, beyond the CIs)"))
+            else:
+                verdicts.append(Verdict(None, f"the intervals overlap at {spec} ({a.diff:+.4f} ± {a.ci:.4f} -> "
+                                              f"{b.diff:+.4f} ± {b.ci:.4f})"))
+        return found(text, all_of(verdicts), r)
 
     @staticmethod
     def probes(r: Results) -> Finding:
@@ -126,14 +146,13 @@ class Mesa(Reproduction):
     @classmethod
     def mesa(cls, r: Results) -> Finding:
         p = cls.gap(r, MESA, "online-ridge")
-        holds = abs(p.rel) < MATCH_TOL
-        return Finding("", p.text(), holds, "" if holds else f"loss {p.rel:+.1%} from online ridge's" + budget_note(r))
+        return found(p.text(), within(p.rel, p.rel_ci, MATCH_TOL, p.seeds, "loss vs online ridge"), r)
 
     @classmethod
     def hybrid(cls, r: Results) -> Finding:
+        """At least as good: not worse than the softmax model by MATCH_TOL or more (non-inferiority)."""
         p = cls.gap(r, HYBRID, SOFTMAX)
-        holds = p.diff - p.ci <= 0
-        return Finding("", p.text(), holds, "" if holds else "the hybrid is worse beyond the CI" + budget_note(r))
+        return found(p.text(), below(p.rel, p.rel_ci, MATCH_TOL, p.seeds, "loss vs the softmax model"), r)
 
     @staticmethod
     def compressed(r: Results) -> Finding:
@@ -171,11 +190,8 @@ class Mesa(Reproduction):
         runs = cls.fewshot_runs(r)
         diffs = {k: across_seeds([x["differences"][k]["mean"] for x in runs], [x["differences"][k]["ci95"] for x in runs])
                  for k in ("prompt-eos", "prompt-pairs")}
-        holds = all(m + ci < 0 for m, ci in diffs.values())
         text = "; ".join(f"{k}: {m:+.4f} ± {ci:.4f}" for k, (m, ci) in diffs.items())
-        failing = [k for k, (m, ci) in diffs.items() if m + ci >= 0]
-        why = "" if holds else f"not below beyond the CI: {', '.join(failing)}" + budget_note(r)
-        return Finding("", text, holds, why)
+        return found(text, all_of([below(m, ci, 0.0, len(runs), k, unit=num) for k, (m, ci) in diffs.items()]), r)
 
 
 @iclbench.hookimpl
