@@ -14,7 +14,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import iclbench
-from iclbench.plugin_api import Finding, Reproduction, Results
+from iclbench.plugin_api import across_seeds, all_of, below, Finding, Reproduction, Results, within
 
 TF = "causal-tf"
 TF_LONG = "causal-tf[points_start=26,points_inc=5]"  # Garg's curriculum for ReLU networks and trees
@@ -68,19 +68,43 @@ class Garg(Reproduction):
         curve = r.prefix_error(MODEL[suite], suite, FUNCTION_CLASSES[suite])
         return "" if curve[-1] < UNTRAINED else f"{TF} never left the zero-predictor plateau (error {curve[-1]:.2f} at k = N)"
 
+    @staticmethod
+    def curve_gaps(r: Results, spec: str, reference: str, suite: str, task: str) -> list[tuple[float, float]]:
+        """Per k: `spec`'s error minus `reference`'s and its 95 % half-width: Student t over the
+        seeds both have; with one seed, the two curves' bands combined as if independent (wider
+        than the paired band, since errors on the same tasks correlate)."""
+        a, b = r.records_by_seed(spec, suite, task), r.records_by_seed(reference, suite, task)
+        seeds = [s for s in a if s in b and a[s].get("prefix_curve") and b[s].get("prefix_curve")]
+        if not seeds:
+            raise LookupError(f"no error-against-context curves of {r.label(spec)!r} and {r.label(reference)!r} "
+                              f"on {suite}/{task}")
+        ca, cb = [a[s]["prefix_curve"] for s in seeds], [b[s]["prefix_curve"] for s in seeds]
+        out = []
+        for k in range(len(ca[0]["error"])):
+            gaps = [x["error"][k] - y["error"][k] for x, y in zip(ca, cb)]
+            bands = [(x["ci95"][k] ** 2 + y["ci95"][k] ** 2) ** 0.5 for x, y in zip(ca, cb)]
+            out.append(across_seeds(gaps, bands))
+        return out
+
     @classmethod
-    def matches(cls, r: Results, suite: str, reference: str, tol: float, two_sided: bool = True) -> tuple[str, bool, str]:
-        """(ours, holds, why) for causal-tf's curve against `reference`'s on `suite`."""
+    def matches(cls, r: Results, suite: str, reference: str, tol: float, two_sided: bool = True
+                ) -> tuple[str, bool | None, str]:
+        """(ours, holds, why) for causal-tf's curve against `reference`'s on `suite`, three-valued
+        on each k's interval: holds when every k's lies inside the tolerance (below it, one-sided),
+        does not hold when one lies outside, else inconclusive."""
         task = FUNCTION_CLASSES[suite]
         ours, ref = r.prefix_error(MODEL[suite], suite, task), r.prefix_error(reference, suite, task)
-        ks = range(1, len(ours) + 1)
-        gaps = [ours[k - 1] - ref[k - 1] for k in ks]
-        k, gap = max(zip(ks, gaps), key=lambda kg: abs(kg[1]) if two_sided else kg[1])
-        text = (f"worst k = {k}: {ours[k - 1]:.3f} vs {reference} {ref[k - 1]:.3f} ({gap:+.3f}); "
+        gaps = cls.curve_gaps(r, MODEL[suite], reference, suite, task)
+        test = within if two_sided else below
+        verdicts = [test(g, ci, tol, 1, f"k = {k}", unit=lambda x: f"{x:+.3f}") for k, (g, ci) in enumerate(gaps, 1)]
+        k, (gap, ci) = max(enumerate(gaps, 1), key=lambda kg: abs(kg[1][0]) if two_sided else kg[1][0])
+        text = (f"worst k = {k}: {ours[k - 1]:.3f} vs {reference} {ref[k - 1]:.3f} ({gap:+.3f} ± {ci:.3f}); "
                 f"at k = {len(ours)}: {ours[-1]:.3f} vs {ref[-1]:.3f}")
-        holds = (abs(gap) if two_sided else gap) < tol
-        why = "" if holds else (cls.trained(r, suite) or f"the curves part by {gap:+.3f} at k = {k}") + budget_note(r)
-        return text, holds, why
+        v = all_of(verdicts)
+        first = verdicts[k - 1] if verdicts[k - 1].holds is not True else next(x for x in verdicts if x.holds is not True) \
+            if v.holds is not True else None  # the worst k's reason where it decides
+        why = "" if v.holds else ((cls.trained(r, suite) if v.holds is False else "") or first.why) + budget_note(r)
+        return text, v.holds, why
 
     @classmethod
     def linear(cls, r: Results) -> Finding:
@@ -91,30 +115,36 @@ class Garg(Reproduction):
         columns = sorted({x["task_label"] for x in r.records if x["suite"] == "garg-linear"} - {"standard"})
         if not columns:
             raise LookupError("no garg-linear records")
-        gap = {}
+        gap, verdicts = {}, {}
         for c in columns:
             p = r.paired(TF, "least-squares", "garg-linear", c)
-            gap[c] = p.diff / r.mean("zero", "garg-linear", c)  # in units of the zero predictor's error
-        failing = sorted((c for c in columns if abs(gap[c]) >= OOD_TOL), key=lambda c: -abs(gap[c]))
-        worst = max(columns, key=lambda c: abs(gap[c]))
-        ours = f"worst {worst}: {gap[worst]:+.3f}; {len(columns) - len(failing)} of {len(columns)} prompts within"
-        why = ""
-        if failing:
-            why = "outside the tolerance: " + ", ".join(f"{c} ({gap[c]:+.2f})" for c in failing[:6])
-            why += (f" and {len(failing) - 6} more" if len(failing) > 6 else "") + budget_note(r)
-        return Finding("", ours, not failing, why)
+            unit = r.mean("zero", "garg-linear", c)  # the zero predictor's error on the column
+            gap[c] = (p.diff / unit, p.ci / unit)
+            verdicts[c] = within(*gap[c], OOD_TOL, p.seeds, c, unit=lambda x: f"{x:+.3f}")
+        worst = max(columns, key=lambda c: abs(gap[c][0]))
+        kept = sum(v.holds is True for v in verdicts.values())
+        ours = f"worst {worst}: {gap[worst][0]:+.3f} ± {gap[worst][1]:.3f}; {kept} of {len(columns)} prompts within"
+        failing = sorted((c for c in columns if verdicts[c].holds is False), key=lambda c: -abs(gap[c][0]))
+        open_ = [c for c in columns if verdicts[c].holds is None]
+        v = all_of(verdicts.values())
+        why = "; ".join(part for part in (
+            "outside the tolerance: " + ", ".join(f"{c} ({gap[c][0]:+.2f})" for c in failing[:6])
+            + (f" and {len(failing) - 6} more" if len(failing) > 6 else "") if failing else "",
+            "interval crosses the tolerance: " + ", ".join(f"{c} ({gap[c][0]:+.2f} ± {gap[c][1]:.2f})" for c in open_[:6])
+            if open_ else "") if part)
+        return Finding("", ours, v.holds, why + budget_note(r) if why else "")
 
     @classmethod
     def sparse(cls, r: Results) -> Finding:
         task = FUNCTION_CLASSES["garg-sparse"]
         ours, ls = r.prefix_error(TF, "garg-sparse", task), r.prefix_error("least-squares", "garg-sparse", task)
         d = next(x["task_config"]["d"] for x in r.records if (x["suite"], x["task_label"]) == ("garg-sparse", task))
-        below = [k for k in range(5, d) if ours[k - 1] >= ls[k - 1]]
+        above_ls = [k for k in range(5, d) if ours[k - 1] >= ls[k - 1]]
         text, near, why = cls.matches(r, "garg-sparse", LASSO, LASSO_TOL, two_sided=False)
-        text = f"vs Lasso (alpha = 0.01): {text}; not below least squares at k = {below or 'none'}"
-        holds = near and not below
-        if below and not why:
-            why = f"{TF} is not below least squares at k = {', '.join(map(str, below[:6]))}" + budget_note(r)
+        text = f"vs Lasso (alpha = 0.01): {text}; not below least squares at k = {above_ls or 'none'}"
+        holds = False if above_ls else near
+        if above_ls and not why:
+            why = f"{TF} is not below least squares at k = {', '.join(map(str, above_ls[:6]))}" + budget_note(r)
         return Finding("", text, holds, why)
 
     @classmethod
@@ -123,14 +153,15 @@ class Garg(Reproduction):
 
     @classmethod
     def trees(cls, r: Results) -> Finding:
-        parts, holds = [], True
+        parts, verdicts = [], []
         for ref in ("tree", "boosting"):
             p = r.paired(MODEL["garg-tree"], ref, "garg-tree", "tree")
             parts.append(f"vs {ref}: {p.text()}")
-            holds = holds and p.diff + p.ci < 0
+            verdicts.append(below(p.diff, p.ci, 0.0, p.seeds, f"vs {ref}", unit=lambda x: f"{x:+.4f}"))
+        v = all_of(verdicts)
         untrained = cls.trained(r, "garg-tree")  # below baselines that are worse than 0 is not Garg's finding
-        holds = holds and not untrained
-        why = "" if holds else (untrained or f"{TF} is not below both") + budget_note(r)
+        holds = False if untrained else v.holds
+        why = "" if holds else (untrained or v.why) + budget_note(r)
         return Finding("", "; ".join(parts), holds, why)
 
 
