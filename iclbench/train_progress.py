@@ -89,8 +89,9 @@ class TrainProgress:
         text = f"{self.desc}: {message}"
         if self.bar is not None:
             tqdm.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream, flush=True)
+        else:  # one write for the whole line: worker processes share the stream, and a line written
+            self.stream.write(text + "\n")  # in two parts (text, then the newline) can take another's
+            self.stream.flush()  # line into it between them
 
     def update(self, n: int = 1) -> None:
         self.step += n
