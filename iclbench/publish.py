@@ -176,8 +176,7 @@ def curve_figure(suite: str, learners: dict[str, list[list[dict]]], column: str,
         for name, value in lines[label]:
             if name == baseline_line and value > 2 * highest:
                 continue  # far above every curve: it would only squeeze them
-            color, ls = ("0.45", ":") if name == baseline_line or name not in look else \
-                (look[name]["color"], look[name]["ls"])
+            color, ls = ("0.45", ":") if name == baseline_line else (look[name]["color"], look[name]["ls"])
             ax.axhline(value, color=color, ls=ls, lw=1.1, label=f"{name}: {value:.4g}")
         decorate(ax, "training step", plot.ylabel, label, log=plot.log, size=7)
         if plot.top is not None:

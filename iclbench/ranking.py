@@ -18,7 +18,7 @@ median is shown beside it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -194,12 +194,11 @@ def standings(records: Iterable[dict[str, Any]], name: str | None = None, root: 
         ratio = ((row.mean / best if sign > 0 else best / row.mean) if ok and best > 0 and row.mean > 0 else None)
         place = {"gap": gap, "ratio": ratio}
         if k == top:
-            out.append(Standing(**{**row.__dict__, **place, "best": True}))
+            out.append(replace(row, **place, best=True))
         elif k in adjusted:
-            out.append(Standing(**{**row.__dict__, **place, "tied": adjusted[k] >= ALPHA, "p_holm": adjusted[k],
-                                   "test": tests[k][1]}))
+            out.append(replace(row, **place, tied=adjusted[k] >= ALPHA, p_holm=adjusted[k], test=tests[k][1]))
         else:
-            out.append(Standing(**{**row.__dict__, **place}))
+            out.append(replace(row, **place))
     return out
 
 

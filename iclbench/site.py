@@ -136,15 +136,15 @@ def suite_page(suite: str, columns: list[Column], plots: list[str], prov: dict[s
     parts = [f'<p><a href="index.html">← back</a></p>\n<h1>Suite <code>{esc(suite)}</code></h1>',
              contents(columns, bool(rest))]
     home = [c for c in columns if not c.group]
+    order: list[str] = []  # the learners in the first in-distribution column's ranking: the pivots' rows
     if home:
         parts.append('<h2 id="best">Who is best</h2>')
         for column in home:
             records = by_column.get((suite, column.group, column.task), [])
             name, rows = column_standings(records, folder)
             parts += [f"<h3>{esc(column_title(column))}</h3>", standings_table(rows, name)]
+            order = order or [s.learner for s in rows]
         parts.append(f"<p>{esc(TEST_NOTE)}</p>")
-    order = [s.learner for s in column_standings(by_column.get((suite, home[0].group, home[0].task), []))[1]] \
-        if home else []
     if groups:
         parts.append(f'<h2 id="shifts">Out of distribution</h2>\n<p>{esc(SCALE_NOTE)}</p>')
     for i, group in enumerate(groups):

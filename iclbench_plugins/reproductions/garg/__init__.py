@@ -101,10 +101,12 @@ class Garg(Reproduction):
         text = (f"worst k = {k}: {ours[k - 1]:.3f} vs {reference} {ref[k - 1]:.3f} ({gap:+.3f} ± {ci:.3f}); "
                 f"at k = {len(ours)}: {ours[-1]:.3f} vs {ref[-1]:.3f}")
         v = all_of(verdicts)
-        first = verdicts[k - 1] if verdicts[k - 1].holds is not True else next(x for x in verdicts if x.holds is not True) \
-            if v.holds is not True else None  # the worst k's reason where it decides
-        why = "" if v.holds else ((cls.trained(r, suite) if v.holds is False else "") or first.why) + budget_note(r)
-        return text, v.holds, why
+        if v.holds:
+            return text, True, ""
+        undecided = [x for x in verdicts if x.holds is not True]
+        shown = verdicts[k - 1] if verdicts[k - 1].holds is not True else undecided[0]  # the worst k's reason, if it has one
+        why = (cls.trained(r, suite) if v.holds is False else "") or shown.why
+        return text, v.holds, why + budget_note(r)
 
     @classmethod
     def linear(cls, r: Results) -> Finding:
